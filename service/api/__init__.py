@@ -1,0 +1,9 @@
+"""The /api/v1 blueprint and its children."""
+
+from quart import Blueprint
+
+from service.api import auth, users
+
+blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
+blueprint.register_blueprint(users.blueprint)
+blueprint.register_blueprint(auth.blueprint)

@@ -1,0 +1,82 @@
+"""Routes for /users."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint
+
+from service.api.deps import user_service
+from service.api.guards import (
+    admin_required,
+    get_jwt_identity,
+    jwt_required,
+    self_or_admin_required,
+)
+from service.api.io import body, query, returns
+from service.models import User
+from service.schemas.user import (
+    NewUser,
+    UserChanges,
+    UserCreateSchema,
+    UserListQuery,
+    UserListQuerySchema,
+    UserPageSchema,
+    UserSchema,
+    UserUpdateSchema,
+)
+
+blueprint = Blueprint("users", __name__, url_prefix="/users")
+
+
+@blueprint.get("")
+@jwt_required()
+@query(UserListQuerySchema)
+@returns(UserPageSchema)
+async def list_users(query_args: UserListQuery) -> dict[str, Any]:
+    """List live users, newest first."""
+    page = await user_service().list_page(**query_args)
+    return page.envelope("users")
+
+
+@blueprint.post("")
+@body(UserCreateSchema)
+@returns(UserSchema, status=201)
+async def create_user(data: NewUser) -> User:
+    """Register a new user."""
+    return await user_service().register(data)
+
+
+@blueprint.get("/me")
+@jwt_required()
+@returns(UserSchema)
+async def get_current_user() -> User:
+    """The calling user."""
+    return await user_service().get(get_jwt_identity())
+
+
+@blueprint.get("/<int:user_id>")
+@jwt_required()
+@returns(UserSchema)
+async def get_user(user_id: int) -> User:
+    """One live user."""
+    return await user_service().get(user_id)
+
+
+@blueprint.patch("/<int:user_id>")
+@jwt_required()
+@self_or_admin_required("user_id")
+@body(UserUpdateSchema)
+@returns(UserSchema)
+async def update_user(user_id: int, data: UserChanges) -> User:
+    """Change names or the active flag of oneself, or of anyone as an admin."""
+    return await user_service().update(user_id, data)
+
+
+@blueprint.delete("/<int:user_id>")
+@jwt_required()
+@admin_required
+async def delete_user(user_id: int) -> tuple[str, int]:
+    """Soft-delete a user (admin)."""
+    await user_service().soft_delete(user_id)
+    return "", 204

@@ -1,0 +1,105 @@
+"""The Flask service's CLI: `quart --app service.asgi seed-db | create-admin`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+from marshmallow import ValidationError
+from quart import Quart
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.config import Settings
+from service.db import create_engine, make_sessionmaker
+from service.schemas.user import UserCreateSchema
+from service.security.passwords import PasswordHasher
+from service.services.users import UserService
+
+T = TypeVar("T")
+
+SEED_USERS = [("admin@example.com", "admin123", "Admin", "User", True)] + [
+    (f"user{i}@example.com", "password123", "User", str(i), False) for i in range(1, 6)
+]
+
+
+def register(app: Quart, settings: Settings) -> None:
+    @app.cli.command("seed-db")
+    def seed_db() -> None:
+        """Seed the database with the Flask service's demo admin and five users."""
+        if settings.env == "production":
+            raise click.ClickException(
+                "seed-db creates accounts with known passwords; "
+                "it does not run in production"
+            )
+        click.echo("Seeding database...")
+        asyncio.run(_with_users(settings, _seed))
+        click.echo("Database seeded successfully!")
+
+    @app.cli.command("create-admin")
+    @click.argument("email", envvar="ADMIN_EMAIL")
+    @click.argument("password", envvar="ADMIN_PASSWORD", required=False)
+    def create_admin(email: str, password: str | None) -> None:
+        """Create an admin user; prompts for the password when it is left out."""
+        if password is None:
+            password = click.prompt(
+                "Password", hide_input=True, confirmation_prompt=True
+            )
+        data = {
+            "email": email,
+            "password": password,
+            "first_name": "Admin",
+            "last_name": "User",
+        }
+        try:
+            UserCreateSchema().load(data)
+        except ValidationError as error:
+            raise click.ClickException(f"invalid admin: {error.messages}") from None
+
+        async def create(users: UserService) -> None:
+            if await users.get_by_email(email) is not None:
+                click.echo(f"User {email} already exists")
+                return
+            await users.register(
+                {
+                    "email": email,
+                    "password": password,
+                    "first_name": "Admin",
+                    "last_name": "User",
+                },
+                is_admin=True,
+            )
+            click.echo(f"Admin user {email} created successfully!")
+
+        asyncio.run(_with_users(settings, create))
+
+
+async def _seed(users: UserService) -> None:
+    for email, password, first_name, last_name, is_admin in SEED_USERS:
+        if await users.get_by_email(email) is not None:
+            continue
+        await users.register(
+            {
+                "email": email,
+                "password": password,
+                "first_name": first_name,
+                "last_name": last_name,
+            },
+            is_admin=is_admin,
+        )
+        click.echo("Created admin user" if is_admin else f"Created user: {email}")
+
+
+async def _with_users(
+    settings: Settings, work: Callable[[UserService], Awaitable[T]]
+) -> T:
+    engine = create_engine(settings)
+    hasher = PasswordHasher(settings.password_hash_threads)
+    try:
+        session: AsyncSession
+        async with make_sessionmaker(engine)() as session:
+            return await work(UserService(session, hasher))
+    finally:
+        hasher.shutdown()
+        await engine.dispose()

@@ -1,0 +1,158 @@
+"""Settings read from the environment once, validated at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, Self
+
+Environment = Literal["development", "testing", "production"]
+
+DEFAULT_SQLITE_PATH = Path("instance") / "service.db"
+# Values a deployment must never run with: the Flask-era fallbacks and the
+# examples from .env.example.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "",
+        "changeme",
+        "change-me",
+        "changethis",
+        "secret",
+        "dev-secret-key-change-me-0123456789",
+        "dev-jwt-secret-key-change-me-0123456789",
+        "development-secret-key-not-for-production",
+        "development-jwt-secret-key-not-for-production",
+    }
+)
+DEV_SECRET_KEY = "development-secret-key-not-for-production"
+DEV_JWT_SECRET_KEY = "development-jwt-secret-key-not-for-production"
+
+
+class ConfigError(RuntimeError):
+    """The environment describes a configuration the service refuses to run."""
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the Flask service's sync URLs and pick the async driver for them."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    if url.startswith("sqlite://") and not url.startswith("sqlite+"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    return url
+
+
+def default_database_url() -> str:
+    return f"sqlite+aiosqlite:///{DEFAULT_SQLITE_PATH.resolve()}"
+
+
+def database_url_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    url = (os.environ if environ is None else environ).get("DATABASE_URL", "").strip()
+    return normalize_database_url(url) if url else None
+
+
+def prepare_sqlite_file(url: str) -> None:
+    """Create the folder of a SQLite database file: the embedded default just runs."""
+    prefix = "sqlite+aiosqlite:///"
+    path = url[len(prefix) :].split("?")[0] if url.startswith(prefix) else ""
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    env: Environment = "development"
+    database_url: str = field(default_factory=default_database_url)
+    secret_key: str = DEV_SECRET_KEY
+    jwt_secret_key: str = DEV_JWT_SECRET_KEY
+    access_token_expires: int = 15 * 60
+    refresh_token_expires: int = 30 * 24 * 60 * 60
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    db_pool_timeout: float = 10.0
+    db_statement_cache: bool = True
+    password_hash_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
+    max_content_length: int = 1024 * 1024
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        env = os.environ if environ is None else environ
+        name = env.get("APP_ENV", "development").strip().lower()
+        if name not in ("development", "testing", "production"):
+            raise ConfigError(
+                f"APP_ENV must be development, testing or production, not {name!r}"
+            )
+        values: dict[str, Any] = {"env": name}
+        if url := database_url_from_env(env):
+            values["database_url"] = url
+        elif name == "production":
+            raise ConfigError("DATABASE_URL is required in production")
+        for key, attr in (
+            ("SECRET_KEY", "secret_key"),
+            ("JWT_SECRET_KEY", "jwt_secret_key"),
+        ):
+            if key in env:
+                values[attr] = env[key]
+        for key, attr, kind in _NUMERIC:
+            if raw := env.get(key, "").strip():
+                try:
+                    values[attr] = kind(raw)
+                except ValueError:
+                    raise ConfigError(f"{key} must be a number, not {raw!r}") from None
+                if values[attr] < 0:
+                    raise ConfigError(f"{key} must not be negative")
+        if raw := env.get("DB_STATEMENT_CACHE", "").strip():
+            values["db_statement_cache"] = raw.lower() not in (
+                "0",
+                "false",
+                "no",
+                "off",
+            )
+        if raw := env.get("LOG_LEVEL", "").strip():
+            values["log_level"] = raw.upper()
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.env != "production":
+            return
+        for name, value in (
+            ("SECRET_KEY", self.secret_key),
+            ("JWT_SECRET_KEY", self.jwt_secret_key),
+        ):
+            if value.strip().lower() in PLACEHOLDER_SECRETS:
+                raise ConfigError(
+                    f"{name} is missing or a placeholder; set a real secret"
+                )
+            if len(value) < 32:
+                raise ConfigError(f"{name} must be at least 32 characters long")
+
+    def with_changes(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def quart_config(self) -> dict[str, Any]:
+        return {
+            "SECRET_KEY": self.secret_key,
+            "MAX_CONTENT_LENGTH": self.max_content_length,
+            "TESTING": self.env == "testing",
+            "PROPAGATE_EXCEPTIONS": False,
+        }
+
+
+_NUMERIC: tuple[tuple[str, str, type[int] | type[float]], ...] = (
+    ("JWT_ACCESS_TOKEN_EXPIRES", "access_token_expires", int),
+    ("JWT_REFRESH_TOKEN_EXPIRES", "refresh_token_expires", int),
+    ("DB_POOL_SIZE", "db_pool_size", int),
+    ("DB_MAX_OVERFLOW", "db_max_overflow", int),
+    ("DB_POOL_TIMEOUT", "db_pool_timeout", float),
+    ("PASSWORD_HASH_THREADS", "password_hash_threads", int),
+    ("MAX_CONTENT_LENGTH", "max_content_length", int),
+)

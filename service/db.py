@@ -1,0 +1,93 @@
+"""Engine per app (created when serving starts), one AsyncSession per request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Quart, current_app, g
+from sqlalchemy import event
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from service.config import Settings, prepare_sqlite_file
+
+SESSIONMAKER_KEY = "db_sessionmaker"
+ENGINE_KEY = "db_engine"
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    if settings.is_sqlite:
+        prepare_sqlite_file(settings.database_url)
+        engine = create_async_engine(settings.database_url)
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        return engine
+    options: dict[str, Any] = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout,
+        "pool_pre_ping": True,
+    }
+    if not settings.db_statement_cache:
+        # PgBouncer in transaction mode: both caches must be off.
+        options["connect_args"] = {"statement_cache_size": 0}
+        options["execution_options"] = {"compiled_cache": None}
+        url = settings.database_url
+        separator = "&" if "?" in url else "?"
+        return create_async_engine(
+            f"{url}{separator}prepared_statement_cache_size=0", **options
+        )
+    return create_async_engine(settings.database_url, **options)
+
+
+def make_sessionmaker(bind: Any) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(bind=bind, expire_on_commit=False)
+
+
+def init_app(app: Quart, settings: Settings) -> None:
+    @app.before_serving
+    async def create_engine_for_app() -> None:
+        if SESSIONMAKER_KEY in app.extensions:  # a test bound it to its connection
+            return
+        engine = create_engine(settings)
+        app.extensions[ENGINE_KEY] = engine
+        app.extensions[SESSIONMAKER_KEY] = make_sessionmaker(engine)
+
+    @app.after_serving
+    async def dispose_engine() -> None:
+        engine: AsyncEngine | None = app.extensions.pop(ENGINE_KEY, None)
+        if engine is not None:
+            app.extensions.pop(SESSIONMAKER_KEY, None)
+            await engine.dispose()
+
+    @app.teardown_appcontext
+    async def close_session(_exc: BaseException | None) -> None:
+        session: AsyncSession | None = g.pop("db_session", None)
+        if session is not None:
+            await session.close()
+
+
+def request_session() -> AsyncSession:
+    """The current request's session, opened on first use."""
+    session: AsyncSession | None = g.get("db_session")
+    if session is None:
+        sessionmaker: async_sessionmaker[AsyncSession] = current_app.extensions[
+            SESSIONMAKER_KEY
+        ]
+        session = g.db_session = sessionmaker()
+    return session
+
+
+def _sqlite_on_connect(
+    dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry
+) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

@@ -1,0 +1,1 @@
+"""Marshmallow schemas: what comes in, what goes out."""

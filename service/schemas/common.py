@@ -1,0 +1,83 @@
+"""Field types and envelopes shared by every schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+MAX_EMAIL_LENGTH = 255
+
+
+def _reject_unstorable(value: str) -> None:
+    # PostgreSQL refuses NUL in text and UTF-8 cannot carry lone surrogates; both
+    # reached the database in the Flask service and came back as 500s.
+    if "\x00" in value:
+        raise ValidationError("Must not contain NUL characters.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("Must be valid Unicode text.") from None
+
+
+class Text(fields.String):
+    """A string the database can store."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> str:
+        text: str = super()._deserialize(value, attr, data, **kwargs)
+        _reject_unstorable(text)
+        return text
+
+
+class Email(fields.Email):
+    """An email address that fits the `VARCHAR(255)` column."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators.insert(0, validate.Length(max=MAX_EMAIL_LENGTH))
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> str:
+        if isinstance(value, str):
+            _reject_unstorable(value)
+        email: str = super()._deserialize(value, attr, data, **kwargs)
+        return email
+
+
+class LenientInt(fields.Integer):
+    """An integer query argument that falls back to its default, as `type=int` did."""
+
+    def __init__(self, fallback: int, **kwargs: Any) -> None:
+        super().__init__(load_default=fallback, **kwargs)
+        self.fallback = fallback
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> int:
+        try:
+            number: int = super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError:
+            return self.fallback
+        return number
+
+
+class ErrorSchema(Schema):
+    error = fields.String(required=True)
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    msg = fields.String()
+
+
+def page_schema(item_schema: type[Schema], key: str) -> type[Schema]:
+    return Schema.from_dict(
+        {
+            key: fields.List(fields.Nested(item_schema)),
+            "page": fields.Integer(),
+            "per_page": fields.Integer(),
+            "total": fields.Integer(),
+            "pages": fields.Integer(),
+        },
+        name=f"{item_schema.__name__.removesuffix('Schema')}PageSchema",
+    )

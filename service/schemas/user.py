@@ -1,0 +1,72 @@
+"""User bodies, query strings and the User resource."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from marshmallow import EXCLUDE, Schema, fields, post_load, validate
+
+from service.schemas.common import Email, LenientInt, Text, page_schema
+
+NAME = validate.Length(min=1, max=100)
+
+
+class UserSchema(Schema):
+    id = fields.Integer()
+    email = fields.String()
+    first_name = fields.String()
+    last_name = fields.String()
+    full_name = fields.String()
+    is_active = fields.Boolean()
+    is_admin = fields.Boolean()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class NewUser(TypedDict):
+    email: str
+    password: str
+    first_name: str
+    last_name: str
+
+
+class UserCreateSchema(Schema):
+    email = Email(required=True)
+    password = Text(required=True, validate=validate.Length(min=8, max=128))
+    first_name = Text(required=True, validate=NAME)
+    last_name = Text(required=True, validate=NAME)
+
+
+class UserChanges(TypedDict, total=False):
+    first_name: str
+    last_name: str
+    is_active: bool
+
+
+class UserUpdateSchema(Schema):
+    first_name = Text(validate=NAME)
+    last_name = Text(validate=NAME)
+    is_active = fields.Boolean()
+
+
+class UserListQuery(TypedDict):
+    page: int
+    per_page: int
+    active_only: bool
+
+
+class UserListQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    page = LenientInt(1)
+    per_page = LenientInt(20)
+    active_only = fields.String(load_default="true")
+
+    @post_load
+    def interpret(self, data: dict[str, Any], **_kwargs: Any) -> dict[str, Any]:
+        # Only the string "true", in any case, means true: the Flask service's rule.
+        return {**data, "active_only": data["active_only"].lower() == "true"}
+
+
+UserPageSchema = page_schema(UserSchema, "users")

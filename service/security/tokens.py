@@ -1,0 +1,87 @@
+"""JWTs, claim for claim as flask-jwt-extended 4.x issues and checks them."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import jwt
+
+from service.errors import AuthError, InvalidTokenError
+
+TokenType = Literal["access", "refresh"]
+ALGORITHM = "HS256"
+MAX_USER_ID = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user_id: int
+    token_type: TokenType
+    jti: str | None
+    is_admin: bool
+    claims: dict[str, Any] = field(repr=False)
+
+
+def create_token(
+    *,
+    user_id: int,
+    token_type: TokenType,
+    key: str,
+    expires_in: int,
+    additional_claims: dict[str, Any] | None = None,
+    now: int | None = None,
+) -> str:
+    issued_at = int(time.time()) if now is None else now
+    # Key order matters only for byte-for-byte parity with flask-jwt-extended.
+    payload: dict[str, Any] = {
+        "fresh": False,
+        "iat": issued_at,
+        "jti": str(uuid.uuid4()),
+        "type": token_type,
+        "sub": str(user_id),
+        "nbf": issued_at,
+        "csrf": str(uuid.uuid4()),
+        "exp": issued_at + expires_in,
+    }
+    if additional_claims:
+        payload.update(additional_claims)
+    return jwt.encode(payload, key, algorithm=ALGORITHM)
+
+
+def decode_token(token: str, *, key: str, expected_type: TokenType) -> Identity:
+    """Verify as flask-jwt-extended does: AuthError (401) or InvalidTokenError (422)."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, key, algorithms=[ALGORITHM], options={"verify_aud": False}, leeway=0
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthError("Token has expired", legacy_msg=True) from None
+    except jwt.InvalidTokenError as error:
+        raise InvalidTokenError(str(error), legacy_msg=True) from None
+    if "sub" not in claims:
+        raise InvalidTokenError("Missing claim: sub", legacy_msg=True)
+    token_type = claims.get("type", "access")
+    if expected_type == "access" and token_type == "refresh":
+        raise InvalidTokenError("Only non-refresh tokens are allowed", legacy_msg=True)
+    if expected_type == "refresh" and token_type != "refresh":
+        raise InvalidTokenError("Only refresh tokens are allowed", legacy_msg=True)
+    return Identity(
+        user_id=_user_id(claims["sub"]),
+        token_type="refresh" if token_type == "refresh" else "access",
+        jti=claims.get("jti"),
+        is_admin=bool(claims.get("is_admin")),
+        claims=claims,
+    )
+
+
+def _user_id(subject: str) -> int:
+    # PyJWT has already insisted on a string; the Flask service then crashed on int().
+    if (
+        not (subject.isascii() and subject.isdigit())
+        or not 0 < int(subject) <= MAX_USER_ID
+    ):
+        raise InvalidTokenError("Subject must be a user id", legacy_msg=True)
+    return int(subject)

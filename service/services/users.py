@@ -1,0 +1,81 @@
+"""Users: registration, reads, changes and soft delete."""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.errors import NotFoundError, validation_error
+from service.models import User, utcnow
+from service.pagination import Page, paginate
+from service.schemas.user import NewUser, UserChanges
+from service.security.passwords import PasswordHasher
+from service.security.tokens import MAX_USER_ID
+
+EMAIL_TAKEN = "Email already registered."
+
+
+class UserService:
+    def __init__(self, session: AsyncSession, hasher: PasswordHasher) -> None:
+        self.session = session
+        self.hasher = hasher
+
+    async def get(self, user_id: int) -> User:
+        """A live user; soft-deleted and unknown ids raise NotFoundError alike."""
+        user = None
+        if 0 < user_id <= MAX_USER_ID:
+            user = await self.session.scalar(live_users().where(User.id == user_id))
+        if user is None:
+            raise NotFoundError(f"User with id {user_id} not found")
+        return user
+
+    async def get_by_email(self, email: str) -> User | None:
+        return await self.session.scalar(
+            live_users().where(func.lower(User.email) == email.lower())
+        )
+
+    async def list_page(
+        self, *, page: int, per_page: int, active_only: bool
+    ) -> Page[User]:
+        stmt = live_users()
+        if active_only:
+            stmt = stmt.where(User.is_active.is_(True))
+        stmt = stmt.order_by(User.created_at.desc(), User.id.desc())
+        return await paginate(self.session, stmt, page=page, per_page=per_page)
+
+    async def register(self, data: NewUser, *, is_admin: bool = False) -> User:
+        """Commits; an address a live user has, in any case, is a 400 on `email`."""
+        user = User(
+            email=data["email"],
+            password_hash=await self.hasher.hash(data["password"]),
+            first_name=data["first_name"],
+            last_name=data["last_name"],
+            is_active=True,
+            is_admin=is_admin,
+        )
+        self.session.add(user)
+        try:
+            await self.session.commit()
+        except IntegrityError:
+            # The unique index decides, so concurrent registrations cannot both win.
+            await self.session.rollback()
+            raise validation_error("email", EMAIL_TAKEN) from None
+        return user
+
+    async def update(self, user_id: int, changes: UserChanges) -> User:
+        user = await self.get(user_id)
+        for name, value in changes.items():
+            setattr(user, name, value)
+        if changes:
+            await self.session.commit()
+        return user
+
+    async def soft_delete(self, user_id: int) -> None:
+        user = await self.get(user_id)
+        user.deleted_at = utcnow()
+        await self.session.commit()
+
+
+def live_users() -> Select[User]:
+    return select(User).where(User.deleted_at.is_(None))
