@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -22,7 +23,8 @@ from sqlalchemy.ext.asyncio import (
 from tests.factories import headers_for, make_user
 from tests.support import drop_database, migrate, recreate_database
 
-TEST_DATABASE = "service_test"
+# Per run, so parallel runs on one server never drop each other's database.
+TEST_DATABASE = f"service_test_{os.getpid()}"
 JWT_KEY = "test-jwt-secret-key-0123456789-abcdefghij"
 
 
