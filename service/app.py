@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from quart import Quart
 
-from service import api, cli, db, errors, logs
-from service.api.deps import HASHER_KEY, SETTINGS_KEY
+from service import api, cli, db, errors, hardening, logs
+from service.api.deps import HASHER_KEY, SETTINGS_KEY, THROTTLE_KEY
 from service.config import Settings
 from service.security.passwords import PasswordHasher
+from service.throttle import LoginThrottle, create_counter
 
 
 def create_app(settings: Settings | None = None) -> Quart:
@@ -20,11 +21,19 @@ def create_app(settings: Settings | None = None) -> Quart:
     logs.init_app(app, settings)
     db.init_app(app, settings)
     errors.register_error_handlers(app)
+    hardening.init_app(app, settings)
     app.register_blueprint(api.blueprint)
     cli.register(app, settings)
 
+    @app.before_serving
+    async def start_throttle() -> None:
+        app.extensions[THROTTLE_KEY] = LoginThrottle(create_counter(settings), settings)
+
     @app.after_serving
-    async def stop_hashing() -> None:
+    async def stop_workers() -> None:
         hasher.shutdown()
+        throttle: LoginThrottle | None = app.extensions.pop(THROTTLE_KEY, None)
+        if throttle is not None:
+            await throttle.counter.close()
 
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -76,6 +77,18 @@ class Settings:
     password_hash_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
     max_content_length: int = 1024 * 1024
     log_level: str = "INFO"
+    # Sessions and revocation.
+    revocation_check: bool = True
+    refresh_rotation: bool = False
+    refresh_grace_seconds: int = 10
+    session_touch_interval: int = 60
+    # Login throttling: failures per account and per client IP within the window.
+    redis_url: str | None = None
+    login_max_failures: int = 10
+    login_max_failures_per_ip: int = 100
+    login_window_seconds: int = 15 * 60
+    trusted_proxies: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -104,13 +117,19 @@ class Settings:
                     raise ConfigError(f"{key} must be a number, not {raw!r}") from None
                 if values[attr] < 0:
                     raise ConfigError(f"{key} must not be negative")
-        if raw := env.get("DB_STATEMENT_CACHE", "").strip():
-            values["db_statement_cache"] = raw.lower() not in (
-                "0",
-                "false",
-                "no",
-                "off",
-            )
+        for key, attr in _BOOLEAN:
+            if raw := env.get(key, "").strip():
+                values[attr] = raw.lower() not in ("0", "false", "no", "off")
+        for key, attr in (
+            ("TRUSTED_PROXIES", "trusted_proxies"),
+            ("CORS_ORIGINS", "cors_origins"),
+        ):
+            if raw := env.get(key, "").strip():
+                values[attr] = tuple(
+                    item.strip() for item in raw.split(",") if item.strip()
+                )
+        if raw := env.get("REDIS_URL", "").strip():
+            values["redis_url"] = raw
         if raw := env.get("LOG_LEVEL", "").strip():
             values["log_level"] = raw.upper()
         settings = cls(**values)
@@ -118,6 +137,15 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"TRUSTED_PROXIES: {proxy!r} is not an IP or network"
+                ) from None
+        if "*" in self.cors_origins:
+            raise ConfigError("CORS_ORIGINS lists origins; '*' is not allowed")
         if self.env != "production":
             return
         for name, value in (
@@ -155,4 +183,14 @@ _NUMERIC: tuple[tuple[str, str, type[int] | type[float]], ...] = (
     ("DB_POOL_TIMEOUT", "db_pool_timeout", float),
     ("PASSWORD_HASH_THREADS", "password_hash_threads", int),
     ("MAX_CONTENT_LENGTH", "max_content_length", int),
+    ("REFRESH_GRACE_SECONDS", "refresh_grace_seconds", int),
+    ("SESSION_TOUCH_INTERVAL", "session_touch_interval", int),
+    ("LOGIN_MAX_FAILURES", "login_max_failures", int),
+    ("LOGIN_MAX_FAILURES_PER_IP", "login_max_failures_per_ip", int),
+    ("LOGIN_WINDOW_SECONDS", "login_window_seconds", int),
+)
+_BOOLEAN: tuple[tuple[str, str], ...] = (
+    ("DB_STATEMENT_CACHE", "db_statement_cache"),
+    ("REVOCATION_CHECK", "revocation_check"),
+    ("REFRESH_TOKEN_ROTATION", "refresh_rotation"),
 )

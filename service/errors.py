@@ -6,6 +6,7 @@ AppError (500)
 ├── ForbiddenError (403)
 ├── NotFoundError (404)
 ├── ConflictError (409)
+├── TooManyRequestsError (429) # with Retry-After
 ├── InvalidTokenError (422)    # malformed token or wrong token type, as in Flask
 └── UnavailableError (503)
 """
@@ -63,6 +64,10 @@ class NotFoundError(AppError):
 
 class ConflictError(AppError):
     status_code = 409
+
+
+class TooManyRequestsError(AppError):
+    status_code = 429
 
 
 class InvalidTokenError(AppError):

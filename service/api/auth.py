@@ -1,17 +1,26 @@
-"""Routes for /auth."""
+"""Routes for /auth: tokens, password change and sessions."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from quart import Blueprint
 
-from service.api.deps import auth_service
-from service.api.guards import current_identity, jwt_required
+from service.api.deps import auth_service, client, session_service, settings
+from service.api.guards import (
+    current_caller,
+    current_identity,
+    get_current_user,
+    jwt_required,
+)
 from service.api.io import body, returns
 from service.schemas.auth import (
-    AccessTokenSchema,
     Credentials,
     LoginSchema,
     MessageSchema,
+    PasswordChange,
+    PasswordChangeSchema,
+    SessionListSchema,
     TokenPairSchema,
 )
 from service.services.auth import AccessToken, TokenPair
@@ -24,20 +33,74 @@ blueprint = Blueprint("auth", __name__, url_prefix="/auth")
 @returns(TokenPairSchema)
 async def login(data: Credentials) -> TokenPair:
     """Exchange an email and password for an access and a refresh token."""
-    return await auth_service().login(data["email"], data["password"])
+    return await auth_service().login(data["email"], data["password"], client=client())
 
 
 @blueprint.post("/refresh")
 @jwt_required(refresh=True)
-@returns(AccessTokenSchema)
-async def refresh() -> AccessToken:
-    """A new access token for a refresh token."""
-    return await auth_service().refresh(current_identity())
+@returns(TokenPairSchema)
+async def refresh() -> AccessToken | TokenPair:
+    """A new access token (and, with rotation on, a new refresh token)."""
+    return await auth_service().refresh(current_caller())
 
 
 @blueprint.post("/logout")
 @jwt_required()
 @returns(MessageSchema)
 async def logout() -> dict[str, str]:
-    """End the session of this token."""
+    """End the session of this token: its access and refresh tokens stop working."""
+    await auth_service().logout(current_identity())
     return {"message": "Successfully logged out"}
+
+
+@blueprint.post("/password")
+@jwt_required()
+@body(PasswordChangeSchema)
+async def change_password(data: PasswordChange) -> tuple[str, int]:
+    """Change one's password; every session of the user ends."""
+    user = await get_current_user()
+    await auth_service().change_password(
+        user, data["current_password"], data["new_password"]
+    )
+    return "", 204
+
+
+@blueprint.get("/sessions")
+@jwt_required()
+@returns(SessionListSchema)
+async def list_sessions() -> dict[str, Any]:
+    """The caller's live sessions, the current one marked."""
+    identity = current_identity()
+    live = await session_service().live(
+        identity.user_id, max_idle=settings().refresh_token_expires
+    )
+    return {
+        "sessions": [
+            {
+                "id": row.id,
+                "created_at": row.created_at,
+                "last_used_at": row.last_used_at,
+                "user_agent": row.user_agent,
+                "ip": row.ip,
+                "current": row.id == identity.session_id,
+            }
+            for row in live
+        ]
+    }
+
+
+@blueprint.delete("/sessions/<session_id>")
+@jwt_required()
+async def revoke_session(session_id: str) -> tuple[str, int]:
+    """Revoke one of one's own sessions."""
+    await session_service().revoke(session_id, user_id=current_identity().user_id)
+    return "", 204
+
+
+@blueprint.delete("/sessions")
+@jwt_required()
+async def revoke_other_sessions() -> tuple[str, int]:
+    """Log out every session but this one."""
+    user = await get_current_user()
+    await session_service().revoke_others(user, keep=current_identity().session_id)
+    return "", 204

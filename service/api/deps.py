@@ -1,17 +1,23 @@
-"""Typed access to what the app holds: settings, the password hasher, services."""
+"""Typed access to what the app holds: settings, hasher, throttle, services, client."""
 
 from __future__ import annotations
 
-from quart import current_app
+import ipaddress
+from functools import lru_cache
+
+from quart import current_app, request
 
 from service.config import Settings
 from service.db import request_session
 from service.security.passwords import PasswordHasher
-from service.services.auth import AuthService
+from service.services.auth import AuthService, Client
+from service.services.sessions import SessionService
 from service.services.users import UserService
+from service.throttle import LoginThrottle
 
 SETTINGS_KEY = "settings"
 HASHER_KEY = "password_hasher"
+THROTTLE_KEY = "login_throttle"
 
 
 def settings() -> Settings:
@@ -28,5 +34,49 @@ def user_service() -> UserService:
     return UserService(request_session(), hasher())
 
 
+def session_service() -> SessionService:
+    return SessionService(request_session())
+
+
 def auth_service() -> AuthService:
-    return AuthService(request_session(), hasher(), settings())
+    throttle: LoginThrottle | None = current_app.extensions.get(THROTTLE_KEY)
+    return AuthService(request_session(), hasher(), settings(), throttle)
+
+
+def client() -> Client:
+    return Client(ip=client_ip(), user_agent=request.headers.get("User-Agent"))
+
+
+def client_ip() -> str | None:
+    """The socket's peer, or the last X-Forwarded-For hop a trusted proxy added."""
+    remote = request.remote_addr
+    proxies = _networks(settings().trusted_proxies)
+    if not proxies or not _is_trusted(remote, proxies):
+        return remote
+    hops = [
+        hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")
+    ]
+    # Walk back from the nearest hop: entries left of an untrusted one are the
+    # client's own claims and could be forged.
+    for hop in reversed([hop for hop in hops if hop]):
+        if not _is_trusted(hop, proxies):
+            return hop[:45]
+    return remote
+
+
+@lru_cache(maxsize=8)
+def _networks(
+    proxies: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(proxy, strict=False) for proxy in proxies)
+
+
+def _is_trusted(
+    address: str | None,
+    proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+) -> bool:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)

@@ -9,10 +9,12 @@ from typing import Any
 
 from quart import g, request
 
-from service.api.deps import settings
+from service.api.deps import auth_service, user_service
 from service.api.io import View
 from service.errors import AuthError, ForbiddenError, InvalidTokenError
-from service.security.tokens import Identity, TokenType, decode_token
+from service.models import User
+from service.security.tokens import Identity
+from service.services.auth import Caller
 
 _EXPECTED = "Expected 'Authorization: Bearer <JWT>'"
 
@@ -21,7 +23,7 @@ def jwt_required(refresh: bool = False) -> Callable[[View], View]:
     def decorator(view: View) -> View:
         @wraps(view)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            verify_jwt_in_request(refresh=refresh)
+            await verify_jwt_in_request(refresh=refresh)
             return await view(*args, **kwargs)
 
         wrapper.__dict__.setdefault("_api", {})["auth"] = (
@@ -33,12 +35,15 @@ def jwt_required(refresh: bool = False) -> Callable[[View], View]:
 
 
 def admin_required(view: View) -> View:
+    """Admin rights as the database has them now, not as the token remembers them."""
+
     @wraps(view)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not current_identity().is_admin:
+        if not (await get_current_user()).is_admin:
             raise ForbiddenError("Admin access required")
         return await view(*args, **kwargs)
 
+    wrapper.__dict__.setdefault("_api", {})["admin"] = True
     return wrapper
 
 
@@ -61,8 +66,10 @@ def self_or_admin_required(param: str) -> Callable[[View], View]:
     def decorator(view: View) -> View:
         @wraps(view)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            identity = current_identity()
-            if identity.user_id != kwargs[param] and not identity.is_admin:
+            if (
+                get_jwt_identity() != kwargs[param]
+                and not (await get_current_user()).is_admin
+            ):
                 raise ForbiddenError("Not authorized")
             return await view(*args, **kwargs)
 
@@ -71,22 +78,22 @@ def self_or_admin_required(param: str) -> Callable[[View], View]:
     return decorator
 
 
-def verify_jwt_in_request(refresh: bool = False) -> Identity:
-    expected: TokenType = "refresh" if refresh else "access"
-    cached: Identity | None = g.get("identity")
-    if cached is not None and cached.token_type == expected:
-        return cached
+async def verify_jwt_in_request(refresh: bool = False) -> Caller:
     token = _token_from_header(request.headers.get("Authorization", ""))
-    identity = decode_token(
-        token, key=settings().jwt_secret_key, expected_type=expected
-    )
-    g.identity = identity
-    return identity
+    caller = await auth_service().identify(token, "refresh" if refresh else "access")
+    g.caller = caller
+    return caller
+
+
+def current_caller() -> Caller:
+    caller: Caller | None = g.get("caller")
+    if caller is None:
+        raise RuntimeError("no verified token: decorate the view with @jwt_required()")
+    return caller
 
 
 def current_identity() -> Identity:
-    identity: Identity | None = g.get("identity")
-    return identity if identity is not None else verify_jwt_in_request()
+    return current_caller().identity
 
 
 def get_jwt_identity() -> int:
@@ -95,6 +102,16 @@ def get_jwt_identity() -> int:
 
 def get_jwt() -> dict[str, Any]:
     return current_identity().claims
+
+
+async def get_current_user() -> User:
+    """The caller's live row: loaded with the token check, or now."""
+    caller = current_caller()
+    if caller.user is not None:
+        return caller.user
+    user = await user_service().get(caller.identity.user_id)
+    g.caller = Caller(caller.identity, user)
+    return user
 
 
 def _token_from_header(header: str) -> str:

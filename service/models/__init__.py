@@ -2,6 +2,16 @@
 
 from service.models.base import Base, SoftDeleteMixin, TimestampMixin, utcnow
 from service.models.post import Post
+from service.models.session import AuthSession, RevokedToken
 from service.models.user import User
 
-__all__ = ["Base", "Post", "SoftDeleteMixin", "TimestampMixin", "User", "utcnow"]
+__all__ = [
+    "AuthSession",
+    "Base",
+    "Post",
+    "RevokedToken",
+    "SoftDeleteMixin",
+    "TimestampMixin",
+    "User",
+    "utcnow",
+]

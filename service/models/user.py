@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Boolean, Index, Integer, String, func, text
+from sqlalchemy import Boolean, DateTime, Index, Integer, String, func, text
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
 
 from service.models.base import Base, SoftDeleteMixin, TimestampMixin
@@ -36,6 +37,9 @@ class User(TimestampMixin, SoftDeleteMixin, Base):
     last_name: Mapped[str] = mapped_column(String(100), nullable=False)
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # Tokens issued before this moment are revoked (password change, reset):
+    # the per-user cut-off that also covers Flask-era tokens without a session.
+    tokens_valid_after: Mapped[datetime | None] = mapped_column(DateTime)
 
     posts: WriteOnlyMapped[Post] = relationship(back_populates="author")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from service.schemas.common import Email, Text
 
@@ -32,3 +32,26 @@ class AccessTokenSchema(Schema):
 
 class MessageSchema(Schema):
     message = fields.String(required=True)
+
+
+class PasswordChange(TypedDict):
+    current_password: str
+    new_password: str
+
+
+class PasswordChangeSchema(Schema):
+    current_password = Text(required=True)
+    new_password = Text(required=True, validate=validate.Length(min=8, max=128))
+
+
+class SessionSchema(Schema):
+    id = fields.String()
+    created_at = fields.DateTime()
+    last_used_at = fields.DateTime()
+    user_agent = fields.String(allow_none=True)
+    ip = fields.String(allow_none=True)
+    current = fields.Boolean()
+
+
+class SessionListSchema(Schema):
+    sessions = fields.List(fields.Nested(SessionSchema))

@@ -17,6 +17,14 @@ DUMMY_HASH = (
 )
 
 
+CURRENT_METHOD = DUMMY_HASH.split("$", 1)[0]
+
+
+def needs_rehash(password_hash: str) -> bool:
+    """Older methods or weaker parameters than today's default (Flask-era pbkdf2)."""
+    return password_hash.split("$", 1)[0] != CURRENT_METHOD
+
+
 class PasswordHasher:
     def __init__(self, threads: int) -> None:
         self._pool = ThreadPoolExecutor(

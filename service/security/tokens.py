@@ -22,6 +22,8 @@ class Identity:
     token_type: TokenType
     jti: str | None
     is_admin: bool
+    issued_at: int
+    session_id: str | None
     claims: dict[str, Any] = field(repr=False)
 
 
@@ -33,17 +35,19 @@ def create_token(
     expires_in: int,
     additional_claims: dict[str, Any] | None = None,
     now: int | None = None,
+    jti: str | None = None,
+    csrf: str | None = None,
 ) -> str:
     issued_at = int(time.time()) if now is None else now
     # Key order matters only for byte-for-byte parity with flask-jwt-extended.
     payload: dict[str, Any] = {
         "fresh": False,
         "iat": issued_at,
-        "jti": str(uuid.uuid4()),
+        "jti": jti or str(uuid.uuid4()),
         "type": token_type,
         "sub": str(user_id),
         "nbf": issued_at,
-        "csrf": str(uuid.uuid4()),
+        "csrf": csrf or str(uuid.uuid4()),
         "exp": issued_at + expires_in,
     }
     if additional_claims:
@@ -73,6 +77,8 @@ def decode_token(token: str, *, key: str, expected_type: TokenType) -> Identity:
         token_type="refresh" if token_type == "refresh" else "access",
         jti=claims.get("jti"),
         is_admin=bool(claims.get("is_admin")),
+        issued_at=int(claims.get("iat", 0)),
+        session_id=_optional_str(claims.get("sid")),
         claims=claims,
     )
 
@@ -85,3 +91,7 @@ def _user_id(subject: str) -> int:
     ):
         raise InvalidTokenError("Subject must be a user id", legacy_msg=True)
     return int(subject)
+
+
+def _optional_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -1,20 +1,25 @@
-"""Login, token refresh and logout."""
+"""Login, token refresh, logout, password change, and who a token belongs to."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
-from service.errors import AuthError
-from service.models import User
-from service.security.passwords import PasswordHasher
-from service.security.tokens import Identity, create_token
+from service.errors import AuthError, validation_error
+from service.models import AuthSession, RevokedToken, User, utcnow
+from service.security.passwords import PasswordHasher, needs_rehash
+from service.security.tokens import Identity, TokenType, create_token, decode_token
+from service.services.sessions import SessionService, successor_jti
 from service.services.users import UserService
+from service.throttle import LoginThrottle
 
 INVALID_CREDENTIALS = "Invalid email or password"
 DEACTIVATED = "Account is deactivated"
+REVOKED = "Token has been revoked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,46 +35,193 @@ class AccessToken:
     token_type: str = "bearer"
 
 
+@dataclass(frozen=True, slots=True)
+class Client:
+    ip: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A verified token and, when revocation is checked, its user's live row."""
+
+    identity: Identity
+    user: User | None
+
+
 class AuthService:
     def __init__(
-        self, session: AsyncSession, hasher: PasswordHasher, settings: Settings
+        self,
+        session: AsyncSession,
+        hasher: PasswordHasher,
+        settings: Settings,
+        throttle: LoginThrottle | None = None,
     ) -> None:
         self.session = session
         self.hasher = hasher
         self.settings = settings
+        self.throttle = throttle
         self.users = UserService(session, hasher)
+        self.sessions = SessionService(session)
 
-    async def login(self, email: str, password: str) -> TokenPair:
-        """An unknown email costs one hash check, like a wrong password."""
+    async def login(self, email: str, password: str, *, client: Client) -> TokenPair:
+        """Start a session; unknown emails cost a hash check, as wrong passwords do."""
+        ip = client.ip or "unknown"
+        if self.throttle:
+            await self.throttle.check(email, ip)
         user = await self.users.get_by_email(email)
         password_ok = await self.hasher.verify(
             user.password_hash if user else None, password
         )
         if user is None or not password_ok:
+            if self.throttle:
+                await self.throttle.failed(email, ip)
             raise AuthError(INVALID_CREDENTIALS)
+        if self.throttle:
+            await self.throttle.succeeded(email)
         if not user.is_active:
             raise AuthError(DEACTIVATED)
-        return TokenPair(
-            access_token=self.access_token_for(user),
-            refresh_token=create_token(
-                user_id=user.id,
-                token_type="refresh",
-                key=self.settings.jwt_secret_key,
-                expires_in=self.settings.refresh_token_expires,
-            ),
+        if needs_rehash(user.password_hash):
+            user.password_hash = await self.hasher.hash(password)
+        auth_session = self.sessions.start(
+            user, user_agent=client.user_agent, ip=client.ip
         )
+        refresh_token, auth_session.refresh_jti = self._refresh_token(
+            user.id, auth_session.id
+        )
+        await self.session.commit()
+        return TokenPair(self.access_token_for(user, auth_session.id), refresh_token)
 
-    async def refresh(self, identity: Identity) -> AccessToken:
-        user = await self.users.get(identity.user_id)
+    async def refresh(self, caller: Caller) -> AccessToken | TokenPair:
+        identity = caller.identity
+        user = caller.user or await self.users.get(identity.user_id)
         if not user.is_active:
             raise AuthError(DEACTIVATED)
-        return AccessToken(access_token=self.access_token_for(user))
+        sid = identity.session_id
+        access_token = self.access_token_for(user, sid)
+        if not (self.settings.refresh_rotation and sid and identity.jti):
+            return AccessToken(access_token)
+        rotated = await self.sessions.rotate(
+            sid, identity.jti, grace=self.settings.refresh_grace_seconds
+        )
+        if rotated is None:
+            raise AuthError(REVOKED, legacy_msg=True)
+        jti, issued_at = rotated
+        refresh_token, _ = self._refresh_token(user.id, sid, jti=jti, now=issued_at)
+        return TokenPair(access_token, refresh_token)
 
-    def access_token_for(self, user: User) -> str:
+    async def logout(self, identity: Identity) -> None:
+        if identity.session_id is not None:
+            await self.sessions.revoke(identity.session_id, user_id=identity.user_id)
+        elif identity.jti is not None:
+            await self.sessions.revoke_token(
+                identity.jti, expires_at=int(identity.claims["exp"])
+            )
+            await self.session.commit()
+
+    async def change_password(self, user: User, current: str, new: str) -> None:
+        """Commits; every session of the user ends, this one included."""
+        if not await self.hasher.verify(user.password_hash, current):
+            raise validation_error("current_password", "Current password is incorrect.")
+        if current == new:
+            raise validation_error(
+                "new_password", "Must differ from the current password."
+            )
+        user.password_hash = await self.hasher.hash(new)
+        await self.sessions.revoke_all(user)
+        await self.session.commit()
+
+    async def identify(self, token: str, expected_type: TokenType) -> Caller:
+        """Decode the token; with revocation on, load and check its user and session."""
+        identity = decode_token(
+            token, key=self.settings.jwt_secret_key, expected_type=expected_type
+        )
+        if not self.settings.revocation_check:
+            return Caller(identity, None)
+        user = await self._live_user(identity)
+        # Admin rights come from the row, so a demoted admin loses them at once.
+        return Caller(replace(identity, is_admin=user.is_admin), user)
+
+    def access_token_for(self, user: User, session_id: str | None) -> str:
+        claims: dict[str, object] = {"is_admin": user.is_admin}
+        if session_id is not None:
+            claims["sid"] = session_id
         return create_token(
             user_id=user.id,
             token_type="access",
             key=self.settings.jwt_secret_key,
             expires_in=self.settings.access_token_expires,
-            additional_claims={"is_admin": user.is_admin},
+            additional_claims=claims,
         )
+
+    def _refresh_token(
+        self,
+        user_id: int,
+        session_id: str,
+        *,
+        jti: str | None = None,
+        now: int | None = None,
+    ) -> tuple[str, str]:
+        jti = jti or successor_jti(session_id)
+        token = create_token(
+            user_id=user_id,
+            token_type="refresh",
+            key=self.settings.jwt_secret_key,
+            expires_in=self.settings.refresh_token_expires,
+            additional_claims={"sid": session_id},
+            now=now,
+            jti=jti,
+            csrf=successor_jti(jti),
+        )
+        return token, jti
+
+    async def _live_user(self, identity: Identity) -> User:
+        if identity.session_id is not None:
+            user = await self._session_user(identity.user_id, identity.session_id)
+        else:
+            user = await self._sessionless_user(identity)
+        if user is None or user.deleted_at is not None or not user.is_active:
+            raise AuthError(REVOKED, legacy_msg=True)
+        return user
+
+    async def _session_user(self, user_id: int, session_id: str) -> User | None:
+        row = (
+            await self.session.execute(
+                select(User, AuthSession)
+                .join(AuthSession, AuthSession.user_id == User.id)
+                .where(User.id == user_id, AuthSession.id == session_id)
+            )
+        ).first()
+        if row is None or row[1].revoked_at is not None:
+            return None
+        user, auth_session = row
+        now = utcnow()
+        # A write per request would cost a commit each; a minute's precision will do.
+        idle = (now - auth_session.last_used_at).total_seconds()
+        if idle >= self.settings.session_touch_interval:
+            auth_session.last_used_at = now
+            await self.session.commit()
+        return user
+
+    async def _sessionless_user(self, identity: Identity) -> User | None:
+        """A Flask-era token: blocked by its jti or by the user's cut-off."""
+        row = (
+            await self.session.execute(
+                select(User, RevokedToken.jti)
+                .outerjoin(RevokedToken, RevokedToken.jti == identity.jti)
+                .where(User.id == identity.user_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        user = row[0]
+        revoked_jti: str | None = row[1]
+        if revoked_jti is not None:  # outer join: None when the jti is not blocked
+            return None
+        cutoff = user.tokens_valid_after
+        if (
+            cutoff is not None
+            and identity.issued_at < cutoff.replace(tzinfo=UTC).timestamp()
+        ):
+            return None
+        return user

@@ -12,6 +12,7 @@ from service.pagination import Page, paginate
 from service.schemas.user import NewUser, UserChanges
 from service.security.passwords import PasswordHasher
 from service.security.tokens import MAX_USER_ID
+from service.services.sessions import SessionService
 
 EMAIL_TAKEN = "Email already registered."
 
@@ -64,16 +65,22 @@ class UserService:
         return user
 
     async def update(self, user_id: int, changes: UserChanges) -> User:
+        """Commits; deactivation ends every session of the user."""
         user = await self.get(user_id)
+        deactivating = user.is_active and changes.get("is_active") is False
         for name, value in changes.items():
             setattr(user, name, value)
+        if deactivating:
+            await SessionService(self.session).revoke_all(user)
         if changes:
             await self.session.commit()
         return user
 
     async def soft_delete(self, user_id: int) -> None:
+        """Commits; ends every session of the user."""
         user = await self.get(user_id)
         user.deleted_at = utcnow()
+        await SessionService(self.session).revoke_all(user)
         await self.session.commit()
 
 

@@ -1,0 +1,140 @@
+"""Server-side sessions: one per login, revocable, with optional refresh rotation."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.errors import NotFoundError
+from service.models import AuthSession, RevokedToken, User, utcnow
+
+
+class SessionService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def start(
+        self, user: User, *, user_agent: str | None, ip: str | None
+    ) -> AuthSession:
+        """Adds the session row; the caller commits."""
+        auth_session = AuthSession(
+            id=str(uuid.uuid4()),
+            user_id=user.id,
+            user_agent=(user_agent or None) and user_agent[:255],
+            ip=ip[:45] if ip else None,
+        )
+        self.session.add(auth_session)
+        return auth_session
+
+    async def live(self, user_id: int, *, max_idle: int) -> Sequence[AuthSession]:
+        """Sessions not revoked and used within `max_idle` seconds."""
+        return (
+            await self.session.scalars(
+                select(AuthSession)
+                .where(
+                    AuthSession.user_id == user_id,
+                    AuthSession.revoked_at.is_(None),
+                    AuthSession.last_used_at > utcnow() - timedelta(seconds=max_idle),
+                )
+                .order_by(AuthSession.last_used_at.desc(), AuthSession.id)
+            )
+        ).all()
+
+    async def revoke(self, session_id: str, *, user_id: int) -> None:
+        """Commits; someone else's or an unknown session is a 404."""
+        result = await self.session.execute(
+            update(AuthSession)
+            .where(
+                AuthSession.id == session_id,
+                AuthSession.user_id == user_id,
+                AuthSession.revoked_at.is_(None),
+            )
+            .values(revoked_at=utcnow())
+        )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise NotFoundError("Session not found")
+        await self.session.commit()
+
+    async def revoke_all(self, user: User) -> None:
+        """Every session, and through the per-user cut-off every session-less
+        (Flask-era) token; the caller commits."""
+        user.tokens_valid_after = utcnow()
+        await self._revoke_sessions(user.id)
+
+    async def revoke_others(self, user: User, *, keep: str | None) -> None:
+        """Commits."""
+        await self._revoke_sessions(user.id, keep=keep)
+        await self.session.commit()
+
+    async def _revoke_sessions(self, user_id: int, *, keep: str | None = None) -> None:
+        stmt = update(AuthSession).where(
+            AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
+        )
+        if keep is not None:
+            stmt = stmt.where(AuthSession.id != keep)
+        await self.session.execute(stmt.values(revoked_at=utcnow()))
+
+    async def revoke_token(self, jti: str, *, expires_at: int) -> None:
+        """Block one session-less token until it expires anyway; the caller commits."""
+        if await self.session.get(RevokedToken, jti) is None:
+            expiry = datetime.fromtimestamp(expires_at, UTC).replace(tzinfo=None)
+            self.session.add(RevokedToken(jti=jti, expires_at=expiry))
+
+    async def rotate(
+        self, session_id: str, old_jti: str, *, grace: int
+    ) -> tuple[str, int] | None:
+        """Retire `old_jti` atomically: (successor jti, its iat), or None on reuse.
+
+        Replicas racing on one refresh token run the same conditional UPDATE; one
+        wins, and a loser inside the grace window re-derives the same successor.
+        """
+        issued_at = int(datetime.now(UTC).timestamp())
+        rotated_at = datetime.fromtimestamp(issued_at, UTC).replace(tzinfo=None)
+        successor = successor_jti(old_jti)
+        result = await self.session.execute(
+            update(AuthSession)
+            .where(
+                AuthSession.id == session_id,
+                AuthSession.refresh_jti == old_jti,
+                AuthSession.revoked_at.is_(None),
+            )
+            .values(
+                refresh_jti=successor,
+                previous_refresh_jti=old_jti,
+                rotated_at=rotated_at,
+            )
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            await self.session.commit()
+            return successor, issued_at
+        row = await self.session.get(AuthSession, session_id, populate_existing=True)
+        if (
+            row is not None
+            and row.revoked_at is None
+            and row.previous_refresh_jti == old_jti
+            and row.rotated_at is not None
+            and row.rotated_at >= utcnow() - timedelta(seconds=grace)
+        ):
+            rotated = row.rotated_at.replace(tzinfo=UTC)
+            return successor, int(rotated.timestamp())
+        # A retired token came back: whoever holds it may be a thief, so the
+        # whole session (every token descended from its login) ends.
+        await self.session.execute(
+            update(AuthSession)
+            .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        await self.session.commit()
+        return None
+
+
+def successor_jti(old_jti: str) -> str:
+    """Derived, not random, so every replica computes the same successor."""
+    digest = hmac.new(b"refresh-rotation", old_jti.encode(), hashlib.sha256).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
