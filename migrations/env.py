@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import event, pool
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from service.config import (
     database_url_from_env,
     default_database_url,
     prepare_sqlite_file,
 )
 from service.models import Base
-from sqlalchemy import pool
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+from service.models.base import sqlite_unicode_lower
 
 config = context.config
 target_metadata = Base.metadata
@@ -38,6 +40,10 @@ async def run_async_migrations() -> None:
     url = database_url()
     prepare_sqlite_file(url)
     engine = create_async_engine(url, poolclass=pool.NullPool)
+    if engine.dialect.name == "sqlite":
+        event.listen(
+            engine.sync_engine, "connect", lambda conn, _: sqlite_unicode_lower(conn)
+        )
     async with engine.connect() as connection:
         await connection.run_sync(do_run_migrations)
     await engine.dispose()

@@ -5,8 +5,10 @@ from __future__ import annotations
 from quart import Quart
 
 from service import api, cli, db, errors, hardening, logs
-from service.api.deps import HASHER_KEY, SETTINGS_KEY, THROTTLE_KEY
+from service.api import docs, health
+from service.api.deps import HASHER_KEY, MAILER_KEY, SETTINGS_KEY, THROTTLE_KEY
 from service.config import Settings
+from service.mail import Mailer
 from service.security.passwords import PasswordHasher
 from service.throttle import LoginThrottle, create_counter
 
@@ -14,15 +16,20 @@ from service.throttle import LoginThrottle, create_counter
 def create_app(settings: Settings | None = None) -> Quart:
     settings = settings or Settings.from_env()
     app = Quart(__name__, static_folder=None)
+    # `//users` would otherwise be redirected with an HTML page, not a JSON 404.
+    app.url_map.merge_slashes = False
     app.config.from_mapping(settings.quart_config())
     app.extensions[SETTINGS_KEY] = settings
     hasher = app.extensions[HASHER_KEY] = PasswordHasher(settings.password_hash_threads)
+    app.extensions[MAILER_KEY] = Mailer(settings)
 
     logs.init_app(app, settings)
     db.init_app(app, settings)
     errors.register_error_handlers(app)
     hardening.init_app(app, settings)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(health.blueprint)
+    docs.init_app(app)
     cli.register(app, settings)
 
     @app.before_serving

@@ -55,7 +55,12 @@ def register(app: Quart, settings: Settings) -> None:
         try:
             UserCreateSchema().load(data)
         except ValidationError as error:
-            raise click.ClickException(f"invalid admin: {error.messages}") from None
+            messages = error.messages if isinstance(error.messages, dict) else {}
+            problems = "; ".join(
+                f"{field}: {' '.join(map(str, texts))}"
+                for field, texts in sorted(messages.items())
+            )
+            raise click.ClickException(f"invalid admin: {problems}") from None
 
         async def create(users: UserService) -> None:
             if await users.get_by_email(email) is not None:

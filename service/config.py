@@ -74,6 +74,8 @@ class Settings:
     db_max_overflow: int = 10
     db_pool_timeout: float = 10.0
     db_statement_cache: bool = True
+    db_connect_timeout: float = 5.0
+    readiness_timeout: float = 2.0
     password_hash_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
     max_content_length: int = 1024 * 1024
     log_level: str = "INFO"
@@ -88,6 +90,11 @@ class Settings:
     login_max_failures_per_ip: int = 100
     login_window_seconds: int = 15 * 60
     trusted_proxies: tuple[str, ...] = ()
+    # Password reset mail.
+    smtp_url: str | None = None
+    mail_from: str = "no-reply@localhost"
+    password_reset_url: str = "http://127.0.0.1:8000/reset-password?token={token}"
+    password_reset_expires: int = 60 * 60
     cors_origins: tuple[str, ...] = ()
 
     @classmethod
@@ -128,8 +135,9 @@ class Settings:
                 values[attr] = tuple(
                     item.strip() for item in raw.split(",") if item.strip()
                 )
-        if raw := env.get("REDIS_URL", "").strip():
-            values["redis_url"] = raw
+        for key, attr in _TEXT:
+            if raw := env.get(key, "").strip():
+                values[attr] = raw
         if raw := env.get("LOG_LEVEL", "").strip():
             values["log_level"] = raw.upper()
         settings = cls(**values)
@@ -144,6 +152,8 @@ class Settings:
                 raise ConfigError(
                     f"TRUSTED_PROXIES: {proxy!r} is not an IP or network"
                 ) from None
+        if "{token}" not in self.password_reset_url:
+            raise ConfigError("PASSWORD_RESET_URL must contain {token}")
         if "*" in self.cors_origins:
             raise ConfigError("CORS_ORIGINS lists origins; '*' is not allowed")
         if self.env != "production":
@@ -181,6 +191,8 @@ _NUMERIC: tuple[tuple[str, str, type[int] | type[float]], ...] = (
     ("DB_POOL_SIZE", "db_pool_size", int),
     ("DB_MAX_OVERFLOW", "db_max_overflow", int),
     ("DB_POOL_TIMEOUT", "db_pool_timeout", float),
+    ("DB_CONNECT_TIMEOUT", "db_connect_timeout", float),
+    ("READINESS_TIMEOUT", "readiness_timeout", float),
     ("PASSWORD_HASH_THREADS", "password_hash_threads", int),
     ("MAX_CONTENT_LENGTH", "max_content_length", int),
     ("REFRESH_GRACE_SECONDS", "refresh_grace_seconds", int),
@@ -188,6 +200,13 @@ _NUMERIC: tuple[tuple[str, str, type[int] | type[float]], ...] = (
     ("LOGIN_MAX_FAILURES", "login_max_failures", int),
     ("LOGIN_MAX_FAILURES_PER_IP", "login_max_failures_per_ip", int),
     ("LOGIN_WINDOW_SECONDS", "login_window_seconds", int),
+    ("PASSWORD_RESET_EXPIRES", "password_reset_expires", int),
+)
+_TEXT: tuple[tuple[str, str], ...] = (
+    ("REDIS_URL", "redis_url"),
+    ("SMTP_URL", "smtp_url"),
+    ("MAIL_FROM", "mail_from"),
+    ("PASSWORD_RESET_URL", "password_reset_url"),
 )
 _BOOLEAN: tuple[tuple[str, str], ...] = (
     ("DB_STATEMENT_CACHE", "db_statement_cache"),

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from service.config import Settings, prepare_sqlite_file
+from service.models.base import sqlite_unicode_lower
 
 SESSIONMAKER_KEY = "db_sessionmaker"
 ENGINE_KEY = "db_engine"
@@ -32,10 +33,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_pool_timeout,
         "pool_pre_ping": True,
+        # A stopped database must fail requests fast (503), not hang them.
+        "connect_args": {"timeout": settings.db_connect_timeout},
     }
     if not settings.db_statement_cache:
         # PgBouncer in transaction mode: both caches must be off.
-        options["connect_args"] = {"statement_cache_size": 0}
+        options["connect_args"]["statement_cache_size"] = 0
         options["execution_options"] = {"compiled_cache": None}
         url = settings.database_url
         separator = "&" if "?" in url else "?"
@@ -86,6 +89,7 @@ def request_session() -> AsyncSession:
 def _sqlite_on_connect(
     dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry
 ) -> None:
+    sqlite_unicode_lower(dbapi_connection)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")

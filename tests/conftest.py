@@ -8,10 +8,6 @@ from collections.abc import AsyncIterator
 import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
-from service import create_app
-from service.config import Settings
-from service.db import SESSIONMAKER_KEY
-from service.models import User
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -20,6 +16,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from service import create_app
+from service.config import Settings
+from service.db import SESSIONMAKER_KEY
+from service.models import User
 from tests.factories import headers_for, make_user
 from tests.support import drop_database, migrate, recreate_database
 

@@ -6,11 +6,12 @@ import itertools
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+from werkzeug.security import generate_password_hash
+
 from service.config import Settings
 from service.models import User, utcnow
 from service.security.tokens import create_token
-from sqlalchemy.ext.asyncio import AsyncSession
-from werkzeug.security import generate_password_hash
 
 PASSWORD = "password123"
 # One real scrypt hash for every factory user: hashing per user would cost

@@ -8,9 +8,10 @@ from pathlib import Path
 import asyncpg
 from alembic import command
 from alembic.config import Config
-from service.config import normalize_database_url
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.config import normalize_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 # The server the suite talks to; it creates and drops its own databases there.

@@ -31,7 +31,9 @@ def upgrade() -> None:
         sa.Column("refresh_jti", sa.String(length=36), nullable=True),
         sa.Column("previous_refresh_jti", sa.String(length=36), nullable=True),
         sa.Column("rotated_at", sa.DateTime(), nullable=True),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name="auth_sessions_user_id_fkey"),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name="auth_sessions_user_id_fkey"
+        ),
         sa.PrimaryKeyConstraint("id", name="auth_sessions_pkey"),
     )
     op.create_index("ix_auth_sessions_user_id", "auth_sessions", ["user_id"])

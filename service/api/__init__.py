@@ -2,8 +2,9 @@
 
 from quart import Blueprint
 
-from service.api import auth, users
+from service.api import auth, posts, users
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 blueprint.register_blueprint(users.blueprint)
 blueprint.register_blueprint(auth.blueprint)
+blueprint.register_blueprint(posts.blueprint)

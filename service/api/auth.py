@@ -4,22 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint
+from quart import Blueprint, current_app
 
-from service.api.deps import auth_service, client, session_service, settings
+from service.api.deps import auth_service, client, mailer, session_service, settings
 from service.api.guards import (
     current_caller,
     current_identity,
     get_current_user,
     jwt_required,
 )
-from service.api.io import body, returns
+from service.api.io import body, document_errors, returns
 from service.schemas.auth import (
     Credentials,
+    ForgotPassword,
+    ForgotPasswordSchema,
     LoginSchema,
     MessageSchema,
     PasswordChange,
     PasswordChangeSchema,
+    PasswordReset,
+    PasswordResetSchema,
     SessionListSchema,
     TokenPairSchema,
 )
@@ -31,6 +35,7 @@ blueprint = Blueprint("auth", __name__, url_prefix="/auth")
 @blueprint.post("/login")
 @body(LoginSchema)
 @returns(TokenPairSchema)
+@document_errors(401, 429)
 async def login(data: Credentials) -> TokenPair:
     """Exchange an email and password for an access and a refresh token."""
     return await auth_service().login(data["email"], data["password"], client=client())
@@ -56,13 +61,32 @@ async def logout() -> dict[str, str]:
 @blueprint.post("/password")
 @jwt_required()
 @body(PasswordChangeSchema)
-async def change_password(data: PasswordChange) -> tuple[str, int]:
+@returns(None, status=204)
+async def change_password(data: PasswordChange) -> None:
     """Change one's password; every session of the user ends."""
     user = await get_current_user()
     await auth_service().change_password(
         user, data["current_password"], data["new_password"]
     )
-    return "", 204
+
+
+@blueprint.post("/password/forgot")
+@body(ForgotPasswordSchema)
+@returns(MessageSchema, status=202)
+async def forgot_password(data: ForgotPassword) -> dict[str, str]:
+    """Mail a reset link; the same answer, in the same time, for any address."""
+    mail = await auth_service().forgot_password(data["email"])
+    if mail is not None:
+        current_app.add_background_task(mailer().send, mail.to, mail.subject, mail.text)
+    return {"message": "If the address is registered, a reset link is on its way"}
+
+
+@blueprint.post("/password/reset")
+@body(PasswordResetSchema)
+@returns(None, status=204)
+async def reset_password(data: PasswordReset) -> None:
+    """Set a new password with a reset token; every session of the user ends."""
+    await auth_service().reset_password(data["token"], data["new_password"])
 
 
 @blueprint.get("/sessions")
@@ -91,16 +115,16 @@ async def list_sessions() -> dict[str, Any]:
 
 @blueprint.delete("/sessions/<session_id>")
 @jwt_required()
-async def revoke_session(session_id: str) -> tuple[str, int]:
+@returns(None, status=204)
+async def revoke_session(session_id: str) -> None:
     """Revoke one of one's own sessions."""
     await session_service().revoke(session_id, user_id=current_identity().user_id)
-    return "", 204
 
 
 @blueprint.delete("/sessions")
 @jwt_required()
-async def revoke_other_sessions() -> tuple[str, int]:
+@returns(None, status=204)
+async def revoke_other_sessions() -> None:
     """Log out every session but this one."""
     user = await get_current_user()
     await session_service().revoke_others(user, keep=current_identity().session_id)
-    return "", 204

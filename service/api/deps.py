@@ -9,8 +9,10 @@ from quart import current_app, request
 
 from service.config import Settings
 from service.db import request_session
+from service.mail import Mailer
 from service.security.passwords import PasswordHasher
 from service.services.auth import AuthService, Client
+from service.services.posts import PostService
 from service.services.sessions import SessionService
 from service.services.users import UserService
 from service.throttle import LoginThrottle
@@ -18,6 +20,7 @@ from service.throttle import LoginThrottle
 SETTINGS_KEY = "settings"
 HASHER_KEY = "password_hasher"
 THROTTLE_KEY = "login_throttle"
+MAILER_KEY = "mailer"
 
 
 def settings() -> Settings:
@@ -30,8 +33,17 @@ def hasher() -> PasswordHasher:
     return value
 
 
+def mailer() -> Mailer:
+    value: Mailer = current_app.extensions[MAILER_KEY]
+    return value
+
+
 def user_service() -> UserService:
     return UserService(request_session(), hasher())
+
+
+def post_service() -> PostService:
+    return PostService(request_session())
 
 
 def session_service() -> SessionService:

@@ -10,7 +10,7 @@ from typing import Any
 from quart import g, request
 
 from service.api.deps import auth_service, user_service
-from service.api.io import View
+from service.api.io import View, document_errors
 from service.errors import AuthError, ForbiddenError, InvalidTokenError
 from service.models import User
 from service.security.tokens import Identity
@@ -43,8 +43,7 @@ def admin_required(view: View) -> View:
             raise ForbiddenError("Admin access required")
         return await view(*args, **kwargs)
 
-    wrapper.__dict__.setdefault("_api", {})["admin"] = True
-    return wrapper
+    return document_errors(403)(wrapper)
 
 
 def roles_required(*roles: str) -> Callable[[View], View]:
@@ -55,7 +54,7 @@ def roles_required(*roles: str) -> Callable[[View], View]:
                 raise ForbiddenError("Insufficient permissions")
             return await view(*args, **kwargs)
 
-        return wrapper
+        return document_errors(403)(wrapper)
 
     return decorator
 

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
 from marshmallow import Schema
 from quart import request
+from quart_schema import document_querystring, document_request, document_response
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 View = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorResponse:
+    """An error status a route may answer, with the JSON error body."""
+
+    status: int
+
+
+class NoContent:
+    """A 204 response: no body."""
+
 
 NOT_JSON = (
     "Did not attempt to load JSON data because the request Content-Type was not "
@@ -29,8 +43,8 @@ def body(schema_cls: type[Schema]) -> Callable[[View], View]:
             payload = await read_json()
             return await view(*args, data=schema.load(payload), **kwargs)
 
-        wrapper.__dict__.setdefault("_api", {})["body"] = schema_cls
-        return wrapper
+        document_request(schema_cls)(wrapper)
+        return document_errors(400, 413, 415)(wrapper)
 
     return decorator
 
@@ -45,23 +59,35 @@ def query(schema_cls: type[Schema]) -> Callable[[View], View]:
             query_args = schema.load(request.args.to_dict())
             return await view(*args, query_args=query_args, **kwargs)
 
-        wrapper.__dict__.setdefault("_api", {})["query"] = schema_cls
-        return wrapper
+        return document_querystring(schema_cls)(wrapper)
 
     return decorator
 
 
-def returns(schema_cls: type[Schema], status: int = 200) -> Callable[[View], View]:
-    """Dump what the view returns with the schema."""
-    schema = schema_cls()
+def returns(
+    schema_cls: type[Schema] | None, status: int = 200
+) -> Callable[[View], View]:
+    """Dump what the view returns with the schema; no schema: an empty body."""
+    schema = schema_cls() if schema_cls is not None else None
 
     def decorator(view: View) -> View:
         @wraps(view)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return schema.dump(await view(*args, **kwargs)), status
+            result = await view(*args, **kwargs)
+            return (schema.dump(result) if schema is not None else ""), status
 
-        wrapper.__dict__.setdefault("_api", {})["returns"] = (schema_cls, status)
-        return wrapper
+        return document_response(schema_cls or NoContent, status)(wrapper)
+
+    return decorator
+
+
+def document_errors(*statuses: int) -> Callable[[View], View]:
+    """Record error statuses the route may answer, for the OpenAPI document."""
+
+    def decorator(view: View) -> View:
+        for status in statuses:
+            document_response(ErrorResponse(status), status)(view)
+        return view
 
     return decorator
 

@@ -6,15 +6,16 @@ from typing import Any
 
 from quart import Blueprint
 
-from service.api.deps import user_service
+from service.api.deps import post_service, user_service
 from service.api.guards import (
     admin_required,
     get_jwt_identity,
     jwt_required,
     self_or_admin_required,
 )
-from service.api.io import body, query, returns
+from service.api.io import body, document_errors, query, returns
 from service.models import User
+from service.schemas.post import PageQuery, PageQuerySchema, PostPageSchema
 from service.schemas.user import (
     NewUser,
     UserChanges,
@@ -73,10 +74,32 @@ async def update_user(user_id: int, data: UserChanges) -> User:
     return await user_service().update(user_id, data)
 
 
+@blueprint.get("/<int:user_id>/posts")
+@jwt_required()
+@query(PageQuerySchema)
+@returns(PostPageSchema)
+async def list_user_posts(user_id: int, query_args: PageQuery) -> dict[str, Any]:
+    """List one live user's posts, newest first."""
+    await user_service().get(user_id)
+    return (await post_service().list_page(author_id=user_id, **query_args)).envelope(
+        "posts"
+    )
+
+
+@blueprint.post("/<int:user_id>/restore")
+@jwt_required()
+@admin_required
+@returns(UserSchema)
+@document_errors(409)
+async def restore_user(user_id: int) -> User:
+    """Undo a soft delete (admin)."""
+    return await user_service().restore(user_id)
+
+
 @blueprint.delete("/<int:user_id>")
 @jwt_required()
 @admin_required
-async def delete_user(user_id: int) -> tuple[str, int]:
+@returns(None, status=204)
+async def delete_user(user_id: int) -> None:
     """Soft-delete a user (admin)."""
     await user_service().soft_delete(user_id)
-    return "", 204

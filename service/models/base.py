@@ -1,6 +1,7 @@
 """Declarative base and the Flask service's column mixins."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import DateTime, MetaData
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -41,3 +42,17 @@ class SoftDeleteMixin:
     @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
+
+
+def sqlite_unicode_lower(dbapi_connection: Any) -> None:
+    """Make SQLite's lower() fold all of Unicode, as PostgreSQL's does.
+
+    The case-insensitive email index is built on lower(email); SQLite's own
+    lower() folds A-Z only, so "Ä" and "ä" would count as different addresses.
+    """
+    dbapi_connection.create_function(
+        "lower",
+        1,
+        lambda text: None if text is None else str(text).lower(),
+        deterministic=True,
+    )

@@ -55,3 +55,21 @@ class SessionSchema(Schema):
 
 class SessionListSchema(Schema):
     sessions = fields.List(fields.Nested(SessionSchema))
+
+
+class ForgotPassword(TypedDict):
+    email: str
+
+
+class ForgotPasswordSchema(Schema):
+    email = Email(required=True)
+
+
+class PasswordReset(TypedDict):
+    token: str
+    new_password: str
+
+
+class PasswordResetSchema(Schema):
+    token = Text(required=True, validate=validate.Length(min=1, max=2048))
+    new_password = Text(required=True, validate=validate.Length(min=8, max=128))

@@ -64,6 +64,10 @@ class LenientInt(fields.Integer):
         return number
 
 
+class StatusSchema(Schema):
+    status = fields.String(required=True)
+
+
 class ErrorSchema(Schema):
     error = fields.String(required=True)
     errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))

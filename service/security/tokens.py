@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -9,7 +11,7 @@ from typing import Any, Literal
 
 import jwt
 
-from service.errors import AuthError, InvalidTokenError
+from service.errors import AuthError, BadRequestError, InvalidTokenError
 
 TokenType = Literal["access", "refresh"]
 ALGORITHM = "HS256"
@@ -95,3 +97,58 @@ def _user_id(subject: str) -> int:
 
 def _optional_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+RESET_TYPE = "password_reset"
+INVALID_RESET = "Invalid or expired reset token"
+
+
+def create_reset_token(
+    *, user_id: int, password_hash: str, key: str, expires_in: int
+) -> str:
+    """A password-reset token, bound to the current hash so it dies with it."""
+    now = int(time.time())
+    payload = {
+        "sub": str(user_id),
+        "type": RESET_TYPE,
+        "pwd": _fingerprint(key, password_hash),
+        "jti": str(uuid.uuid4()),
+        "iat": now,
+        "exp": now + expires_in,
+    }
+    return jwt.encode(payload, _reset_key(key), algorithm=ALGORITHM)
+
+
+def decode_reset_token(token: str, *, key: str) -> tuple[int, str]:
+    """(user id, hash fingerprint) of a valid reset token; else BadRequestError."""
+    try:
+        claims = jwt.decode(
+            token,
+            _reset_key(key),
+            algorithms=[ALGORITHM],
+            options={"require": ["exp", "sub"]},
+        )
+        fingerprint = claims.get("pwd")
+        if claims.get("type") != RESET_TYPE or not isinstance(fingerprint, str):
+            raise jwt.InvalidTokenError
+        return _user_id(claims["sub"]), fingerprint
+    except (jwt.InvalidTokenError, InvalidTokenError):
+        raise BadRequestError(INVALID_RESET) from None
+
+
+def reset_fingerprint_matches(
+    fingerprint: str, *, key: str, password_hash: str
+) -> bool:
+    """Was the token issued for this very hash? (A changed password ends it.)"""
+    return hmac.compare_digest(fingerprint, _fingerprint(key, password_hash))
+
+
+def _reset_key(key: str) -> str:
+    # Its own key: a reset token must never verify as an access token.
+    return hmac.new(key.encode(), b"password-reset", hashlib.sha256).hexdigest()
+
+
+def _fingerprint(key: str, password_hash: str) -> str:
+    return hmac.new(key.encode(), password_hash.encode(), hashlib.sha256).hexdigest()[
+        :32
+    ]

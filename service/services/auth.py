@@ -9,10 +9,19 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
-from service.errors import AuthError, validation_error
+from service.errors import AuthError, BadRequestError, validation_error
 from service.models import AuthSession, RevokedToken, User, utcnow
 from service.security.passwords import PasswordHasher, needs_rehash
-from service.security.tokens import Identity, TokenType, create_token, decode_token
+from service.security.tokens import (
+    INVALID_RESET,
+    Identity,
+    TokenType,
+    create_reset_token,
+    create_token,
+    decode_reset_token,
+    decode_token,
+    reset_fingerprint_matches,
+)
 from service.services.sessions import SessionService, successor_jti
 from service.services.users import UserService
 from service.throttle import LoginThrottle
@@ -33,6 +42,13 @@ class TokenPair:
 class AccessToken:
     access_token: str
     token_type: str = "bearer"
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    to: str
+    subject: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +144,50 @@ class AuthService:
                 "new_password", "Must differ from the current password."
             )
         user.password_hash = await self.hasher.hash(new)
+        await self.sessions.revoke_all(user)
+        await self.session.commit()
+
+    async def forgot_password(self, email: str) -> Mail | None:
+        """The reset mail to send, or None for an unknown or inactive address.
+
+        Both paths do the same database work; the caller sends the mail after
+        answering, so the response time tells nothing about the address.
+        """
+        user = await self.users.get_by_email(email)
+        if user is None or not user.is_active:
+            return None
+        token = create_reset_token(
+            user_id=user.id,
+            password_hash=user.password_hash,
+            key=self.settings.secret_key,
+            expires_in=self.settings.password_reset_expires,
+        )
+        link = self.settings.password_reset_url.replace("{token}", token)
+        minutes = self.settings.password_reset_expires // 60
+        return Mail(
+            to=user.email,
+            subject="Reset your password",
+            text=(
+                f"Someone asked to reset the password of {user.email}.\n\n"
+                f"To choose a new password, open this link within {minutes} minutes:\n"
+                f"{link}\n\nIf it was not you, ignore this message.\n"
+            ),
+        )
+
+    async def reset_password(self, token: str, new_password: str) -> None:
+        """Commits; the token works once (it is bound to the hash it replaces)."""
+        key = self.settings.secret_key
+        user_id, fingerprint = decode_reset_token(token, key=key)
+        user = await self.users.find(user_id)
+        if (
+            user is None
+            or not user.is_active
+            or not reset_fingerprint_matches(
+                fingerprint, key=key, password_hash=user.password_hash
+            )
+        ):
+            raise BadRequestError(INVALID_RESET)
+        user.password_hash = await self.hasher.hash(new_password)
         await self.sessions.revoke_all(user)
         await self.session.commit()
 

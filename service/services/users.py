@@ -6,7 +6,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.errors import NotFoundError, validation_error
+from service.errors import ConflictError, NotFoundError, validation_error
 from service.models import User, utcnow
 from service.pagination import Page, paginate
 from service.schemas.user import NewUser, UserChanges
@@ -15,6 +15,8 @@ from service.security.tokens import MAX_USER_ID
 from service.services.sessions import SessionService
 
 EMAIL_TAKEN = "Email already registered."
+LIVE_EMAIL_INDEX = "uq_users_email_lower_live"
+EMAIL_TAKEN_BY_ANOTHER = "Email already registered by another user"
 
 
 class UserService:
@@ -24,16 +26,21 @@ class UserService:
 
     async def get(self, user_id: int) -> User:
         """A live user; soft-deleted and unknown ids raise NotFoundError alike."""
-        user = None
-        if 0 < user_id <= MAX_USER_ID:
-            user = await self.session.scalar(live_users().where(User.id == user_id))
+        user = await self.find(user_id)
         if user is None:
             raise NotFoundError(f"User with id {user_id} not found")
         return user
 
+    async def find(self, user_id: int) -> User | None:
+        if not 0 < user_id <= MAX_USER_ID:
+            return None
+        return await self.session.scalar(live_users().where(User.id == user_id))
+
     async def get_by_email(self, email: str) -> User | None:
+        # The database's lower() on both sides, as in the unique index: SQLite's
+        # folds ASCII only, so Python's str.lower() would disagree with it.
         return await self.session.scalar(
-            live_users().where(func.lower(User.email) == email.lower())
+            live_users().where(func.lower(User.email) == func.lower(email))
         )
 
     async def list_page(
@@ -55,13 +62,16 @@ class UserService:
             is_active=True,
             is_admin=is_admin,
         )
-        self.session.add(user)
+        # The unique index decides, so concurrent registrations cannot both win;
+        # the savepoint keeps the rest of the session usable after a loss.
         try:
-            await self.session.commit()
-        except IntegrityError:
-            # The unique index decides, so concurrent registrations cannot both win.
-            await self.session.rollback()
+            async with self.session.begin_nested():
+                self.session.add(user)
+        except IntegrityError as error:
+            if not is_email_conflict(error):
+                raise
             raise validation_error("email", EMAIL_TAKEN) from None
+        await self.session.commit()
         return user
 
     async def update(self, user_id: int, changes: UserChanges) -> User:
@@ -82,6 +92,30 @@ class UserService:
         user.deleted_at = utcnow()
         await SessionService(self.session).revoke_all(user)
         await self.session.commit()
+
+    async def restore(self, user_id: int) -> User:
+        """Commits; 409 when a live user has taken the address since."""
+        user = None
+        if 0 < user_id <= MAX_USER_ID:
+            user = await self.session.scalar(
+                select(User).where(User.id == user_id, User.deleted_at.is_not(None))
+            )
+        if user is None:
+            raise NotFoundError(f"Deleted user with id {user_id} not found")
+        try:
+            async with self.session.begin_nested():
+                user.deleted_at = None
+        except IntegrityError as error:
+            if not is_email_conflict(error):
+                raise
+            raise ConflictError(EMAIL_TAKEN_BY_ANOTHER) from None
+        await self.session.commit()
+        return user
+
+
+def is_email_conflict(error: IntegrityError) -> bool:
+    # PostgreSQL and SQLite both name the violated index in the message.
+    return LIVE_EMAIL_INDEX in str(error.orig)
 
 
 def live_users() -> Select[User]:

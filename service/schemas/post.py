@@ -1,0 +1,63 @@
+"""Post bodies, query strings and the Post resource."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+from service.schemas.common import LenientInt, Text, page_schema
+
+TITLE = validate.Length(min=1, max=200)
+CONTENT = validate.Length(min=1)
+
+
+class AuthorSchema(Schema):
+    id = fields.Integer()
+    full_name = fields.String()
+
+
+class PostSchema(Schema):
+    id = fields.Integer()
+    title = fields.String()
+    content = fields.String()
+    author_id = fields.Integer()
+    author = fields.Nested(AuthorSchema)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class NewPost(TypedDict):
+    title: str
+    content: str
+
+
+class PostCreateSchema(Schema):
+    title = Text(required=True, validate=TITLE)
+    content = Text(required=True, validate=CONTENT)
+
+
+class PostChanges(TypedDict, total=False):
+    title: str
+    content: str
+
+
+class PostUpdateSchema(Schema):
+    title = Text(validate=TITLE)
+    content = Text(validate=CONTENT)
+
+
+class PageQuery(TypedDict):
+    page: int
+    per_page: int
+
+
+class PageQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    page = LenientInt(1)
+    per_page = LenientInt(20)
+
+
+PostPageSchema = page_schema(PostSchema, "posts")

@@ -1,0 +1,75 @@
+"""Posts: who may write them, and which are visible."""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import contains_eager
+
+from service.errors import ForbiddenError, NotFoundError
+from service.models import Post, User
+from service.pagination import Page, paginate
+from service.schemas.post import NewPost, PostChanges
+from service.security.tokens import MAX_USER_ID
+
+
+class PostService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def create(self, data: NewPost, *, author: User) -> Post:
+        post = Post(author_id=author.id, title=data["title"], content=data["content"])
+        self.session.add(post)
+        await self.session.commit()
+        post.author = author
+        return post
+
+    async def get(self, post_id: int) -> Post:
+        """A visible post: its author is not soft-deleted."""
+        post = None
+        if 0 < post_id <= MAX_USER_ID:
+            post = await self.session.scalar(visible_posts().where(Post.id == post_id))
+        if post is None:
+            raise NotFoundError(f"Post with id {post_id} not found")
+        return post
+
+    async def list_page(
+        self, *, page: int, per_page: int, author_id: int | None = None
+    ) -> Page[Post]:
+        stmt = visible_posts()
+        if author_id is not None:
+            stmt = stmt.where(Post.author_id == author_id)
+        stmt = stmt.order_by(Post.created_at.desc(), Post.id.desc())
+        return await paginate(self.session, stmt, page=page, per_page=per_page)
+
+    async def update(self, post_id: int, changes: PostChanges, *, by: User) -> Post:
+        """Commits; only the author or an admin."""
+        post = await self._editable(post_id, by)
+        for name, value in changes.items():
+            setattr(post, name, value)
+        if changes:
+            await self.session.commit()
+        return post
+
+    async def delete(self, post_id: int, *, by: User) -> None:
+        """Commits; only the author or an admin."""
+        post = await self._editable(post_id, by)
+        await self.session.delete(post)
+        await self.session.commit()
+
+    async def _editable(self, post_id: int, by: User) -> Post:
+        post = await self.get(post_id)
+        if post.author_id != by.id and not by.is_admin:
+            raise ForbiddenError("Not authorized")
+        return post
+
+
+def visible_posts() -> Select[Post]:
+    # The author comes from the same query (the join that hides deleted
+    # users' posts), never from a lazy load.
+    return (
+        select(Post)
+        .join(Post.author)
+        .where(User.deleted_at.is_(None))
+        .options(contains_eager(Post.author))
+    )
