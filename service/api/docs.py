@@ -4,7 +4,7 @@ its OpenAPIProvider is the extension point)."""
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Callable
 from typing import Any
 
 from apispec import APISpec
@@ -82,7 +82,7 @@ class MarshmallowOpenAPIProvider(OpenAPIProvider):
         if isinstance(model, ErrorResponse):
             return self._error_response(model.status), {}
         schema = self._converter.resolve_nested_schema(model)
-        description = inspect.getdoc(model) or "Success"
+        description = model.__dict__.get("__doc__") or "Success"
         return {"description": description, "content": _json(schema)}, {}
 
     def build_querystring_parameters(
@@ -92,6 +92,9 @@ class MarshmallowOpenAPIProvider(OpenAPIProvider):
             model, location="query"
         )
         return parameters, {}
+
+    def operation_id(self, method: str, path: str, func: Callable[..., Any]) -> str:
+        return func.__name__
 
     def _error_response(self, status: int) -> dict[str, Any]:
         schema = self._converter.resolve_nested_schema(ErrorSchema)
