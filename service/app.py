@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from quart import Quart
 
-from service import api, cli, db, errors, hardening, logs
+from service import api, cli, db, errors, hardening, logs, metrics
 from service.api import docs, health
 from service.api.deps import HASHER_KEY, MAILER_KEY, SETTINGS_KEY, THROTTLE_KEY
 from service.config import Settings
@@ -24,6 +24,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.extensions[MAILER_KEY] = Mailer(settings)
 
     logs.init_app(app, settings)
+    metrics.init_app(app, settings)
     db.init_app(app, settings)
     errors.register_error_handlers(app)
     hardening.init_app(app, settings)

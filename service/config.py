@@ -79,6 +79,8 @@ class Settings:
     password_hash_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
     max_content_length: int = 1024 * 1024
     log_level: str = "INFO"
+    log_format: str = "json"
+    metrics_token: str | None = None
     # Sessions and revocation.
     revocation_check: bool = True
     refresh_rotation: bool = False
@@ -152,6 +154,8 @@ class Settings:
                 raise ConfigError(
                     f"TRUSTED_PROXIES: {proxy!r} is not an IP or network"
                 ) from None
+        if self.log_format not in ("json", "text"):
+            raise ConfigError("LOG_FORMAT must be json or text")
         if "{token}" not in self.password_reset_url:
             raise ConfigError("PASSWORD_RESET_URL must contain {token}")
         if "*" in self.cors_origins:
@@ -207,6 +211,8 @@ _TEXT: tuple[tuple[str, str], ...] = (
     ("SMTP_URL", "smtp_url"),
     ("MAIL_FROM", "mail_from"),
     ("PASSWORD_RESET_URL", "password_reset_url"),
+    ("METRICS_TOKEN", "metrics_token"),
+    ("LOG_FORMAT", "log_format"),
 )
 _BOOLEAN: tuple[tuple[str, str], ...] = (
     ("DB_STATEMENT_CACHE", "db_statement_cache"),

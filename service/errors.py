@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 
 from marshmallow import ValidationError
 from quart import Quart, Response, jsonify
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -99,8 +101,8 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(Exception)
     async def handle_unexpected(error: Exception) -> Response:
-        if _is_database_unavailable(error):
-            logger.warning("database unavailable: %s", error)
+        if _is_backend_unavailable(error):
+            logger.warning("backend unavailable: %s", error)
             return _json({"error": "Service unavailable"}, 503, {"Retry-After": "5"})
         logger.exception("unhandled error")
         return _json({"error": "Internal server error"}, 500)
@@ -115,7 +117,10 @@ def _json(
     return response
 
 
-def _is_database_unavailable(error: Exception) -> bool:
-    if isinstance(error, OperationalError | TimeoutError | ConnectionError | OSError):
+def _is_backend_unavailable(error: Exception) -> bool:
+    """The database or Redis cannot be reached: a 503, not a fault of ours."""
+    if isinstance(
+        error, OperationalError | OSError | RedisConnectionError | RedisTimeoutError
+    ):
         return True
     return isinstance(error, DBAPIError) and error.connection_invalidated

@@ -1,17 +1,91 @@
-"""Logging set-up."""
+"""Structured logs: JSON lines, one per request, with a request id taken or made."""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import sys
+import time
+import uuid
+from typing import Any
 
-from quart import Quart
+from quart import Quart, Response, g, has_request_context, request
 
 from service.config import Settings
 
+REQUEST_ID_HEADER = "X-Request-ID"
+# Echoed back into a header and the logs: keep it short and plain.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+access_logger = logging.getLogger("service.access")
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if "request_id" not in entry and has_request_context():
+            entry["request_id"] = g.get("request_id")
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
 
 def init_app(app: Quart, settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    app.logger.setLevel(settings.log_level)
+    handler = logging.StreamHandler(sys.stdout)
+    if settings.log_format == "json":
+        formatter: logging.Formatter = JSONFormatter()
+        formatter.converter = time.gmtime
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(formatter)
+    handler.set_name("service")
+    root = logging.getLogger()
+    # Replace only our own handler: test harnesses attach theirs to the root too.
+    root.handlers = [h for h in root.handlers if h.get_name() != "service"] + [handler]
+    root.setLevel(settings.log_level)
+    app.logger.handlers = []
+    app.logger.propagate = True
+
+    @app.before_request
+    async def start_request() -> None:
+        g.started = time.perf_counter()
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = (
+            incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        )
+
+    @app.after_request
+    async def log_request(response: Response) -> Response:
+        request_id = g.get("request_id") or uuid.uuid4().hex
+        response.headers[REQUEST_ID_HEADER] = request_id
+        if access_logger.isEnabledFor(logging.INFO):
+            caller = g.get("caller")
+            access_logger.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "fields": {
+                        "method": request.method,
+                        "path": request.path,
+                        "status": response.status_code,
+                        "duration_ms": round(
+                            (time.perf_counter() - g.get("started", 0)) * 1000, 2
+                        ),
+                        "user_id": caller.identity.user_id
+                        if caller is not None
+                        else None,
+                        "request_id": request_id,
+                        "remote_addr": request.remote_addr,
+                    }
+                },
+            )
+        return response

@@ -128,7 +128,11 @@ class AuthService:
 
     async def logout(self, identity: Identity) -> None:
         if identity.session_id is not None:
-            await self.sessions.revoke(identity.session_id, user_id=identity.user_id)
+            if not await self.sessions.end(
+                identity.session_id, user_id=identity.user_id
+            ):
+                # A concurrent logout of the same session won the race.
+                raise AuthError(REVOKED, legacy_msg=True)
         elif identity.jti is not None:
             await self.sessions.revoke_token(
                 identity.jti, expires_at=int(identity.claims["exp"])

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import NotFoundError
@@ -47,7 +48,12 @@ class SessionService:
         ).all()
 
     async def revoke(self, session_id: str, *, user_id: int) -> None:
-        """Commits; someone else's or an unknown session is a 404."""
+        """Commits; 404 for a session that is not a live one of the user."""
+        if not await self.end(session_id, user_id=user_id):
+            raise NotFoundError("Session not found")
+
+    async def end(self, session_id: str, *, user_id: int) -> bool:
+        """Commits; False when there was no live session of the user to end."""
         result = await self.session.execute(
             update(AuthSession)
             .where(
@@ -57,9 +63,8 @@ class SessionService:
             )
             .values(revoked_at=utcnow())
         )
-        if result.rowcount == 0:  # type: ignore[attr-defined]
-            raise NotFoundError("Session not found")
         await self.session.commit()
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def revoke_all(self, user: User) -> None:
         """Every session, and through the per-user cut-off every session-less
@@ -82,9 +87,12 @@ class SessionService:
 
     async def revoke_token(self, jti: str, *, expires_at: int) -> None:
         """Block one session-less token until it expires anyway; the caller commits."""
-        if await self.session.get(RevokedToken, jti) is None:
-            expiry = datetime.fromtimestamp(expires_at, UTC).replace(tzinfo=None)
-            self.session.add(RevokedToken(jti=jti, expires_at=expiry))
+        expiry = datetime.fromtimestamp(expires_at, UTC).replace(tzinfo=None)
+        try:
+            async with self.session.begin_nested():
+                self.session.add(RevokedToken(jti=jti, expires_at=expiry))
+        except IntegrityError:
+            pass  # a concurrent logout of the same token got there first
 
     async def rotate(
         self, session_id: str, old_jti: str, *, grace: int

@@ -1,0 +1,80 @@
+"""Prometheus metrics at /metrics, readable only with METRICS_TOKEN."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from quart import Quart, Response, current_app, g, request
+from quart_schema import hide
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
+from werkzeug.exceptions import NotFound
+
+from service.config import Settings
+from service.db import ENGINE_KEY
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class PoolCollector(Collector):
+    """Database pool use, read when scraped."""
+
+    def __init__(self, app: Quart) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        engine: AsyncEngine | None = self.app.extensions.get(ENGINE_KEY)
+        pool = engine.sync_engine.pool if engine is not None else None
+        if not isinstance(pool, QueuePool):
+            return
+        for name, value, text in (
+            ("db_pool_size", pool.size(), "Connections the pool keeps"),
+            ("db_pool_checked_out", pool.checkedout(), "Connections in use"),
+            ("db_pool_overflow", pool.overflow(), "Connections beyond the pool size"),
+        ):
+            yield GaugeMetricFamily(name, text, value=value)
+
+
+def init_app(app: Quart, settings: Settings) -> None:
+    registry = CollectorRegistry()
+    requests = Counter(
+        "http_requests",
+        "Requests answered",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "http_request_duration_seconds",
+        "Time to answer a request",
+        ["method", "route"],
+        registry=registry,
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    )
+    registry.register(PoolCollector(app))
+
+    @app.after_request
+    async def observe(response: Response) -> Response:
+        # The rule, not the path: ids in paths would make one series per user.
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        requests.labels(request.method, route, str(response.status_code)).inc()
+        started = g.get("started")
+        if started is not None:
+            latency.labels(request.method, route).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/metrics")
+    @hide
+    async def metrics() -> Response:
+        expected = current_app.extensions["settings"].metrics_token
+        presented = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not expected or not hmac.compare_digest(
+            presented.encode(), expected.encode()
+        ):
+            # Not public: without the token it does not exist.
+            raise NotFound()
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE)
