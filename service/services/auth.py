@@ -84,17 +84,15 @@ class AuthService:
         """Start a session; unknown emails cost a hash check, as wrong passwords do."""
         ip = client.ip or "unknown"
         if self.throttle:
-            await self.throttle.check(email, ip)
+            await self.throttle.attempt(email, ip)
         user = await self.users.get_by_email(email)
         password_ok = await self.hasher.verify(
             user.password_hash if user else None, password
         )
         if user is None or not password_ok:
-            if self.throttle:
-                await self.throttle.failed(email, ip)
             raise AuthError(INVALID_CREDENTIALS)
         if self.throttle:
-            await self.throttle.succeeded(email)
+            await self.throttle.succeeded(email, ip)
         if not user.is_active:
             raise AuthError(DEACTIVATED)
         if needs_rehash(user.password_hash):

@@ -73,7 +73,9 @@ class SessionService:
         await self._revoke_sessions(user.id)
 
     async def revoke_others(self, user: User, *, keep: str | None) -> None:
-        """Commits."""
+        """Commits; a caller with a session also ends the user's session-less tokens."""
+        if keep is not None:
+            user.tokens_valid_after = utcnow()
         await self._revoke_sessions(user.id, keep=keep)
         await self.session.commit()
 
