@@ -20,7 +20,6 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.url_map.merge_slashes = False
     app.config.from_mapping(settings.quart_config())
     app.extensions[SETTINGS_KEY] = settings
-    hasher = app.extensions[HASHER_KEY] = PasswordHasher(settings.password_hash_threads)
     app.extensions[MAILER_KEY] = Mailer(settings)
 
     logs.init_app(app, settings)
@@ -33,13 +32,17 @@ def create_app(settings: Settings | None = None) -> Quart:
     docs.init_app(app)
     cli.register(app, settings)
 
+    # Started and stopped with serving, so an app can serve again after a stop.
     @app.before_serving
-    async def start_throttle() -> None:
+    async def start_workers() -> None:
+        app.extensions[HASHER_KEY] = PasswordHasher(settings.password_hash_threads)
         app.extensions[THROTTLE_KEY] = LoginThrottle(create_counter(settings), settings)
 
     @app.after_serving
     async def stop_workers() -> None:
-        hasher.shutdown()
+        hasher: PasswordHasher | None = app.extensions.pop(HASHER_KEY, None)
+        if hasher is not None:
+            hasher.shutdown()
         throttle: LoginThrottle | None = app.extensions.pop(THROTTLE_KEY, None)
         if throttle is not None:
             await throttle.counter.close()

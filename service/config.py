@@ -75,6 +75,8 @@ class Settings:
     db_pool_timeout: float = 10.0
     db_statement_cache: bool = True
     db_connect_timeout: float = 5.0
+    db_command_timeout: float = 5.0
+    db_pool_pre_ping: bool = False
     readiness_timeout: float = 2.0
     password_hash_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
     max_content_length: int = 1024 * 1024
@@ -196,6 +198,7 @@ _NUMERIC: tuple[tuple[str, str, type[int] | type[float]], ...] = (
     ("DB_MAX_OVERFLOW", "db_max_overflow", int),
     ("DB_POOL_TIMEOUT", "db_pool_timeout", float),
     ("DB_CONNECT_TIMEOUT", "db_connect_timeout", float),
+    ("DB_COMMAND_TIMEOUT", "db_command_timeout", float),
     ("READINESS_TIMEOUT", "readiness_timeout", float),
     ("PASSWORD_HASH_THREADS", "password_hash_threads", int),
     ("MAX_CONTENT_LENGTH", "max_content_length", int),
@@ -216,6 +219,7 @@ _TEXT: tuple[tuple[str, str], ...] = (
 )
 _BOOLEAN: tuple[tuple[str, str], ...] = (
     ("DB_STATEMENT_CACHE", "db_statement_cache"),
+    ("DB_POOL_PRE_PING", "db_pool_pre_ping"),
     ("REVOCATION_CHECK", "revocation_check"),
     ("REFRESH_TOKEN_ROTATION", "refresh_rotation"),
 )

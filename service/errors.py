@@ -102,7 +102,7 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(Exception)
     async def handle_unexpected(error: Exception) -> Response:
         if _is_backend_unavailable(error):
-            logger.warning("backend unavailable: %s", error)
+            logger.warning("backend unavailable: %r", error)
             return _json({"error": "Service unavailable"}, 503, {"Retry-After": "5"})
         logger.exception("unhandled error")
         return _json({"error": "Internal server error"}, 500)

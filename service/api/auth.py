@@ -24,6 +24,7 @@ from service.schemas.auth import (
     PasswordChangeSchema,
     PasswordReset,
     PasswordResetSchema,
+    RefreshedTokensSchema,
     SessionListSchema,
     TokenPairSchema,
 )
@@ -43,7 +44,7 @@ async def login(data: Credentials) -> TokenPair:
 
 @blueprint.post("/refresh")
 @jwt_required(refresh=True)
-@returns(TokenPairSchema)
+@returns(RefreshedTokensSchema)
 async def refresh() -> AccessToken | TokenPair:
     """A new access token (and, with rotation on, a new refresh token)."""
     return await auth_service().refresh(current_caller())

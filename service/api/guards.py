@@ -8,6 +8,7 @@ from functools import wraps
 from typing import Any
 
 from quart import g, request
+from quart_schema import security_scheme
 
 from service.api.deps import auth_service, user_service
 from service.api.io import View, document_errors
@@ -26,10 +27,8 @@ def jwt_required(refresh: bool = False) -> Callable[[View], View]:
             await verify_jwt_in_request(refresh=refresh)
             return await view(*args, **kwargs)
 
-        wrapper.__dict__.setdefault("_api", {})["auth"] = (
-            "refresh" if refresh else "access"
-        )
-        return wrapper
+        security_scheme([{"bearer": []}])(wrapper)
+        return document_errors(401, 422)(wrapper)
 
     return decorator
 
@@ -72,7 +71,7 @@ def self_or_admin_required(param: str) -> Callable[[View], View]:
                 raise ForbiddenError("Not authorized")
             return await view(*args, **kwargs)
 
-        return wrapper
+        return document_errors(403)(wrapper)
 
     return decorator
 

@@ -6,10 +6,10 @@ from typing import Any
 
 from quart import Blueprint
 
+from service.api import guards
 from service.api.deps import post_service, user_service
 from service.api.guards import (
     admin_required,
-    get_jwt_identity,
     jwt_required,
     self_or_admin_required,
 )
@@ -53,7 +53,7 @@ async def create_user(data: NewUser) -> User:
 @returns(UserSchema)
 async def get_current_user() -> User:
     """The calling user."""
-    return await user_service().get(get_jwt_identity())
+    return await guards.get_current_user()
 
 
 @blueprint.get("/<int:user_id>")

@@ -6,7 +6,7 @@ from typing import TypedDict
 
 from marshmallow import Schema, fields, validate
 
-from service.schemas.common import Email, Text
+from service.schemas.common import Email, Text, Timestamp
 
 
 class Credentials(TypedDict):
@@ -25,8 +25,11 @@ class TokenPairSchema(Schema):
     token_type = fields.String(dump_default="bearer")
 
 
-class AccessTokenSchema(Schema):
+class RefreshedTokensSchema(Schema):
+    """A new access token; a new refresh token too when rotation is on."""
+
     access_token = fields.String(required=True)
+    refresh_token = fields.String()
     token_type = fields.String(dump_default="bearer")
 
 
@@ -46,8 +49,8 @@ class PasswordChangeSchema(Schema):
 
 class SessionSchema(Schema):
     id = fields.String()
-    created_at = fields.DateTime()
-    last_used_at = fields.DateTime()
+    created_at = Timestamp()
+    last_used_at = Timestamp()
     user_agent = fields.String(allow_none=True)
     ip = fields.String(allow_none=True)
     current = fields.Boolean()

@@ -47,6 +47,22 @@ class Email(fields.Email):
         return email
 
 
+class Timestamp(fields.String):
+    """Naive UTC in ISO 8601 without an offset, as the Flask service wrote it.
+
+    Documented as a string with a pattern, not OpenAPI's `date-time`, which
+    requires an offset: the document says what is really sent.
+    """
+
+    PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(metadata={"pattern": self.PATTERN}, **kwargs)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return None if value is None else value.isoformat()
+
+
 class LenientInt(fields.Integer):
     """An integer query argument that falls back to its default, as `type=int` did."""
 

@@ -6,7 +6,7 @@ from typing import TypedDict
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from service.schemas.common import LenientInt, Text, page_schema
+from service.schemas.common import LenientInt, Text, Timestamp, page_schema
 
 TITLE = validate.Length(min=1, max=200)
 CONTENT = validate.Length(min=1)
@@ -23,8 +23,8 @@ class PostSchema(Schema):
     content = fields.String()
     author_id = fields.Integer()
     author = fields.Nested(AuthorSchema)
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
+    created_at = Timestamp()
+    updated_at = Timestamp()
 
 
 class NewPost(TypedDict):

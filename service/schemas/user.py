@@ -6,7 +6,7 @@ from typing import Any, TypedDict
 
 from marshmallow import EXCLUDE, Schema, fields, post_load, validate
 
-from service.schemas.common import Email, LenientInt, Text, page_schema
+from service.schemas.common import Email, LenientInt, Text, Timestamp, page_schema
 
 NAME = validate.Length(min=1, max=100)
 
@@ -19,8 +19,8 @@ class UserSchema(Schema):
     full_name = fields.String()
     is_active = fields.Boolean()
     is_admin = fields.Boolean()
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
+    created_at = Timestamp()
+    updated_at = Timestamp()
 
 
 class NewUser(TypedDict):

@@ -1,0 +1,631 @@
+"""Forgotten passwords: POST /auth/password/forgot and /auth/password/reset.
+
+The mail goes through a real SMTP server running in the test process (aiosmtpd),
+and every token used below is read from the delivered message, as a user would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import socket
+import statistics
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import jwt
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from quart.typing import TestClientProtocol as Client
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service import create_app
+from service.config import Settings
+from service.db import SESSIONMAKER_KEY
+from service.models import User
+from service.security.tokens import create_reset_token
+from tests.factories import PASSWORD, headers_for, make_user, utcnow
+
+FORGOT = "/api/v1/auth/password/forgot"
+RESET = "/api/v1/auth/password/reset"
+LOGIN = "/api/v1/auth/login"
+CHANGE = "/api/v1/auth/password"
+ME = "/api/v1/users/me"
+RESET_URL = "https://app.example/reset?token={token}"
+LINK = re.compile(r"https://app\.example/reset\?token=(\S+)")
+DEV_LINK = re.compile(r"http://127\.0\.0\.1:8000/reset-password\?token=(\S+)")
+ACCEPTED = {"message": "If the address is registered, a reset link is on its way"}
+INVALID_RESET = {"error": "Invalid or expired reset token"}
+REVOKED = {"msg": "Token has been revoked", "error": "Token has been revoked"}
+INVALID_CREDENTIALS = {"error": "Invalid email or password"}
+NEW_PASSWORD = "brand-new-password-789"
+MAIL_WAIT_SECONDS = 5.0
+POLL_SECONDS = 0.02
+
+
+@dataclass
+class Inbox:
+    """An aiosmtpd handler that keeps every message it is given."""
+
+    delay: float = 0.0
+    messages: list[EmailMessage] = field(default_factory=list)
+    recipients: list[list[str]] = field(default_factory=list)
+
+    async def handle_DATA(  # noqa: N802 (aiosmtpd's hook name)
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        content = envelope.content
+        assert isinstance(content, bytes)
+        parsed = message_from_bytes(content, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.messages.append(parsed)
+        self.recipients.append(list(envelope.rcpt_tos))
+        return "250 OK"
+
+    async def wait_for(self, count: int = 1) -> list[EmailMessage]:
+        # The mail is sent by a background task after the response.
+        await eventually(lambda: len(self.messages) >= count)
+        assert len(self.messages) >= count, "no reset mail arrived"
+        return self.messages
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    """Poll until `condition` holds or MAIL_WAIT_SECONDS pass (the SMTP server
+    runs in its own thread, so there is no event to await)."""
+    for _ in range(int(MAIL_WAIT_SECONDS / POLL_SECONDS)):
+        if condition():
+            return
+        await asyncio.sleep(POLL_SECONDS)
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    inbox: Inbox
+    url: str
+
+
+def free_port() -> int:
+    # aiosmtpd's Controller connects to its own port to check it started, so it
+    # cannot be given port 0.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield SmtpServer(inbox, f"smtp://127.0.0.1:{port}")
+    finally:
+        controller.stop()
+
+
+@asynccontextmanager
+async def mail_app(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    **changes: Any,
+) -> AsyncIterator[Client]:
+    """An app that mails through SMTP; leaving it waits for its background sends."""
+    app = create_app(settings.with_changes(password_reset_url=RESET_URL, **changes))
+    app.extensions[SESSIONMAKER_KEY] = sessionmaker
+    async with app.test_app():
+        yield app.test_client()
+
+
+@pytest.fixture
+async def mail_client(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    smtp: SmtpServer,
+) -> AsyncIterator[Client]:
+    async with mail_app(settings, sessionmaker, smtp_url=smtp.url) as client:
+        yield client
+
+
+def token_in(message: EmailMessage) -> str:
+    body = message.get_body(("plain",))
+    assert body is not None
+    assert isinstance(body, EmailMessage)
+    found = LINK.search(body.get_content())
+    assert found is not None, body.get_content()
+    return found.group(1)
+
+
+async def reset_token(client: Client, smtp: SmtpServer, email: str) -> str:
+    """Ask for a reset link and read the token from the delivered mail."""
+    before = len(smtp.inbox.messages)
+    response = await client.post(FORGOT, json={"email": email})
+    assert response.status_code == 202
+    messages = await smtp.inbox.wait_for(before + 1)
+    return token_in(messages[before])
+
+
+async def reset(client: Client, token: str, password: str = NEW_PASSWORD) -> Any:
+    return await client.post(RESET, json={"token": token, "new_password": password})
+
+
+async def login(client: Client, email: str, password: str) -> Any:
+    return await client.post(LOGIN, json={"email": email, "password": password})
+
+
+async def access_token(client: Client, email: str, password: str = PASSWORD) -> str:
+    response = await login(client, email, password)
+    assert response.status_code == 200
+    token: str = (await response.get_json())["access_token"]
+    return token
+
+
+def mail_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "service.mail"]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# --- POST /auth/password/forgot ----------------------------------------------
+
+
+async def test_forgot_known_email_returns_202(mail_client: Client, user: User) -> None:
+    response = await mail_client.post(FORGOT, json={"email": user.email})
+
+    assert response.status_code == 202
+    assert await response.get_json() == ACCEPTED
+
+
+async def test_forgot_unknown_email_returns_same_202(mail_client: Client) -> None:
+    response = await mail_client.post(FORGOT, json={"email": "nobody@example.com"})
+
+    assert response.status_code == 202
+    assert await response.get_json() == ACCEPTED
+
+
+async def test_forgot_known_email_mails_reset_link(
+    mail_client: Client, smtp: SmtpServer, settings: Settings, user: User
+) -> None:
+    await mail_client.post(FORGOT, json={"email": user.email})
+
+    [message] = await smtp.inbox.wait_for()
+    assert message["To"] == user.email
+    assert message["From"] == settings.mail_from
+    assert message["Subject"] == "Reset your password"
+    assert smtp.inbox.recipients == [[user.email]]
+    assert token_in(message)
+
+
+async def test_forgot_email_in_other_case_mails_registered_address(
+    mail_client: Client, smtp: SmtpServer, user: User
+) -> None:
+    await mail_client.post(FORGOT, json={"email": user.email.upper()})
+
+    [message] = await smtp.inbox.wait_for()
+    assert message["To"] == user.email
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        pytest.param({}, id="unknown"),
+        pytest.param({"deleted_at": utcnow()}, id="soft-deleted"),
+        pytest.param({"is_active": False}, id="deactivated"),
+    ],
+)
+async def test_forgot_unmailable_address_sends_nothing(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    session: AsyncSession,
+    smtp: SmtpServer,
+    state: dict[str, Any],
+) -> None:
+    if state:
+        await make_user(session, email="quiet@example.com", **state)
+
+    async with mail_app(settings, sessionmaker, smtp_url=smtp.url) as client:
+        response = await client.post(FORGOT, json={"email": "quiet@example.com"})
+    # Leaving the app waited for every background task it started.
+
+    assert response.status_code == 202
+    assert await response.get_json() == ACCEPTED
+    assert smtp.inbox.messages == []
+
+
+async def test_forgot_mails_only_the_known_address(
+    mail_client: Client, smtp: SmtpServer, user: User
+) -> None:
+    await mail_client.post(FORGOT, json={"email": "nobody@example.com"})
+    await mail_client.post(FORGOT, json={"email": user.email})
+
+    await smtp.inbox.wait_for()
+    assert smtp.inbox.recipients == [[user.email]]
+
+
+async def test_forgot_answers_known_and_unknown_in_same_time(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    smtp: SmtpServer,
+    user: User,
+) -> None:
+    # A slow mail server: a service that sent before answering would take its
+    # 0.3 s for known addresses only.
+    smtp.inbox.delay = 0.3
+    known: list[float] = []
+    unknown: list[float] = []
+    async with mail_app(settings, sessionmaker, smtp_url=smtp.url) as client:
+        for _ in range(5):
+            for email, timings in (
+                (user.email, known),
+                ("nobody@example.com", unknown),
+            ):
+                started = time.perf_counter()
+                response = await client.post(FORGOT, json={"email": email})
+                timings.append(time.perf_counter() - started)
+                assert response.status_code == 202
+
+    fast, slow = sorted((statistics.median(known), statistics.median(unknown)))
+    assert slow < 3 * fast + 0.1, (known, unknown)
+
+
+@pytest.mark.parametrize(
+    ("payload", "errors"),
+    [
+        pytest.param({}, {"email": ["Missing data for required field."]}, id="missing"),
+        pytest.param(
+            {"email": "not-an-email"},
+            {"email": ["Not a valid email address."]},
+            id="not-email",
+        ),
+        pytest.param(
+            {"email": "a@example.com", "extra": 1},
+            {"extra": ["Unknown field."]},
+            id="unknown-field",
+        ),
+    ],
+)
+async def test_forgot_invalid_body_returns_400(
+    mail_client: Client, payload: dict[str, Any], errors: dict[str, list[str]]
+) -> None:
+    response = await mail_client.post(FORGOT, json=payload)
+
+    assert response.status_code == 400
+    assert await response.get_json() == {"error": "Validation failed", "errors": errors}
+
+
+async def test_forgot_without_smtp_logs_the_link(
+    client: Client, user: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="service.mail")
+
+    response = await client.post(FORGOT, json={"email": user.email})
+    await eventually(lambda: bool(mail_records(caplog)))
+
+    assert response.status_code == 202
+    [record] = mail_records(caplog)
+    assert record.levelno == logging.INFO
+    assert user.email in record.getMessage()
+    found = DEV_LINK.search(record.getMessage())
+    assert found is not None, record.getMessage()
+    # The logged link is a working one.
+    assert (await reset(client, found.group(1))).status_code == 204
+
+
+async def test_forgot_unreachable_smtp_still_202_and_logs_failure(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    user: User,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="service.mail")
+
+    async with mail_app(
+        settings, sessionmaker, smtp_url=f"smtp://127.0.0.1:{free_port()}"
+    ) as client:
+        response = await client.post(FORGOT, json={"email": user.email})
+
+    assert response.status_code == 202
+    assert [r.levelno for r in mail_records(caplog)] == [logging.ERROR]
+
+
+# --- POST /auth/password/reset -----------------------------------------------
+
+
+async def test_reset_with_mailed_token_returns_204(
+    mail_client: Client, smtp: SmtpServer, user: User
+) -> None:
+    token = await reset_token(mail_client, smtp, user.email)
+
+    response = await reset(mail_client, token)
+
+    assert response.status_code == 204
+    assert await response.get_data() == b""
+
+
+async def test_reset_new_password_logs_in(
+    mail_client: Client, smtp: SmtpServer, user: User
+) -> None:
+    token = await reset_token(mail_client, smtp, user.email)
+
+    await reset(mail_client, token)
+    response = await login(mail_client, user.email, NEW_PASSWORD)
+
+    assert response.status_code == 200
+
+
+async def test_reset_old_password_no_longer_logs_in(
+    mail_client: Client, smtp: SmtpServer, user: User
+) -> None:
+    token = await reset_token(mail_client, smtp, user.email)
+
+    await reset(mail_client, token)
+    response = await login(mail_client, user.email, PASSWORD)
+
+    assert response.status_code == 401
+    assert await response.get_json() == INVALID_CREDENTIALS
+
+
+async def test_reset_same_token_twice_second_returns_400(
+    mail_client: Client, smtp: SmtpServer, user: User
+) -> None:
+    token = await reset_token(mail_client, smtp, user.email)
+
+    first = await reset(mail_client, token)
+    second = await reset(mail_client, token, "yet-another-password-1")
+
+    assert first.status_code == 204
+    assert second.status_code == 400
+    assert await second.get_json() == INVALID_RESET
+    assert (await login(mail_client, user.email, NEW_PASSWORD)).status_code == 200
+
+
+async def test_reset_older_of_two_tokens_dies_with_first_reset(
+    mail_client: Client, smtp: SmtpServer, user: User
+) -> None:
+    older = await reset_token(mail_client, smtp, user.email)
+    newer = await reset_token(mail_client, smtp, user.email)
+
+    first = await reset(mail_client, newer)
+    second = await reset(mail_client, older, "yet-another-password-1")
+
+    assert (first.status_code, second.status_code) == (204, 400)
+    assert await second.get_json() == INVALID_RESET
+
+
+async def test_reset_token_from_before_password_change_returns_400(
+    mail_client: Client, smtp: SmtpServer, user: User
+) -> None:
+    token = await reset_token(mail_client, smtp, user.email)
+    changed = await mail_client.post(
+        CHANGE,
+        json={"current_password": PASSWORD, "new_password": "changed-password-1"},
+        headers=bearer(await access_token(mail_client, user.email)),
+    )
+
+    response = await reset(mail_client, token)
+
+    assert changed.status_code == 204
+    assert response.status_code == 400
+    assert await response.get_json() == INVALID_RESET
+    assert (
+        await login(mail_client, user.email, "changed-password-1")
+    ).status_code == 200
+
+
+async def test_reset_expired_token_returns_400(
+    mail_client: Client, settings: Settings, user: User
+) -> None:
+    token = create_reset_token(
+        user_id=user.id,
+        password_hash=user.password_hash,
+        key=settings.secret_key,
+        expires_in=-10,
+    )
+
+    response = await reset(mail_client, token)
+
+    assert response.status_code == 400
+    assert await response.get_json() == INVALID_RESET
+
+
+async def test_reset_token_from_short_lived_setting_expires(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    smtp: SmtpServer,
+    user: User,
+) -> None:
+    # PASSWORD_RESET_EXPIRES is what the mailed token gets, not a constant; at 0
+    # the token is expired as soon as it is issued.
+    async with mail_app(
+        settings, sessionmaker, smtp_url=smtp.url, password_reset_expires=0
+    ) as client:
+        token = await reset_token(client, smtp, user.email)
+        response = await reset(client, token)
+
+    assert response.status_code == 400
+    assert await response.get_json() == INVALID_RESET
+
+
+async def test_reset_token_lasts_an_hour_by_default(
+    mail_client: Client, smtp: SmtpServer, user: User
+) -> None:
+    started = int(time.time())
+    token = await reset_token(mail_client, smtp, user.email)
+
+    claims = jwt.decode(token, options={"verify_signature": False})
+
+    assert started + 3600 <= claims["exp"] <= int(time.time()) + 3600
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param("garbage", id="garbage"),
+        pytest.param("a.b.c", id="three-parts"),
+        pytest.param("x" * 2048, id="longest-allowed"),
+    ],
+)
+async def test_reset_garbage_token_returns_400(mail_client: Client, token: str) -> None:
+    response = await reset(mail_client, token)
+
+    assert response.status_code == 400
+    assert await response.get_json() == INVALID_RESET
+
+
+async def test_reset_access_token_as_reset_token_returns_400(
+    mail_client: Client, settings: Settings, user: User
+) -> None:
+    access = headers_for(settings, user)["Authorization"].removeprefix("Bearer ")
+
+    response = await reset(mail_client, access)
+
+    assert response.status_code == 400
+    assert await response.get_json() == INVALID_RESET
+
+
+async def test_reset_token_signed_with_other_key_returns_400(
+    mail_client: Client, user: User
+) -> None:
+    forged = create_reset_token(
+        user_id=user.id,
+        password_hash=user.password_hash,
+        key="some-other-secret-key-0123456789-abcdef",
+        expires_in=600,
+    )
+
+    response = await reset(mail_client, forged)
+
+    assert response.status_code == 400
+    assert await response.get_json() == INVALID_RESET
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"deleted_at": utcnow()}, id="soft-deleted"),
+        pytest.param({"is_active": False}, id="deactivated"),
+    ],
+)
+async def test_reset_token_of_user_no_longer_live_returns_400(
+    mail_client: Client,
+    smtp: SmtpServer,
+    session: AsyncSession,
+    user: User,
+    change: dict[str, Any],
+) -> None:
+    token = await reset_token(mail_client, smtp, user.email)
+    for name, value in change.items():
+        setattr(user, name, value)
+    await session.commit()
+
+    response = await reset(mail_client, token)
+
+    assert response.status_code == 400
+    assert await response.get_json() == INVALID_RESET
+
+
+async def test_reset_token_is_not_an_access_token(
+    mail_client: Client, smtp: SmtpServer, user: User
+) -> None:
+    token = await reset_token(mail_client, smtp, user.email)
+
+    response = await mail_client.get(ME, headers=bearer(token))
+
+    assert response.status_code in (401, 422)
+    assert "id" not in await response.get_json()
+
+
+async def test_reset_revokes_sessions_from_before(
+    mail_client: Client, smtp: SmtpServer, user: User
+) -> None:
+    before = await access_token(mail_client, user.email)
+    token = await reset_token(mail_client, smtp, user.email)
+
+    await reset(mail_client, token)
+    response = await mail_client.get(ME, headers=bearer(before))
+
+    assert response.status_code == 401
+    assert await response.get_json() == REVOKED
+
+
+async def test_reset_revokes_sessionless_tokens_from_before(
+    mail_client: Client, smtp: SmtpServer, settings: Settings, user: User
+) -> None:
+    flask_era = headers_for(settings, user)
+    token = await reset_token(mail_client, smtp, user.email)
+
+    await reset(mail_client, token)
+    response = await mail_client.get(ME, headers=flask_era)
+
+    assert response.status_code == 401
+    assert await response.get_json() == REVOKED
+
+
+async def test_reset_then_fresh_login_works(
+    mail_client: Client, smtp: SmtpServer, user: User
+) -> None:
+    token = await reset_token(mail_client, smtp, user.email)
+
+    await reset(mail_client, token)
+    fresh = await access_token(mail_client, user.email, NEW_PASSWORD)
+    response = await mail_client.get(ME, headers=bearer(fresh))
+
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("payload", "field_name"),
+    [
+        pytest.param({"new_password": "short"}, "new_password", id="short-password"),
+        pytest.param({"new_password": "p" * 129}, "new_password", id="long-password"),
+        pytest.param({"new_password": "pass\x00word"}, "new_password", id="nul"),
+        pytest.param({"token": ""}, "token", id="empty-token"),
+        pytest.param({"token": "t" * 2049}, "token", id="token-too-long"),
+        pytest.param({"extra": "x"}, "extra", id="unknown-field"),
+    ],
+)
+async def test_reset_invalid_body_returns_400_and_token_still_works(
+    mail_client: Client,
+    smtp: SmtpServer,
+    user: User,
+    payload: dict[str, Any],
+    field_name: str,
+) -> None:
+    token = await reset_token(mail_client, smtp, user.email)
+
+    response = await mail_client.post(
+        RESET, json={"token": token, "new_password": NEW_PASSWORD, **payload}
+    )
+
+    assert response.status_code == 400
+    body = await response.get_json()
+    assert body["error"] == "Validation failed"
+    assert set(body["errors"]) == {field_name}
+    assert (await reset(mail_client, token)).status_code == 204
+
+
+async def test_reset_stores_a_new_hash(
+    mail_client: Client, smtp: SmtpServer, session: AsyncSession, user: User
+) -> None:
+    old_hash = user.password_hash
+    token = await reset_token(mail_client, smtp, user.email)
+
+    await reset(mail_client, token)
+
+    stored = await session.scalar(select(User.password_hash).where(User.id == user.id))
+    assert stored is not None
+    assert stored != old_hash
+    assert NEW_PASSWORD not in stored

@@ -1,0 +1,821 @@
+"""The /posts endpoints and /users/{id}/posts against API.md."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from quart.typing import TestClientProtocol as Client
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from service.config import Settings
+from service.models import Post, User
+from tests.factories import at, headers_for, make_user, utcnow
+
+POSTS = "/api/v1/posts"
+USERS = "/api/v1/users"
+NAIVE_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?$")
+NOT_AUTHORIZED = {"error": "Not authorized"}
+MISSING_HEADER = {
+    "msg": "Missing Authorization Header",
+    "error": "Missing Authorization Header",
+}
+NOT_JSON = {
+    "error": "Did not attempt to load JSON data because the request Content-Type "
+    "was not 'application/json'."
+}
+TITLE_LENGTH = ["Length must be between 1 and 200."]
+CONTENT_EMPTY = ["Shorter than minimum length 1."]
+MISSING = ["Missing data for required field."]
+NUL = ["Must not contain NUL characters."]
+_titles = itertools.count(1)
+
+
+async def make_post(session: AsyncSession, author: User, **overrides: Any) -> Post:
+    number = next(_titles)
+    values: dict[str, Any] = {
+        "author_id": author.id,
+        "title": f"Post {number}",
+        "content": f"Content of post {number}",
+    }
+    values.update(overrides)
+    post = Post(**values)
+    session.add(post)
+    await session.commit()
+    return post
+
+
+def post_json(post: Post, author: User) -> dict[str, Any]:
+    return {
+        "id": post.id,
+        "title": post.title,
+        "content": post.content,
+        "author_id": author.id,
+        "author": {"id": author.id, "full_name": author.full_name},
+        "created_at": post.created_at.isoformat(),
+        "updated_at": post.updated_at.isoformat(),
+    }
+
+
+def invalid(**errors: list[str]) -> dict[str, Any]:
+    return {"error": "Validation failed", "errors": errors}
+
+
+def post_not_found(post_id: int) -> dict[str, str]:
+    return {"error": f"Post with id {post_id} not found"}
+
+
+async def stored(session: AsyncSession, post_id: int) -> Post | None:
+    return await session.scalar(
+        select(Post).where(Post.id == post_id).execution_options(populate_existing=True)
+    )
+
+
+async def listed_ids(
+    client: Client, url: str, headers: dict[str, str], **query: Any
+) -> list[int]:
+    response = await client.get(url, headers=headers, query_string=query)
+    assert response.status_code == 200
+    return [p["id"] for p in (await response.get_json())["posts"]]
+
+
+@contextmanager
+def count_selects(connection: AsyncConnection) -> Iterator[list[str]]:
+    """SELECTs the app sends on the test's connection (savepoints not counted)."""
+    statements: list[str] = []
+
+    def record(
+        _conn: Any, _cursor: Any, statement: str, *_args: Any, **_kwargs: Any
+    ) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    target = connection.sync_engine
+    event.listen(target, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(target, "before_cursor_execute", record)
+
+
+# --- POST /posts -------------------------------------------------------------
+
+
+async def test_create_post_returns_201_post_of_caller(
+    client: Client, user: User, user_headers: dict[str, str]
+) -> None:
+    response = await client.post(
+        POSTS, json={"title": "Hello", "content": "World"}, headers=user_headers
+    )
+
+    assert response.status_code == 201
+    body = await response.get_json()
+    assert isinstance(body["id"], int)
+    assert NAIVE_ISO.match(body["created_at"])
+    assert NAIVE_ISO.match(body["updated_at"])
+    assert body == {
+        "id": body["id"],
+        "title": "Hello",
+        "content": "World",
+        "author_id": user.id,
+        "author": {"id": user.id, "full_name": "Test User"},
+        "created_at": body["created_at"],
+        "updated_at": body["updated_at"],
+    }
+    stamp = datetime.fromisoformat(body["created_at"])
+    assert abs(stamp - utcnow()) < timedelta(minutes=1)
+
+
+async def test_create_post_is_stored(
+    client: Client, session: AsyncSession, user: User, user_headers: dict[str, str]
+) -> None:
+    response = await client.post(
+        POSTS, json={"title": "Stored", "content": "Body"}, headers=user_headers
+    )
+
+    post = await stored(session, (await response.get_json())["id"])
+    assert post is not None
+    assert (post.author_id, post.title, post.content) == (user.id, "Stored", "Body")
+
+
+async def test_create_post_author_id_in_body_rejected_not_used(
+    client: Client, session: AsyncSession, user: User, user_headers: dict[str, str]
+) -> None:
+    other = await make_user(session)
+
+    response = await client.post(
+        POSTS,
+        json={"title": "Mine", "content": "Body", "author_id": other.id},
+        headers=user_headers,
+    )
+
+    assert response.status_code == 400
+    assert await response.get_json() == invalid(author_id=["Unknown field."])
+
+
+async def test_create_post_longest_title_returns_201(
+    client: Client, user_headers: dict[str, str]
+) -> None:
+    response = await client.post(
+        POSTS, json={"title": "t" * 200, "content": "c"}, headers=user_headers
+    )
+
+    assert response.status_code == 201
+    assert (await response.get_json())["title"] == "t" * 200
+
+
+@pytest.mark.parametrize(
+    ("payload", "errors"),
+    [
+        pytest.param({}, {"title": MISSING, "content": MISSING}, id="empty"),
+        pytest.param({"content": "c"}, {"title": MISSING}, id="no-title"),
+        pytest.param({"title": "t"}, {"content": MISSING}, id="no-content"),
+        pytest.param({"title": "", "content": "c"}, {"title": TITLE_LENGTH}, id="t0"),
+        pytest.param(
+            {"title": "t" * 201, "content": "c"}, {"title": TITLE_LENGTH}, id="t201"
+        ),
+        pytest.param(
+            {"title": "t", "content": ""}, {"content": CONTENT_EMPTY}, id="c0"
+        ),
+        pytest.param(
+            {"title": None, "content": "c"},
+            {"title": ["Field may not be null."]},
+            id="null",
+        ),
+        pytest.param(
+            {"title": "t", "content": 5},
+            {"content": ["Not a valid string."]},
+            id="not-string",
+        ),
+        pytest.param(
+            {"title": "t", "content": "c", "tags": []},
+            {"tags": ["Unknown field."]},
+            id="unknown-field",
+        ),
+        pytest.param({"title": "a\x00b", "content": "c"}, {"title": NUL}, id="nul-t"),
+        pytest.param({"title": "t", "content": "\x00"}, {"content": NUL}, id="nul-c"),
+    ],
+)
+async def test_create_post_invalid_body_returns_400(
+    client: Client,
+    session: AsyncSession,
+    user_headers: dict[str, str],
+    payload: dict[str, Any],
+    errors: dict[str, list[str]],
+) -> None:
+    response = await client.post(POSTS, json=payload, headers=user_headers)
+
+    assert response.status_code == 400
+    assert await response.get_json() == invalid(**errors)
+    assert (await session.scalars(select(Post))).all() == []
+
+
+async def test_create_post_body_not_object_returns_400(
+    client: Client, user_headers: dict[str, str]
+) -> None:
+    response = await client.post(POSTS, json=["title"], headers=user_headers)
+
+    assert response.status_code == 400
+    assert await response.get_json() == invalid(_schema=["Invalid input type."])
+
+
+async def test_create_post_not_json_returns_415(
+    client: Client, user_headers: dict[str, str]
+) -> None:
+    response = await client.post(POSTS, data="title=x&content=y", headers=user_headers)
+
+    assert response.status_code == 415
+    assert await response.get_json() == NOT_JSON
+
+
+# --- authentication ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", POSTS),
+        ("POST", POSTS),
+        ("GET", POSTS + "/{post}"),
+        ("PATCH", POSTS + "/{post}"),
+        ("DELETE", POSTS + "/{post}"),
+        ("GET", USERS + "/{user}/posts"),
+    ],
+)
+async def test_posts_routes_without_token_return_401(
+    client: Client, session: AsyncSession, user: User, method: str, path: str
+) -> None:
+    post = await make_post(session, user)
+
+    response = await client.open(
+        path.format(post=post.id, user=user.id),
+        method=method,
+        json={"title": "Changed", "content": "Changed"},
+    )
+
+    assert response.status_code == 401
+    assert await response.get_json() == MISSING_HEADER
+    kept = await stored(session, post.id)
+    assert kept is not None
+    assert kept.title == post.title
+
+
+# --- GET /posts/{id} ---------------------------------------------------------
+
+
+async def test_get_post_returns_post_with_author(
+    client: Client, session: AsyncSession, user: User, settings: Settings
+) -> None:
+    reader = await make_user(session)
+    post = await make_post(session, user)
+
+    response = await client.get(
+        f"{POSTS}/{post.id}", headers=headers_for(settings, reader)
+    )
+
+    assert response.status_code == 200
+    assert await response.get_json() == post_json(post, user)
+
+
+@pytest.mark.parametrize("post_id", [0, 999999999, 2**31, 10**30])
+async def test_get_post_unknown_returns_404(
+    client: Client, user_headers: dict[str, str], post_id: int
+) -> None:
+    response = await client.get(f"{POSTS}/{post_id}", headers=user_headers)
+
+    assert response.status_code == 404
+    assert await response.get_json() == post_not_found(post_id)
+
+
+async def test_get_post_of_deleted_author_returns_404(
+    client: Client, session: AsyncSession, user_headers: dict[str, str]
+) -> None:
+    gone = await make_user(session, deleted_at=utcnow())
+    post = await make_post(session, gone)
+
+    response = await client.get(f"{POSTS}/{post.id}", headers=user_headers)
+
+    assert response.status_code == 404
+    assert await response.get_json() == post_not_found(post.id)
+
+
+async def test_get_post_of_deactivated_author_returns_200(
+    client: Client, session: AsyncSession, user_headers: dict[str, str]
+) -> None:
+    # Only a soft delete hides posts; deactivation is not a delete.
+    inactive = await make_user(session, is_active=False)
+    post = await make_post(session, inactive)
+
+    response = await client.get(f"{POSTS}/{post.id}", headers=user_headers)
+
+    assert response.status_code == 200
+    assert await response.get_json() == post_json(post, inactive)
+
+
+# --- PATCH /posts/{id} -------------------------------------------------------
+
+
+async def test_update_post_by_author_returns_200_changed_post(
+    client: Client, session: AsyncSession, user: User, user_headers: dict[str, str]
+) -> None:
+    post = await make_post(
+        session,
+        user,
+        created_at=at("2024-01-01T00:00:00"),
+        updated_at=at("2024-01-01T00:00:00"),
+    )
+
+    response = await client.patch(
+        f"{POSTS}/{post.id}", json={"title": "New title"}, headers=user_headers
+    )
+
+    assert response.status_code == 200
+    body = await response.get_json()
+    assert {k: v for k, v in body.items() if k != "updated_at"} == {
+        "id": post.id,
+        "title": "New title",
+        "content": post.content,
+        "author_id": user.id,
+        "author": {"id": user.id, "full_name": user.full_name},
+        "created_at": "2024-01-01T00:00:00",
+    }
+    assert datetime.fromisoformat(body["updated_at"]) > at("2024-01-01T00:00:00")
+    changed = await stored(session, post.id)
+    assert changed is not None
+    assert (changed.title, changed.content) == ("New title", post.content)
+
+
+async def test_update_post_by_admin_returns_200(
+    client: Client,
+    session: AsyncSession,
+    user: User,
+    admin_headers: dict[str, str],
+) -> None:
+    post = await make_post(session, user)
+
+    response = await client.patch(
+        f"{POSTS}/{post.id}", json={"content": "Moderated"}, headers=admin_headers
+    )
+
+    assert response.status_code == 200
+    body = await response.get_json()
+    assert (body["content"], body["author_id"]) == ("Moderated", user.id)
+    changed = await stored(session, post.id)
+    assert changed is not None
+    assert changed.content == "Moderated"
+
+
+async def test_update_post_by_other_user_returns_403_unchanged(
+    client: Client, session: AsyncSession, user: User, settings: Settings
+) -> None:
+    post = await make_post(session, user)
+    other = await make_user(session)
+
+    response = await client.patch(
+        f"{POSTS}/{post.id}",
+        json={"title": "Hijacked"},
+        headers=headers_for(settings, other),
+    )
+
+    assert response.status_code == 403
+    assert await response.get_json() == NOT_AUTHORIZED
+    kept = await stored(session, post.id)
+    assert kept is not None
+    assert kept.title == post.title
+
+
+async def test_update_post_admin_claim_in_token_without_admin_row_returns_403(
+    client: Client, session: AsyncSession, user: User, settings: Settings
+) -> None:
+    # Admin rights come from the database: a demoted admin's token says is_admin.
+    post = await make_post(session, user)
+    demoted = await make_user(session, is_admin=True)
+    headers = headers_for(settings, demoted)
+    demoted.is_admin = False
+    await session.commit()
+
+    response = await client.patch(
+        f"{POSTS}/{post.id}", json={"title": "Hijacked"}, headers=headers
+    )
+
+    assert response.status_code == 403
+    assert await response.get_json() == NOT_AUTHORIZED
+
+
+async def test_update_post_unknown_returns_404(
+    client: Client, user_headers: dict[str, str]
+) -> None:
+    response = await client.patch(
+        f"{POSTS}/999999999", json={"title": "x"}, headers=user_headers
+    )
+
+    assert response.status_code == 404
+    assert await response.get_json() == post_not_found(999999999)
+
+
+@pytest.mark.parametrize(
+    ("payload", "errors"),
+    [
+        pytest.param({"title": ""}, {"title": TITLE_LENGTH}, id="t0"),
+        pytest.param({"title": "t" * 201}, {"title": TITLE_LENGTH}, id="t201"),
+        pytest.param({"content": ""}, {"content": CONTENT_EMPTY}, id="c0"),
+        pytest.param({"content": "a\x00"}, {"content": NUL}, id="nul"),
+        pytest.param(
+            {"author_id": 1}, {"author_id": ["Unknown field."]}, id="author_id"
+        ),
+        pytest.param({"title": None}, {"title": ["Field may not be null."]}, id="null"),
+    ],
+)
+async def test_update_post_invalid_body_returns_400_unchanged(
+    client: Client,
+    session: AsyncSession,
+    user: User,
+    user_headers: dict[str, str],
+    payload: dict[str, Any],
+    errors: dict[str, list[str]],
+) -> None:
+    post = await make_post(session, user)
+
+    response = await client.patch(
+        f"{POSTS}/{post.id}", json=payload, headers=user_headers
+    )
+
+    assert response.status_code == 400
+    assert await response.get_json() == invalid(**errors)
+    kept = await stored(session, post.id)
+    assert kept is not None
+    assert (kept.title, kept.content, kept.author_id) == (
+        post.title,
+        post.content,
+        user.id,
+    )
+
+
+async def test_update_post_empty_body_returns_200_unchanged(
+    client: Client, session: AsyncSession, user: User, user_headers: dict[str, str]
+) -> None:
+    post = await make_post(session, user)
+
+    response = await client.patch(f"{POSTS}/{post.id}", json={}, headers=user_headers)
+
+    assert response.status_code == 200
+    assert await response.get_json() == post_json(post, user)
+
+
+# --- DELETE /posts/{id} ------------------------------------------------------
+
+
+async def test_delete_post_by_author_returns_204_and_removes(
+    client: Client, session: AsyncSession, user: User, user_headers: dict[str, str]
+) -> None:
+    post = await make_post(session, user)
+
+    response = await client.delete(f"{POSTS}/{post.id}", headers=user_headers)
+
+    assert response.status_code == 204
+    assert await response.get_data() == b""
+    assert await stored(session, post.id) is None
+    again = await client.get(f"{POSTS}/{post.id}", headers=user_headers)
+    assert again.status_code == 404
+
+
+async def test_delete_post_by_admin_returns_204(
+    client: Client, session: AsyncSession, user: User, admin_headers: dict[str, str]
+) -> None:
+    post = await make_post(session, user)
+
+    response = await client.delete(f"{POSTS}/{post.id}", headers=admin_headers)
+
+    assert response.status_code == 204
+    assert await stored(session, post.id) is None
+
+
+async def test_delete_post_by_other_user_returns_403_kept(
+    client: Client, session: AsyncSession, user: User, settings: Settings
+) -> None:
+    post = await make_post(session, user)
+    other = await make_user(session)
+
+    response = await client.delete(
+        f"{POSTS}/{post.id}", headers=headers_for(settings, other)
+    )
+
+    assert response.status_code == 403
+    assert await response.get_json() == NOT_AUTHORIZED
+    assert await stored(session, post.id) is not None
+
+
+async def test_delete_post_unknown_returns_404(
+    client: Client, admin_headers: dict[str, str]
+) -> None:
+    response = await client.delete(f"{POSTS}/999999999", headers=admin_headers)
+
+    assert response.status_code == 404
+    assert await response.get_json() == post_not_found(999999999)
+
+
+async def test_delete_post_of_deleted_author_returns_404_for_admin(
+    client: Client, session: AsyncSession, admin_headers: dict[str, str]
+) -> None:
+    gone = await make_user(session, deleted_at=utcnow())
+    post = await make_post(session, gone)
+
+    response = await client.delete(f"{POSTS}/{post.id}", headers=admin_headers)
+
+    assert response.status_code == 404
+    assert await stored(session, post.id) is not None
+
+
+# --- GET /posts --------------------------------------------------------------
+
+
+async def test_list_posts_returns_page_envelope(
+    client: Client, session: AsyncSession, user: User, user_headers: dict[str, str]
+) -> None:
+    post = await make_post(session, user)
+
+    response = await client.get(POSTS, headers=user_headers)
+
+    assert response.status_code == 200
+    assert await response.get_json() == {
+        "posts": [post_json(post, user)],
+        "page": 1,
+        "per_page": 20,
+        "total": 1,
+        "pages": 1,
+    }
+
+
+async def test_list_posts_empty_returns_zero_pages(
+    client: Client, user_headers: dict[str, str]
+) -> None:
+    response = await client.get(POSTS, headers=user_headers)
+
+    assert await response.get_json() == {
+        "posts": [],
+        "page": 1,
+        "per_page": 20,
+        "total": 0,
+        "pages": 0,
+    }
+
+
+async def test_list_posts_newest_first_ties_by_id_desc(
+    client: Client, session: AsyncSession, user: User, user_headers: dict[str, str]
+) -> None:
+    tie = at("2024-06-01T12:00:00")
+    older = await make_post(session, user, created_at=tie - timedelta(days=1))
+    first, second, third = [
+        await make_post(session, user, created_at=tie) for _ in range(3)
+    ]
+    newest = await make_post(session, user, created_at=tie + timedelta(microseconds=1))
+
+    ids = await listed_ids(client, POSTS, user_headers)
+
+    assert ids == [newest.id, third.id, second.id, first.id, older.id]
+
+
+async def test_list_posts_ties_stable_across_pages(
+    client: Client, session: AsyncSession, user: User, user_headers: dict[str, str]
+) -> None:
+    tie = at("2024-06-01T12:00:00")
+    made = [await make_post(session, user, created_at=tie) for _ in range(5)]
+
+    seen: list[int] = []
+    for page in (1, 2, 3):
+        seen += await listed_ids(client, POSTS, user_headers, page=page, per_page=2)
+
+    assert seen == sorted((p.id for p in made), reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected", "page", "per_page", "pages"),
+    [
+        pytest.param({"page": "1", "per_page": "2"}, [4, 3], 1, 2, 3, id="first"),
+        pytest.param({"page": "2", "per_page": "2"}, [2, 1], 2, 2, 3, id="second"),
+        pytest.param({"page": "3", "per_page": "2"}, [0], 3, 2, 3, id="last-partial"),
+        pytest.param({"page": "9", "per_page": "2"}, [], 9, 2, 3, id="past-end"),
+        pytest.param({"page": "2"}, [], 2, 20, 1, id="past-end-default-size"),
+        pytest.param({"page": str(2**63)}, [], 2**63, 20, 1, id="page-beyond-int64"),
+        pytest.param({"page": "0", "per_page": "2"}, [4, 3], 1, 2, 3, id="page-0"),
+        pytest.param({"page": "-3", "per_page": "2"}, [4, 3], 1, 2, 3, id="page-neg"),
+        pytest.param({"per_page": "0"}, [4, 3, 2, 1, 0], 1, 20, 1, id="per_page-0"),
+        pytest.param(
+            {"per_page": "-5"}, [4, 3, 2, 1, 0], 1, 20, 1, id="per_page-negative"
+        ),
+        pytest.param(
+            {"page": "abc", "per_page": "x"}, [4, 3, 2, 1, 0], 1, 20, 1, id="junk"
+        ),
+        pytest.param({"per_page": "5"}, [4, 3, 2, 1, 0], 1, 5, 1, id="exact-fit"),
+    ],
+)
+async def test_list_posts_page_math(
+    client: Client,
+    session: AsyncSession,
+    user: User,
+    user_headers: dict[str, str],
+    query: dict[str, str],
+    expected: list[int],
+    page: int,
+    per_page: int,
+    pages: int,
+) -> None:
+    # Five posts a day apart: index 4 is the newest.
+    made = [
+        await make_post(
+            session, user, created_at=at("2024-01-01T00:00:00") + timedelta(n)
+        )
+        for n in range(5)
+    ]
+
+    response = await client.get(POSTS, headers=user_headers, query_string=query)
+
+    assert response.status_code == 200
+    assert await response.get_json() == {
+        "posts": [post_json(made[i], user) for i in expected],
+        "page": page,
+        "per_page": per_page,
+        "total": 5,
+        "pages": pages,
+    }
+
+
+async def test_list_posts_per_page_capped_at_100(
+    client: Client, session: AsyncSession, user: User, user_headers: dict[str, str]
+) -> None:
+    session.add_all(
+        Post(author_id=user.id, title=f"Bulk {n}", content="c") for n in range(101)
+    )
+    await session.commit()
+
+    response = await client.get(
+        POSTS, headers=user_headers, query_string={"per_page": "1000"}
+    )
+
+    body = await response.get_json()
+    assert (body["page"], body["per_page"], body["total"], body["pages"]) == (
+        1,
+        100,
+        101,
+        2,
+    )
+    assert len(body["posts"]) == 100
+
+
+async def test_list_posts_hides_posts_of_deleted_users(
+    client: Client, session: AsyncSession, user: User, user_headers: dict[str, str]
+) -> None:
+    visible = await make_post(session, user)
+    gone = await make_user(session, deleted_at=utcnow())
+    await make_post(session, gone)
+    await make_post(session, gone)
+
+    response = await client.get(POSTS, headers=user_headers)
+
+    body = await response.get_json()
+    assert [p["id"] for p in body["posts"]] == [visible.id]
+    assert (body["total"], body["pages"]) == (1, 1)
+
+
+async def test_list_posts_loads_authors_in_the_page_query(
+    client: Client,
+    connection: AsyncConnection,
+    session: AsyncSession,
+    user: User,
+    user_headers: dict[str, str],
+) -> None:
+    authors = [await make_user(session) for _ in range(5)]
+    session.add_all(
+        Post(author_id=authors[n % 5].id, title=f"P{n}", content="c") for n in range(20)
+    )
+    await session.commit()
+
+    with count_selects(connection) as statements:
+        response = await client.get(POSTS, headers=user_headers)
+
+    body = await response.get_json()
+    assert len(body["posts"]) == 20
+    assert {p["author"]["id"] for p in body["posts"]} == {a.id for a in authors}
+    # The token check, the count, the page: none per post or per author.
+    assert len(statements) == 3, statements
+
+
+# --- GET /users/{id}/posts ---------------------------------------------------
+
+
+async def test_list_user_posts_only_that_users_newest_first(
+    client: Client, session: AsyncSession, user: User, user_headers: dict[str, str]
+) -> None:
+    author = await make_user(session)
+    old = await make_post(session, author, created_at=at("2024-01-01T00:00:00"))
+    new = await make_post(session, author, created_at=at("2024-02-01T00:00:00"))
+    await make_post(session, user, created_at=at("2024-03-01T00:00:00"))
+
+    response = await client.get(f"{USERS}/{author.id}/posts", headers=user_headers)
+
+    assert response.status_code == 200
+    assert await response.get_json() == {
+        "posts": [post_json(new, author), post_json(old, author)],
+        "page": 1,
+        "per_page": 20,
+        "total": 2,
+        "pages": 1,
+    }
+
+
+async def test_list_user_posts_page_math(
+    client: Client, session: AsyncSession, user: User, user_headers: dict[str, str]
+) -> None:
+    tie = at("2024-06-01T12:00:00")
+    made = [await make_post(session, user, created_at=tie) for _ in range(3)]
+    await make_post(session, await make_user(session))
+
+    response = await client.get(
+        f"{USERS}/{user.id}/posts",
+        headers=user_headers,
+        query_string={"page": "2", "per_page": "2"},
+    )
+
+    body = await response.get_json()
+    assert [p["id"] for p in body["posts"]] == [made[0].id]
+    assert (body["page"], body["per_page"], body["total"], body["pages"]) == (
+        2,
+        2,
+        3,
+        2,
+    )
+
+
+async def test_list_user_posts_user_without_posts_returns_empty_page(
+    client: Client, session: AsyncSession, user_headers: dict[str, str]
+) -> None:
+    author = await make_user(session)
+
+    response = await client.get(f"{USERS}/{author.id}/posts", headers=user_headers)
+
+    assert response.status_code == 200
+    assert await response.get_json() == {
+        "posts": [],
+        "page": 1,
+        "per_page": 20,
+        "total": 0,
+        "pages": 0,
+    }
+
+
+@pytest.mark.parametrize("user_id", [0, 999999999, 2**31])
+async def test_list_user_posts_unknown_user_returns_404(
+    client: Client, user_headers: dict[str, str], user_id: int
+) -> None:
+    response = await client.get(f"{USERS}/{user_id}/posts", headers=user_headers)
+
+    assert response.status_code == 404
+    assert await response.get_json() == {"error": f"User with id {user_id} not found"}
+
+
+async def test_list_user_posts_deleted_user_returns_404(
+    client: Client, session: AsyncSession, user_headers: dict[str, str]
+) -> None:
+    gone = await make_user(session, deleted_at=utcnow())
+    await make_post(session, gone)
+
+    response = await client.get(f"{USERS}/{gone.id}/posts", headers=user_headers)
+
+    assert response.status_code == 404
+    assert await response.get_json() == {"error": f"User with id {gone.id} not found"}
+
+
+# --- soft delete and restore -------------------------------------------------
+
+
+async def test_posts_of_deleted_user_vanish_and_return_on_restore(
+    client: Client,
+    session: AsyncSession,
+    admin_user: User,
+    admin_headers: dict[str, str],
+) -> None:
+    author = await make_user(session)
+    post = await make_post(session, author)
+    author_posts = f"{USERS}/{author.id}/posts"
+
+    deleted = await client.delete(f"{USERS}/{author.id}", headers=admin_headers)
+    assert deleted.status_code == 204
+    assert await listed_ids(client, POSTS, admin_headers) == []
+    assert (
+        await client.get(f"{POSTS}/{post.id}", headers=admin_headers)
+    ).status_code == 404
+    assert (await client.get(author_posts, headers=admin_headers)).status_code == 404
+
+    restored = await client.post(f"{USERS}/{author.id}/restore", headers=admin_headers)
+    assert restored.status_code == 200
+    assert await listed_ids(client, POSTS, admin_headers) == [post.id]
+    assert await listed_ids(client, author_posts, admin_headers) == [post.id]
+    again = await client.get(f"{POSTS}/{post.id}", headers=admin_headers)
+    assert again.status_code == 200
+    assert await again.get_json() == post_json(post, author)

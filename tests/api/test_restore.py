@@ -1,0 +1,260 @@
+"""POST /users/{id}/restore: an admin undoes a soft delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from quart.typing import TestClientProtocol as Client
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.config import Settings
+from service.models import User
+from tests.factories import PASSWORD, headers_for, make_user, utcnow
+
+USERS = "/api/v1/users"
+LOGIN = "/api/v1/auth/login"
+ME = "/api/v1/users/me"
+REVOKED = {"msg": "Token has been revoked", "error": "Token has been revoked"}
+EMAIL_TAKEN = {"error": "Email already registered by another user"}
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {
+        "created_at": user.created_at.isoformat(),
+        "email": user.email,
+        "first_name": user.first_name,
+        "full_name": f"{user.first_name} {user.last_name}",
+        "id": user.id,
+        "is_active": user.is_active,
+        "is_admin": user.is_admin,
+        "last_name": user.last_name,
+        "updated_at": user.updated_at.isoformat(),
+    }
+
+
+def restore_url(user_id: int) -> str:
+    return f"{USERS}/{user_id}/restore"
+
+
+async def reload(session: AsyncSession, user_id: int) -> User:
+    row = await session.scalar(
+        select(User).where(User.id == user_id).execution_options(populate_existing=True)
+    )
+    assert row is not None
+    return row
+
+
+async def test_restore_deleted_user_returns_200_user(
+    client: Client, session: AsyncSession, admin_headers: dict[str, str]
+) -> None:
+    gone = await make_user(session, deleted_at=utcnow())
+
+    response = await client.post(restore_url(gone.id), headers=admin_headers)
+
+    assert response.status_code == 200
+    body = await response.get_json()
+    restored = await reload(session, gone.id)
+    assert restored.deleted_at is None
+    assert body == user_json(restored)
+
+
+async def test_restore_user_is_found_again(
+    client: Client, session: AsyncSession, admin_headers: dict[str, str]
+) -> None:
+    gone = await make_user(session, deleted_at=utcnow())
+
+    await client.post(restore_url(gone.id), headers=admin_headers)
+    response = await client.get(f"{USERS}/{gone.id}", headers=admin_headers)
+
+    assert response.status_code == 200
+    assert (await response.get_json())["id"] == gone.id
+
+
+async def test_restore_user_listed_again(
+    client: Client, session: AsyncSession, admin_headers: dict[str, str]
+) -> None:
+    gone = await make_user(session, deleted_at=utcnow())
+
+    await client.post(restore_url(gone.id), headers=admin_headers)
+    response = await client.get(USERS, headers=admin_headers)
+
+    assert gone.id in [u["id"] for u in (await response.get_json())["users"]]
+
+
+async def test_restore_after_api_delete_round_trips(
+    client: Client, session: AsyncSession, admin_headers: dict[str, str]
+) -> None:
+    target = await make_user(session, first_name="Round", last_name="Trip")
+
+    deleted = await client.delete(f"{USERS}/{target.id}", headers=admin_headers)
+    restored = await client.post(restore_url(target.id), headers=admin_headers)
+
+    assert deleted.status_code == 204
+    assert restored.status_code == 200
+    body = await restored.get_json()
+    assert (body["id"], body["email"], body["full_name"]) == (
+        target.id,
+        target.email,
+        "Round Trip",
+    )
+
+
+async def test_restore_by_non_admin_returns_403(
+    client: Client,
+    session: AsyncSession,
+    user_headers: dict[str, str],
+) -> None:
+    gone = await make_user(session, deleted_at=utcnow())
+
+    response = await client.post(restore_url(gone.id), headers=user_headers)
+
+    assert response.status_code == 403
+    assert await response.get_json() == {"error": "Admin access required"}
+    assert (await reload(session, gone.id)).deleted_at is not None
+
+
+async def test_restore_by_demoted_admin_returns_403(
+    client: Client, session: AsyncSession, settings: Settings
+) -> None:
+    # The token still says is_admin; the row no longer does.
+    demoted = await make_user(session, is_admin=True)
+    headers = headers_for(settings, demoted)
+    demoted.is_admin = False
+    await session.commit()
+    gone = await make_user(session, deleted_at=utcnow())
+
+    response = await client.post(restore_url(gone.id), headers=headers)
+
+    assert response.status_code == 403
+    assert (await reload(session, gone.id)).deleted_at is not None
+
+
+async def test_restore_without_token_returns_401(
+    client: Client, session: AsyncSession
+) -> None:
+    gone = await make_user(session, deleted_at=utcnow())
+
+    response = await client.post(restore_url(gone.id))
+
+    assert response.status_code == 401
+    assert (await reload(session, gone.id)).deleted_at is not None
+
+
+async def test_restore_user_not_deleted_returns_404(
+    client: Client, user: User, admin_headers: dict[str, str]
+) -> None:
+    response = await client.post(restore_url(user.id), headers=admin_headers)
+
+    assert response.status_code == 404
+    assert await response.get_json() == {
+        "error": f"Deleted user with id {user.id} not found"
+    }
+
+
+@pytest.mark.parametrize("user_id", [0, 999999999, 2**31, 10**30])
+async def test_restore_unknown_user_returns_404(
+    client: Client, admin_headers: dict[str, str], user_id: int
+) -> None:
+    response = await client.post(restore_url(user_id), headers=admin_headers)
+
+    assert response.status_code == 404
+    assert await response.get_json() == {
+        "error": f"Deleted user with id {user_id} not found"
+    }
+
+
+@pytest.mark.parametrize(
+    "new_email",
+    [
+        pytest.param("taken@example.com", id="same-case"),
+        pytest.param("TAKEN@Example.COM", id="other-case"),
+    ],
+)
+async def test_restore_email_taken_since_returns_409_stays_deleted(
+    client: Client,
+    session: AsyncSession,
+    admin_headers: dict[str, str],
+    new_email: str,
+) -> None:
+    gone = await make_user(session, email="taken@example.com", deleted_at=utcnow())
+    await make_user(session, email=new_email)
+
+    response = await client.post(restore_url(gone.id), headers=admin_headers)
+
+    assert response.status_code == 409
+    assert await response.get_json() == EMAIL_TAKEN
+    assert (await reload(session, gone.id)).deleted_at is not None
+
+
+async def test_restore_email_taken_by_other_deleted_user_returns_200(
+    client: Client, session: AsyncSession, admin_headers: dict[str, str]
+) -> None:
+    # Only live users hold an address.
+    gone = await make_user(session, email="twice@example.com", deleted_at=utcnow())
+    await make_user(session, email="twice@example.com", deleted_at=utcnow())
+
+    response = await client.post(restore_url(gone.id), headers=admin_headers)
+
+    assert response.status_code == 200
+
+
+async def test_restore_twice_second_returns_404(
+    client: Client, session: AsyncSession, admin_headers: dict[str, str]
+) -> None:
+    gone = await make_user(session, deleted_at=utcnow())
+
+    first = await client.post(restore_url(gone.id), headers=admin_headers)
+    second = await client.post(restore_url(gone.id), headers=admin_headers)
+
+    assert (first.status_code, second.status_code) == (200, 404)
+
+
+async def test_restore_keeps_session_from_before_delete_revoked(
+    client: Client, session: AsyncSession, admin_headers: dict[str, str]
+) -> None:
+    target = await make_user(session)
+    login = await client.post(LOGIN, json={"email": target.email, "password": PASSWORD})
+    old_access = (await login.get_json())["access_token"]
+
+    await client.delete(f"{USERS}/{target.id}", headers=admin_headers)
+    restored = await client.post(restore_url(target.id), headers=admin_headers)
+    response = await client.get(ME, headers={"Authorization": f"Bearer {old_access}"})
+
+    assert restored.status_code == 200
+    assert response.status_code == 401
+    assert await response.get_json() == REVOKED
+
+
+async def test_restore_keeps_sessionless_token_from_before_delete_revoked(
+    client: Client,
+    session: AsyncSession,
+    settings: Settings,
+    admin_headers: dict[str, str],
+) -> None:
+    target = await make_user(session)
+    old_headers = headers_for(settings, target)
+
+    await client.delete(f"{USERS}/{target.id}", headers=admin_headers)
+    await client.post(restore_url(target.id), headers=admin_headers)
+    response = await client.get(ME, headers=old_headers)
+
+    assert response.status_code == 401
+    assert await response.get_json() == REVOKED
+
+
+async def test_restore_user_can_log_in_again(
+    client: Client, session: AsyncSession, admin_headers: dict[str, str]
+) -> None:
+    target = await make_user(session)
+
+    await client.delete(f"{USERS}/{target.id}", headers=admin_headers)
+    await client.post(restore_url(target.id), headers=admin_headers)
+    login = await client.post(LOGIN, json={"email": target.email, "password": PASSWORD})
+    token = (await login.get_json())["access_token"]
+    response = await client.get(ME, headers={"Authorization": f"Bearer {token}"})
+
+    assert login.status_code == 200
+    assert response.status_code == 200
+    assert (await response.get_json())["id"] == target.id
