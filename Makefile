@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve migrate seed lint fmt test check cov clean
+.PHONY: help install run serve migrate seed lint fmt test check cov contract bench clean
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,12 @@ check: lint test ## install, lint and run the whole test suite: what CI runs
 cov: install ## the test suite under coverage
 	$(RUN) coverage run -m pytest
 	$(RUN) coverage report
+
+contract: install ## a longer schemathesis run against the OpenAPI document (200 examples per operation)
+	SCHEMATHESIS_MAX_EXAMPLES=200 $(RUN) pytest tests/test_schemathesis.py
+
+bench: install ## benchmark against a bare ASGI app on the same Hypercorn (PostgreSQL, wrk): bench/README.md
+	$(RUN) python bench/run.py $(BENCH_ARGS)
 
 clean: ## remove the virtualenvs and caches
 	rm -rf .venv $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .coverage
