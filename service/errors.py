@@ -123,4 +123,14 @@ def _is_backend_unavailable(error: Exception) -> bool:
         error, OperationalError | OSError | RedisConnectionError | RedisTimeoutError
     ):
         return True
-    return isinstance(error, DBAPIError) and error.connection_invalidated
+    if not isinstance(error, DBAPIError):
+        return False
+    # asyncpg reports a refused connection as a plain DBAPIError: connection
+    # exceptions (08), too many connections (53), shutting down or starting up
+    # (57) and a database not accepting connections (55000).
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    return (
+        error.connection_invalidated
+        or sqlstate[:2] in ("08", "53", "57")
+        or sqlstate == "55000"
+    )

@@ -53,6 +53,12 @@ def init_app(app: Quart, settings: Settings) -> None:
     app.logger.handlers = []
     app.logger.propagate = True
 
+    @app.before_serving
+    async def one_log_format() -> None:
+        # Hypercorn has set up its error log by now; without its own handler each
+        # of its lines reaches the root once, as JSON, instead of twice.
+        logging.getLogger("hypercorn.error").handlers = []
+
     @app.before_request
     async def start_request() -> None:
         g.started = time.perf_counter()

@@ -6,11 +6,18 @@ from typing import Any
 
 from quart import Blueprint, current_app
 
-from service.api.deps import auth_service, client, mailer, session_service, settings
+from service.api.deps import (
+    auth_service,
+    client,
+    mailer,
+    session_service,
+    settings,
+    user_service,
+)
 from service.api.guards import (
     current_caller,
     current_identity,
-    get_current_user,
+    get_jwt_identity,
     jwt_required,
 )
 from service.api.io import body, document_errors, returns
@@ -65,7 +72,7 @@ async def logout() -> dict[str, str]:
 @returns(None, status=204)
 async def change_password(data: PasswordChange) -> None:
     """Change one's password; every session of the user ends."""
-    user = await get_current_user()
+    user = await user_service().get(get_jwt_identity())
     await auth_service().change_password(
         user, data["current_password"], data["new_password"]
     )
@@ -127,5 +134,5 @@ async def revoke_session(session_id: str) -> None:
 @returns(None, status=204)
 async def revoke_other_sessions() -> None:
     """Log out every session but this one."""
-    user = await get_current_user()
+    user = await user_service().get(get_jwt_identity())
     await session_service().revoke_others(user, keep=current_identity().session_id)

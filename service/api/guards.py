@@ -13,7 +13,7 @@ from quart_schema import security_scheme
 from service.api.deps import auth_service, user_service
 from service.api.io import View, document_errors
 from service.errors import AuthError, ForbiddenError, InvalidTokenError
-from service.models import User
+from service.models import UserRecord
 from service.security.tokens import Identity
 from service.services.auth import Caller
 
@@ -102,12 +102,12 @@ def get_jwt() -> dict[str, Any]:
     return current_identity().claims
 
 
-async def get_current_user() -> User:
-    """The caller's live row: loaded with the token check, or now."""
+async def get_current_user() -> UserRecord:
+    """The caller's live row: read with the token check, or now."""
     caller = current_caller()
     if caller.user is not None:
         return caller.user
-    user = await user_service().get(caller.identity.user_id)
+    user = UserRecord.of(await user_service().get(caller.identity.user_id))
     g.caller = Caller(caller.identity, user)
     return user
 

@@ -7,7 +7,7 @@ from typing import Any
 from quart import Blueprint
 
 from service.api.deps import post_service
-from service.api.guards import get_current_user, jwt_required
+from service.api.guards import get_current_user, get_jwt_identity, jwt_required
 from service.api.io import body, document_errors, query, returns
 from service.models import Post
 from service.schemas.post import (
@@ -39,7 +39,7 @@ async def list_posts(query_args: PageQuery) -> dict[str, Any]:
 @returns(PostSchema, status=201)
 async def create_post(data: NewPost) -> Post:
     """Publish a post as the calling user."""
-    return await post_service().create(data, author=await get_current_user())
+    return await post_service().create(data, author_id=get_jwt_identity())
 
 
 @blueprint.get("/<int:post_id>")

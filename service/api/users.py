@@ -14,7 +14,7 @@ from service.api.guards import (
     self_or_admin_required,
 )
 from service.api.io import body, document_errors, query, returns
-from service.models import User
+from service.models import User, UserRecord
 from service.schemas.post import PageQuery, PageQuerySchema, PostPageSchema
 from service.schemas.user import (
     NewUser,
@@ -51,7 +51,7 @@ async def create_user(data: NewUser) -> User:
 @blueprint.get("/me")
 @jwt_required()
 @returns(UserSchema)
-async def get_current_user() -> User:
+async def get_current_user() -> UserRecord:
     """The calling user."""
     return await guards.get_current_user()
 

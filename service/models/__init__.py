@@ -3,7 +3,7 @@
 from service.models.base import Base, SoftDeleteMixin, TimestampMixin, utcnow
 from service.models.post import Post
 from service.models.session import AuthSession, RevokedToken
-from service.models.user import User
+from service.models.user import User, UserRecord
 
 __all__ = [
     "AuthSession",
@@ -13,5 +13,6 @@ __all__ = [
     "SoftDeleteMixin",
     "TimestampMixin",
     "User",
+    "UserRecord",
     "utcnow",
 ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, DateTime, Index, Integer, String, func, text
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
@@ -45,6 +47,43 @@ class User(TimestampMixin, SoftDeleteMixin, Base):
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.email}>"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}"
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """A user row as the token check reads it: plain values, nothing to load later."""
+
+    id: int
+    email: str
+    first_name: str
+    last_name: str
+    is_active: bool
+    is_admin: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserRecord:
+        return cls.from_row(
+            {column: getattr(user, column) for column in cls.__dataclass_fields__}
+        )
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> UserRecord:
+        return cls(
+            id=row["id"],
+            email=row["email"],
+            first_name=row["first_name"],
+            last_name=row["last_name"],
+            is_active=bool(row["is_active"]),
+            is_admin=bool(row["is_admin"]),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
 
     @property
     def full_name(self) -> str:

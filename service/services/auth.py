@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC
+from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import Boolean, DateTime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
+from service.db import HotQuery
 from service.errors import AuthError, BadRequestError, validation_error
-from service.models import AuthSession, RevokedToken, User, utcnow
+from service.models import User, UserRecord, utcnow
 from service.security.passwords import PasswordHasher, needs_rehash
 from service.security.tokens import (
     INVALID_RESET,
@@ -62,7 +63,7 @@ class Caller:
     """A verified token and, when revocation is checked, its user's live row."""
 
     identity: Identity
-    user: User | None
+    user: UserRecord | None
 
 
 class AuthService:
@@ -204,7 +205,7 @@ class AuthService:
         # Admin rights come from the row, so a demoted admin loses them at once.
         return Caller(replace(identity, is_admin=user.is_admin), user)
 
-    def access_token_for(self, user: User, session_id: str | None) -> str:
+    def access_token_for(self, user: User | UserRecord, session_id: str | None) -> str:
         claims: dict[str, object] = {"is_admin": user.is_admin}
         if session_id is not None:
             claims["sid"] = session_id
@@ -237,53 +238,66 @@ class AuthService:
         )
         return token, jti
 
-    async def _live_user(self, identity: Identity) -> User:
+    async def _live_user(self, identity: Identity) -> UserRecord:
         if identity.session_id is not None:
-            user = await self._session_user(identity.user_id, identity.session_id)
-        else:
-            user = await self._sessionless_user(identity)
-        if user is None or user.deleted_at is not None or not user.is_active:
-            raise AuthError(REVOKED, legacy_msg=True)
-        return user
-
-    async def _session_user(self, user_id: int, session_id: str) -> User | None:
-        row = (
-            await self.session.execute(
-                select(User, AuthSession)
-                .join(AuthSession, AuthSession.user_id == User.id)
-                .where(User.id == user_id, AuthSession.id == session_id)
+            row = await SESSION_USER.fetch_row(
+                self.session, user_id=identity.user_id, session_id=identity.session_id
             )
-        ).first()
-        if row is None or row[1].revoked_at is not None:
-            return None
-        user, auth_session = row
+            if row is not None:
+                await self._touch(identity.session_id, row["last_used_at"])
+        else:
+            row = await SESSIONLESS_USER.fetch_row(
+                self.session, user_id=identity.user_id, jti=identity.jti
+            )
+            if row is not None and _before_cutoff(identity, row["tokens_valid_after"]):
+                row = None
+        if row is None:
+            raise AuthError(REVOKED, legacy_msg=True)
+        return UserRecord.from_row(row)
+
+    async def _touch(self, session_id: str, last_used_at: datetime) -> None:
         now = utcnow()
         # A write per request would cost a commit each; a minute's precision will do.
-        idle = (now - auth_session.last_used_at).total_seconds()
-        if idle >= self.settings.session_touch_interval:
-            auth_session.last_used_at = now
+        if (now - last_used_at).total_seconds() >= self.settings.session_touch_interval:
+            await TOUCH_SESSION.execute(self.session, session_id=session_id, now=now)
             await self.session.commit()
-        return user
 
-    async def _sessionless_user(self, identity: Identity) -> User | None:
-        """A Flask-era token: blocked by its jti or by the user's cut-off."""
-        row = (
-            await self.session.execute(
-                select(User, RevokedToken.jti)
-                .outerjoin(RevokedToken, RevokedToken.jti == identity.jti)
-                .where(User.id == identity.user_id)
-            )
-        ).first()
-        if row is None:
-            return None
-        user = row[0]
-        revoked_jti: str | None = row[1]
-        if revoked_jti is not None:  # outer join: None when the jti is not blocked
-            return None
-        cutoff = user.tokens_valid_after
-        if (
-            cutoff is not None
-            and identity.issued_at < cutoff.replace(tzinfo=UTC).timestamp()
-        ):
-            return None
-        return user
+
+def _before_cutoff(identity: Identity, cutoff: datetime | None) -> bool:
+    """A session-less (Flask-era) token issued before the user's last revoke-all."""
+    return (
+        cutoff is not None
+        and identity.issued_at < cutoff.replace(tzinfo=UTC).timestamp()
+    )
+
+
+_USER_COLUMNS = (
+    "u.id, u.email, u.first_name, u.last_name, u.is_active, u.is_admin, "
+    "u.created_at, u.updated_at"
+)
+_USER_TYPES = {
+    "is_active": Boolean(),
+    "is_admin": Boolean(),
+    "created_at": DateTime(),
+    "updated_at": DateTime(),
+}
+# The whole revocation check is one round trip: a revoked session, a deleted
+# or deactivated user all make the row disappear.
+SESSION_USER = HotQuery(
+    f"SELECT {_USER_COLUMNS}, s.last_used_at FROM users u "  # noqa: S608 - constants
+    "JOIN auth_sessions s ON s.user_id = u.id "
+    "WHERE u.id = :user_id AND s.id = :session_id AND s.revoked_at IS NULL "
+    "AND u.deleted_at IS NULL AND u.is_active",
+    **_USER_TYPES,
+    last_used_at=DateTime(),
+)
+SESSIONLESS_USER = HotQuery(
+    f"SELECT {_USER_COLUMNS}, u.tokens_valid_after FROM users u "  # noqa: S608 - constants
+    "WHERE u.id = :user_id AND u.deleted_at IS NULL AND u.is_active "
+    "AND NOT EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = :jti)",
+    **_USER_TYPES,
+    tokens_valid_after=DateTime(),
+)
+TOUCH_SESSION = HotQuery(
+    "UPDATE auth_sessions SET last_used_at = :now WHERE id = :session_id"
+)

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager
 
 from service.errors import ForbiddenError, NotFoundError
-from service.models import Post, User
+from service.models import Post, User, UserRecord
 from service.pagination import Page, paginate
 from service.schemas.post import NewPost, PostChanges
 from service.security.tokens import MAX_USER_ID
@@ -17,12 +17,11 @@ class PostService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def create(self, data: NewPost, *, author: User) -> Post:
-        post = Post(author_id=author.id, title=data["title"], content=data["content"])
+    async def create(self, data: NewPost, *, author_id: int) -> Post:
+        post = Post(author_id=author_id, title=data["title"], content=data["content"])
         self.session.add(post)
         await self.session.commit()
-        post.author = author
-        return post
+        return await self.get(post.id)
 
     async def get(self, post_id: int) -> Post:
         """A visible post: its author is not soft-deleted."""
@@ -42,7 +41,9 @@ class PostService:
         stmt = stmt.order_by(Post.created_at.desc(), Post.id.desc())
         return await paginate(self.session, stmt, page=page, per_page=per_page)
 
-    async def update(self, post_id: int, changes: PostChanges, *, by: User) -> Post:
+    async def update(
+        self, post_id: int, changes: PostChanges, *, by: User | UserRecord
+    ) -> Post:
         """Commits; only the author or an admin."""
         post = await self._editable(post_id, by)
         for name, value in changes.items():
@@ -51,13 +52,13 @@ class PostService:
             await self.session.commit()
         return post
 
-    async def delete(self, post_id: int, *, by: User) -> None:
+    async def delete(self, post_id: int, *, by: User | UserRecord) -> None:
         """Commits; only the author or an admin."""
         post = await self._editable(post_id, by)
         await self.session.delete(post)
         await self.session.commit()
 
-    async def _editable(self, post_id: int, by: User) -> Post:
+    async def _editable(self, post_id: int, by: User | UserRecord) -> Post:
         post = await self.get(post_id)
         if post.author_id != by.id and not by.is_admin:
             raise ForbiddenError("Not authorized")

@@ -1,0 +1,921 @@
+"""The deployment files read as data, and the image's stack run without Docker.
+
+No Docker engine exists on these machines, so `Deployment` does what the image
+and compose.yaml do, step by step, from the same files: the Dockerfile's build
+commands into a fresh virtualenv, its runtime layout, ENV, USER and CMD,
+compose's environment and migrate command, and deploy/nginx.conf in front.
+What differs is only what one shared host forces (addresses, ports, paths),
+and each difference is named where it is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import ipaddress
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+COMPOSE = ROOT / "compose.yaml"
+NGINX_CONF = ROOT / "deploy" / "nginx.conf"
+HYPERCORN_TOML = ROOT / "hypercorn.toml"
+NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+
+# ---------------------------------------------------------------- Dockerfile
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    arguments: str
+
+
+@dataclass
+class Stage:
+    image: str
+    name: str | None
+    instructions: list[Instruction] = field(default_factory=list)
+
+    def arguments(self, keyword: str) -> list[str]:
+        return [i.arguments for i in self.instructions if i.keyword == keyword]
+
+    def workdir(self) -> str:
+        workdirs = self.arguments("WORKDIR")
+        return workdirs[-1] if workdirs else "/"
+
+    def env(self, base: Mapping[str, str]) -> dict[str, str]:
+        """The stage's ENV lines applied over `base`, `$VAR` expanded as Docker does."""
+        env = dict(base)
+        for arguments in self.arguments("ENV"):
+            words = shlex.split(arguments)
+            if "=" not in words[0]:  # the legacy `ENV KEY value` form
+                words = [f"{words[0]}={' '.join(words[1:])}"]
+            for word in words:
+                key, _, value = word.partition("=")
+                env[key] = _expand(value, env)
+        return env
+
+    def copies(self) -> list[Copy]:
+        return [_parse_copy(arguments) for arguments in self.arguments("COPY")]
+
+
+@dataclass(frozen=True)
+class Copy:
+    sources: tuple[str, ...]
+    destination: str
+    from_stage: str | None
+
+
+def _expand(value: str, env: Mapping[str, str]) -> str:
+    return re.sub(
+        r"\$\{(\w+)\}|\$(\w+)",
+        lambda match: env.get(match[1] or match[2], ""),
+        value,
+    )
+
+
+def _parse_copy(arguments: str) -> Copy:
+    words = shlex.split(arguments)
+    flags = [word for word in words if word.startswith("--")]
+    paths = [word for word in words if not word.startswith("--")]
+    if paths and paths[0].startswith("["):
+        paths = json.loads(" ".join(paths))
+    from_stage = next(
+        (flag.partition("=")[2] for flag in flags if flag.startswith("--from=")),
+        None,
+    )
+    return Copy(tuple(paths[:-1]), paths[-1], from_stage)
+
+
+def parse_dockerfile(text: str) -> list[Stage]:
+    """Stages with their instructions; continuation lines joined, comments dropped."""
+    lines: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1].strip() + " "
+            continue
+        lines.append(pending + line)
+        pending = ""
+    if pending:
+        lines.append(pending.strip())
+    stages: list[Stage] = []
+    for line in lines:
+        keyword, _, arguments = line.partition(" ")
+        keyword, arguments = keyword.upper(), arguments.strip()
+        if keyword == "FROM":
+            words = [word for word in arguments.split() if not word.startswith("--")]
+            name = words[2] if len(words) == 3 and words[1].lower() == "as" else None
+            stages.append(Stage(words[0], name))
+        elif stages:
+            stages[-1].instructions.append(Instruction(keyword, arguments))
+    return stages
+
+
+def dockerfile_stages() -> list[Stage]:
+    return parse_dockerfile(DOCKERFILE.read_text())
+
+
+def exec_form(arguments: str) -> list[str]:
+    """An exec-form CMD/HEALTHCHECK command; raises for the shell form."""
+    command = json.loads(arguments)
+    if not isinstance(command, list) or not all(isinstance(w, str) for w in command):
+        raise ValueError(f"not an exec-form command: {arguments}")
+    return command
+
+
+def healthcheck_command(arguments: str) -> list[str]:
+    _, separator, command = arguments.partition(" CMD ")
+    if not separator:
+        raise ValueError(f"HEALTHCHECK without CMD: {arguments}")
+    return exec_form(command.strip())
+
+
+# ------------------------------------------------------------- .dockerignore
+
+
+def dockerignore_patterns() -> list[str]:
+    return [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    pattern = pattern.strip("/").removeprefix("./")
+    parts = re.split(r"(\*\*/?|\*|\?)", pattern)
+    regex = "".join(
+        ".*"
+        if part in ("**", "**/")
+        else "[^/]*"
+        if part == "*"
+        else "[^/]"
+        if part == "?"
+        else re.escape(part)
+        for part in parts
+    )
+    return re.compile(regex)
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether Docker leaves `path` (relative to the context) out of the context.
+
+    The last matching pattern wins, `!` re-includes, and a pattern that matches
+    a parent directory excludes everything under it.
+    """
+    parts = Path(path).parts
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    excluded = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        regex = _pattern_regex(pattern.removeprefix("!"))
+        if any(regex.fullmatch(candidate) for candidate in candidates):
+            excluded = not negated
+    return excluded
+
+
+# ------------------------------------------------------------------- compose
+
+
+class MissingVariableError(Exception):
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+
+
+_VARIABLE = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_]\w*)"
+    r"(?:(?P<operator>:?[-?+])(?P<argument>[^}]*))?\}|(?P<plain>[A-Za-z_]\w*))"
+)
+
+
+def compose_variables(text: str) -> list[tuple[str, str | None]]:
+    """Every `${NAME...}` / `$NAME` in compose text with its operator (`:?`...)."""
+    return [
+        (match["braced"] or match["plain"], match["operator"])
+        for match in _VARIABLE.finditer(text)
+        if not match["escaped"]
+    ]
+
+
+def interpolate(value: Any, env: Mapping[str, str]) -> Any:
+    """Compose's variable interpolation over a loaded document."""
+    if isinstance(value, str):
+        return _VARIABLE.sub(lambda match: _substitute(match, env), value)
+    if isinstance(value, dict):
+        return {key: interpolate(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env) for item in value]
+    return value
+
+
+def _substitute(match: re.Match[str], env: Mapping[str, str]) -> str:
+    if match["escaped"]:
+        return "$"
+    name = match["braced"] or match["plain"]
+    operator, argument = match["operator"] or "", match["argument"] or ""
+    value = env.get(name)
+    unset = value is None or (operator.startswith(":") and value == "")
+    if operator.endswith("?"):
+        if unset:
+            raise MissingVariableError(name, argument)
+        return value or ""
+    if operator.endswith("-"):
+        return argument if unset else value or ""
+    if operator.endswith("+"):
+        return "" if unset else argument
+    return value or ""
+
+
+def load_yaml(path: Path) -> Any:
+    # PyYAML comes with the dev group's tools (jsonschema-path, schemathesis),
+    # without type stubs: a plain import would fail mypy --strict.
+    yaml = importlib.import_module("yaml")
+    return yaml.safe_load(path.read_text())
+
+
+def load_compose() -> dict[str, Any]:
+    document = load_yaml(COMPOSE)
+    assert isinstance(document, dict)
+    return document
+
+
+def volume_mounts(service: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
+    """(source, target, read_only) for short and long volume syntax."""
+    mounts = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target, *mode = volume.split(":")
+            mounts.append((source, target, "ro" in ",".join(mode).split(",")))
+        else:
+            mounts.append(
+                (volume["source"], volume["target"], bool(volume.get("read_only")))
+            )
+    return mounts
+
+
+def seconds(duration: str | int | float) -> float:
+    """A compose duration ("1m30s", "20s", "500ms") in seconds."""
+    if isinstance(duration, int | float):
+        return float(duration)
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", duration)
+    if not parts or "".join(a + b for a, b in parts) != duration:
+        raise ValueError(f"not a duration: {duration!r}")
+    return sum(float(amount) * units[unit] for amount, unit in parts)
+
+
+def network_ranges(
+    compose: Mapping[str, Any], network: str
+) -> list[tuple[ipaddress.IPv4Network, ipaddress.IPv4Network]]:
+    """(subnet, range Docker allocates dynamic addresses from) per ipam config."""
+    configs = compose["networks"][network].get("ipam", {}).get("config", [])
+    return [
+        (
+            ipaddress.IPv4Network(config["subnet"]),
+            ipaddress.IPv4Network(config.get("ip_range", config["subnet"])),
+        )
+        for config in configs
+    ]
+
+
+# ------------------------------------------------------------ hypercorn, nginx
+
+
+def hypercorn_settings() -> dict[str, Any]:
+    return tomllib.loads(HYPERCORN_TOML.read_text())
+
+
+def hypercorn_port() -> int:
+    (bind,) = hypercorn_settings()["bind"]
+    return int(bind.rpartition(":")[2])
+
+
+_UPSTREAM_SERVER = re.compile(
+    r"^(?P<indent>[ \t]*)server[ \t]+api:(?P<port>\d+)(?P<parameters>[^;\n]*);",
+    re.MULTILINE,
+)
+_LISTEN = re.compile(r"^(?P<indent>[ \t]*)listen[ \t]+(?P<port>\d+)[ \t]*;", re.M)
+
+
+def nginx_upstream_port(text: str) -> int:
+    return int(_only(_UPSTREAM_SERVER.finditer(text), "upstream `server api:PORT`"))
+
+
+def nginx_listen_port(text: str) -> int:
+    return int(_only(_LISTEN.finditer(text), "`listen PORT;`"))
+
+
+def _only(matches: Any, what: str) -> str:
+    found = [match["port"] for match in matches]
+    if len(found) != 1:
+        raise ValueError(f"expected one {what} in deploy/nginx.conf, found {found}")
+    return str(found[0])
+
+
+def local_nginx_conf(
+    text: str, *, upstreams: list[str], listen_port: int, state_dir: Path
+) -> str:
+    """deploy/nginx.conf with what Docker provides replaced by this host's equivalents.
+
+    - `server api:PORT` becomes one line per local replica, with the same
+      parameters: Docker's DNS would have given one address per replica.
+    - `listen PORT` binds a free loopback port: compose publishes one port.
+    - /tmp paths (pid, temp files) move under `state_dir`: the container's /tmp
+      is its own, this host's is shared with other runs.
+    """
+    nginx_upstream_port(text)
+    nginx_listen_port(text)
+    text = _UPSTREAM_SERVER.sub(
+        lambda match: "\n".join(
+            f"{match['indent']}server {address}{match['parameters']};"
+            for address in upstreams
+        ),
+        text,
+    )
+    text = _LISTEN.sub(
+        lambda match: f"{match['indent']}listen 127.0.0.1:{listen_port};", text
+    )
+    return re.sub(r"(?<=\s)/tmp/", f"{state_dir}/", text)
+
+
+def run_nginx_test(config: Path) -> subprocess.CompletedProcess[str]:
+    assert NGINX is not None
+    return subprocess.run(  # noqa: S603
+        [NGINX, "-t", "-q", "-e", "stderr", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+# ------------------------------------------------------------------ HTTP
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def json_or_text(self) -> Any:
+        """The JSON body, or its text when it is not JSON (for readable diffs)."""
+        try:
+            return self.json()
+        except ValueError:
+            return self.body.decode(errors="replace")
+
+
+class HTTPConnection:
+    """A minimal HTTP/1.1 keep-alive client over asyncio streams.
+
+    Small on purpose: the load test needs to see every status and every
+    dropped connection, with nothing retrying behind its back.
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.host, self.port = host, port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        body = b"" if json_body is None else json.dumps(json_body).encode()
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        if json_body is not None:
+            lines.append("Content-Type: application/json")
+        if body or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(body)}")
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        try:
+            if self._writer is None:
+                self._reader, self._writer = await asyncio.open_connection(
+                    self.host, self.port
+                )
+            assert self._reader is not None
+            self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+            await self._writer.drain()
+            reply = await self._read_reply(self._reader)
+        except BaseException:
+            # A failed exchange leaves the connection in an unknown state.
+            await self.close()
+            raise
+        if reply.headers.get("connection", "").lower() == "close":
+            await self.close()
+        return reply
+
+    @staticmethod
+    async def _read_reply(reader: asyncio.StreamReader) -> Reply:
+        status_line = await reader.readline()
+        if not status_line:
+            raise ConnectionError("connection closed before a response")
+        status = int(status_line.split()[1])
+        headers: dict[str, str] = {}
+        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if "content-length" in headers:
+            body = await reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            body = b""
+            while size := int((await reader.readline()).split(b";")[0], 16):
+                body += await reader.readexactly(size)
+                await reader.readline()
+            await reader.readline()
+        else:
+            body = await reader.read()
+        return Reply(status, headers, body)
+
+    async def close(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+async def fetch(
+    port: int,
+    method: str,
+    path: str,
+    *,
+    json_body: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> Reply:
+    """One request on its own connection."""
+    connection = HTTPConnection(port)
+    try:
+        async with asyncio.timeout(30):
+            return await connection.request(
+                method, path, json_body=json_body, headers=headers
+            )
+    finally:
+        await connection.close()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def get_status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return None
+
+
+def log_time(entry: Mapping[str, Any]) -> float:
+    """A service log line's time as a Unix timestamp."""
+    stamp = str(entry["time"]).removesuffix("Z")
+    return datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
+
+
+# ----------------------------------------------------------------- processes
+
+
+class StackError(RuntimeError):
+    pass
+
+
+# What the python:3.X-slim base image sets before the Dockerfile's own ENV.
+BASE_IMAGE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+}
+
+
+def image_user() -> tuple[int, int]:
+    """The runtime stage's `USER uid:gid`."""
+    uid, _, gid = dockerfile_stages()[-1].arguments("USER")[-1].partition(":")
+    return int(uid), int(gid or uid)
+
+
+def _as_image_user() -> dict[str, Any]:
+    """Popen arguments that drop root to the image's user (no-op when not root)."""
+    if os.geteuid() != 0:
+        return {}
+    uid, gid = image_user()
+    return {"user": uid, "group": gid, "extra_groups": []}
+
+
+def give_to_image_user(path: Path) -> None:
+    if os.geteuid() == 0:
+        os.chown(path, *image_user())
+
+
+def spawn(
+    argv: list[str], env: Mapping[str, str], cwd: Path, out: Path, err: Path
+) -> subprocess.Popen[bytes]:
+    """Start a process as the image's user, leading its own process group."""
+    with out.open("ab") as stdout, err.open("ab") as stderr:
+        return subprocess.Popen(  # noqa: S603
+            argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            process_group=0,
+            **_as_image_user(),
+        )
+
+
+def stop_group(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM the process group the process leads, SIGKILL what lingers."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout)
+    # Children (hypercorn's worker) may outlive the leader: sweep the group.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    if process.poll() is None:
+        process.wait(5)
+
+
+def make_workdir(prefix: str) -> Path:
+    """A temp dir the image's user can read (mkdtemp makes it 0700)."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    workdir.chmod(0o755)
+    return workdir
+
+
+@dataclass
+class Nginx:
+    """The real nginx running deploy/nginx.conf in front of local upstreams."""
+
+    workdir: Path
+    upstreams: list[str]
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def errors(self) -> Path:
+        return self.workdir / "nginx.err"
+
+    def start(self, *, wait_for: str | None = "/healthz") -> None:
+        assert NGINX is not None
+        state = self.workdir / "nginx"
+        state.mkdir(exist_ok=True)
+        give_to_image_user(state)
+        self.port = free_port()
+        config = self.workdir / "nginx.conf"
+        config.write_text(
+            local_nginx_conf(
+                NGINX_CONF.read_text(),
+                upstreams=self.upstreams,
+                listen_port=self.port,
+                state_dir=state,
+            )
+        )
+        self.process = spawn(
+            [NGINX, "-e", "stderr", "-c", str(config), "-g", "daemon off;"],
+            {"PATH": BASE_IMAGE_ENV["PATH"]},
+            self.workdir,
+            self.workdir / "nginx.out",
+            self.errors,
+        )
+        deadline = time.monotonic() + 15
+        while not self._serving(wait_for):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise StackError(f"nginx did not serve:\n{self.errors.read_text()}")
+            time.sleep(0.05)
+
+    def reload(self) -> None:
+        """What `nginx -s reload` does: new workers, with a fresh view of upstreams."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGHUP)
+
+    def _serving(self, path: str | None) -> bool:
+        if path is not None:
+            return get_status(f"http://127.0.0.1:{self.port}{path}") == 200
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_group(self.process)
+
+
+@dataclass
+class Replica:
+    port: int
+    out: Path
+    err: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self, containing: str = "") -> list[dict[str, Any]]:
+        """The replica's JSON log lines on stdout, over every start."""
+        entries = []
+        for line in self.out.read_text(errors="replace").splitlines():
+            if containing not in line:
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                entries.append(entry)
+        return entries
+
+    def access_log(self, containing: str = "") -> list[dict[str, Any]]:
+        return [e for e in self.log(containing) if e.get("logger") == "service.access"]
+
+
+@dataclass
+class Deployment:
+    """The image built into `workdir` and its compose stack run from there."""
+
+    workdir: Path
+    database_url: str
+    redis_url: str
+    replica_count: int = 2
+    replicas: list[Replica] = field(default_factory=list)
+    nginx: Nginx | None = None
+    stages: list[Stage] = field(init=False)
+    compose: dict[str, Any] = field(init=False)
+    uv: str = field(init=False)
+    python: str = field(init=False)
+    secrets: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stages = dockerfile_stages()
+        self.compose = load_compose()
+        uv = ROOT / ".tools" / "bin" / "uv"
+        found = str(uv) if uv.exists() else shutil.which("uv")
+        if found is None:
+            raise StackError("uv is missing: run `make install`")
+        self.uv = found
+        # The base image's python3.X is the system's python3.X here: one the
+        # image's user can run (not a pyenv or uv-managed one under /root).
+        version = re.fullmatch(r"python:(\d+\.\d+)[.-].*", self.build_stage.image)
+        assert version is not None, self.build_stage.image
+        python = shutil.which(f"python{version[1]}", path="/usr/local/bin:/usr/bin")
+        if python is None:
+            raise StackError(f"no system python{version[1]}, the image's Python")
+        self.python = python
+        self.secrets = {
+            "JWT_SECRET_KEY": os.urandom(20).hex(),
+            "SECRET_KEY": os.urandom(20).hex(),
+            "POSTGRES_PASSWORD": os.urandom(8).hex(),
+            # Unique: login throttle counters live in the shared Redis.
+            "ADMIN_EMAIL": f"ops-{os.urandom(4).hex()}@example.com",
+            "ADMIN_PASSWORD": "ops-password-" + os.urandom(4).hex(),
+        }
+
+    # -- layout
+
+    @property
+    def build_stage(self) -> Stage:
+        return self.stages[0]
+
+    @property
+    def runtime(self) -> Stage:
+        return self.stages[-1]
+
+    @property
+    def context(self) -> Path:
+        return self.workdir / "build"
+
+    @property
+    def app(self) -> Path:
+        return self.workdir / "app"
+
+    @property
+    def venv(self) -> Path:
+        return self.app / ".venv"
+
+    @property
+    def logs(self) -> Path:
+        return self.workdir / "logs"
+
+    @property
+    def nginx_port(self) -> int:
+        assert self.nginx is not None
+        return self.nginx.port
+
+    def _host_path(self, value: str) -> str:
+        """The runtime WORKDIR (/app) is `self.app` here."""
+        workdir = re.escape(self.runtime.workdir().rstrip("/"))
+        return re.sub(rf"(?<![\w/]){workdir}(?=/|:|$)", str(self.app), value)
+
+    def _copy_context(self, stage: Stage, target: Path) -> None:
+        """The stage's COPY lines from the build context, WORKDIR being `target`."""
+        workdir = stage.workdir()
+        for copy in stage.copies():
+            if copy.from_stage is not None:
+                continue
+            relative = os.path.relpath(os.path.join(workdir, copy.destination), workdir)
+            destination = target / relative
+            for source in copy.sources:
+                origin = ROOT / source
+                if origin.is_dir():
+                    # Docker copies a directory's contents, not the directory.
+                    shutil.copytree(
+                        origin,
+                        destination,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                        dirs_exist_ok=True,
+                    )
+                else:
+                    destination.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(origin, destination / origin.name)
+
+    # -- the Dockerfile's build stage
+
+    def build(self) -> None:
+        self.context.mkdir()
+        self.app.mkdir()
+        self.logs.mkdir()
+        self._copy_context(self.build_stage, self.context)
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key != "VIRTUAL_ENV" and not key.startswith("UV_")
+        }
+        env.update(self.build_stage.env({}))
+        # The build stage makes /app/.venv and the runtime stage copies it to
+        # the same path; here it is made where it runs.
+        env["UV_PROJECT_ENVIRONMENT"] = str(self.venv)
+        env["UV_PYTHON"] = self.python
+        dist = self.workdir / "dist"
+        self._run(
+            [self.uv, "sync", "--frozen", "--no-dev", "--no-install-project"], env
+        )
+        self._run([self.uv, "build", "--wheel", "--out-dir", str(dist)], env)
+        (wheel,) = dist.glob("*.whl")
+        python = str(self.venv / "bin" / "python")
+        self._run(
+            [self.uv, "pip", "install", "--python", python, "--no-deps", str(wheel)],
+            env,
+        )
+        self._copy_context(self.runtime, self.app)
+
+    def _run(self, argv: list[str], env: Mapping[str, str]) -> None:
+        result = subprocess.run(  # noqa: S603
+            argv,
+            cwd=self.context,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise StackError(f"{shlex.join(argv)} failed:\n{result.stderr}")
+
+    # -- the runtime stage with compose's environment
+
+    def runtime_env(self, service: str = "api") -> dict[str, str]:
+        env = self.runtime.env(BASE_IMAGE_ENV)
+        env = {key: self._host_path(value) for key, value in env.items()}
+        # Docker sets HOME from the user's passwd entry (--home-dir /app).
+        env["HOME"] = str(self.app)
+        compose_env = interpolate(
+            self.compose["services"][service]["environment"], self.secrets
+        )
+        env.update({key: str(value) for key, value in compose_env.items()})
+        # The only host-specific values: compose's service names and network
+        # become this host's addresses.
+        for key, value in {
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "TRUSTED_PROXIES": "127.0.0.1/32",
+        }.items():
+            if key not in env:
+                raise StackError(f"compose's {service} environment lacks {key}")
+            env[key] = value
+        return env
+
+    def run_as_app(
+        self, argv: list[str], service: str = "api", timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """A one-off command in the runtime layout, as the image's user."""
+        return subprocess.run(  # noqa: S603
+            argv,
+            cwd=self.app,
+            env=self.runtime_env(service),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            **_as_image_user(),
+        )
+
+    def migrate(self) -> subprocess.CompletedProcess[str]:
+        """compose's one-shot `migrate` service: its command, its environment."""
+        command = self.compose["services"]["migrate"]["command"]
+        argv = command if isinstance(command, list) else shlex.split(command)
+        return self.run_as_app([str(word) for word in argv], service="migrate")
+
+    def replica_argv(self, replica: Replica) -> list[str]:
+        # The Dockerfile's CMD; `-b` is the only addition: two replicas share
+        # one host here, where each container has its own 0.0.0.0:8000.
+        command = exec_form(self.runtime.arguments("CMD")[-1])
+        return [*command, "-b", f"127.0.0.1:{replica.port}"]
+
+    def start_replica(self, replica: Replica) -> None:
+        if not replica.running:
+            replica.process = spawn(
+                self.replica_argv(replica),
+                self.runtime_env(),
+                self.app,
+                replica.out,
+                replica.err,
+            )
+
+    def wait_replica(self, replica: Replica, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{replica.port}/healthz"
+        while get_status(url) != 200:
+            if not replica.running:
+                raise StackError(
+                    f"replica on {replica.port} exited:\n{replica.err.read_text()}"
+                )
+            if time.monotonic() > deadline:
+                raise StackError(f"replica on {replica.port} never became healthy")
+            time.sleep(0.05)
+
+    def ensure_replicas(self) -> bool:
+        """Start the replicas (again, after a test stopped one) and wait for them.
+
+        True when one had to be started.
+        """
+        stopped = [replica for replica in self.replicas if not replica.running]
+        while len(self.replicas) < self.replica_count:
+            port = free_port()
+            self.replicas.append(
+                Replica(
+                    port,
+                    self.logs / f"replica-{port}.out",
+                    self.logs / f"replica-{port}.err",
+                )
+            )
+        for replica in self.replicas:
+            self.start_replica(replica)
+        for replica in self.replicas:
+            self.wait_replica(replica)
+        return bool(stopped)
+
+    def start_nginx(self) -> None:
+        self.nginx = Nginx(
+            self.workdir, [f"127.0.0.1:{replica.port}" for replica in self.replicas]
+        )
+        self.nginx.start()
+
+    def stop(self) -> None:
+        if self.nginx is not None:
+            self.nginx.stop()
+        for replica in self.replicas:
+            if replica.process is not None:
+                stop_group(replica.process)
