@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -25,6 +26,7 @@ from service.models.base import sqlite_unicode_lower
 
 SESSIONMAKER_KEY = "db_sessionmaker"
 READ_SESSIONMAKER_KEY = "db_read_sessionmaker"
+READ_ENGINE_KEY = "db_read_engine"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ENGINE_KEY = "db_engine"
 
@@ -73,6 +75,7 @@ def init_app(app: Quart, settings: Settings) -> None:
         # Reads run without BEGIN and ROLLBACK: two round trips fewer per request.
         # Their few writes (a session's "last used") are single statements.
         reads = engine.execution_options(isolation_level="AUTOCOMMIT")
+        app.extensions[READ_ENGINE_KEY] = reads
         app.extensions[READ_SESSIONMAKER_KEY] = make_sessionmaker(reads)
 
     @app.after_serving
@@ -81,6 +84,7 @@ def init_app(app: Quart, settings: Settings) -> None:
         if engine is not None:
             app.extensions.pop(SESSIONMAKER_KEY, None)
             app.extensions.pop(READ_SESSIONMAKER_KEY, None)
+            app.extensions.pop(READ_ENGINE_KEY, None)
             await engine.dispose()
 
     @app.teardown_appcontext
@@ -102,14 +106,35 @@ def request_session() -> AsyncSession:
     return session
 
 
+@asynccontextmanager
+async def read_connection() -> AsyncIterator[AsyncConnection]:
+    """A connection for one quick autocommit read, back in the pool right after.
+
+    Holding it only around the query keeps the pool small under high
+    concurrency. A test that bound the sessionmaker to its own connection gets
+    that connection, so requests see the test's rows.
+    """
+    engine: AsyncEngine | None = current_app.extensions.get(READ_ENGINE_KEY)
+    if engine is None:
+        bind = current_app.extensions[SESSIONMAKER_KEY].kw["bind"]
+        yield (
+            bind
+            if isinstance(bind, AsyncConnection)
+            else await request_session().connection()
+        )
+        return
+    async with engine.connect() as connection:
+        yield connection
+
+
 class HotQuery:
     """A statement on a hot path (every authenticated request runs one).
 
     On asyncpg it runs on the driver connection itself: asyncpg prepares it
     once per connection, and SQLAlchemy's statement and result machinery,
     about half the cost of a one-row read, is skipped. Elsewhere (SQLite) it
-    runs as `text()` through SQLAlchemy. Either way on the session's connection,
-    inside whatever transaction that connection is in.
+    runs as `text()` through SQLAlchemy. Either way inside whatever
+    transaction the connection is in (none, on `read_connection()`).
     """
 
     def __init__(self, sql: str, **column_types: Any) -> None:
@@ -122,9 +147,8 @@ class HotQuery:
         )
 
     async def fetch_row(
-        self, session: AsyncSession, **params: Any
+        self, connection: AsyncConnection, **params: Any
     ) -> Mapping[str, Any] | None:
-        connection = await session.connection()
         if connection.dialect.driver == "asyncpg":
             record: Mapping[str, Any] | None = await _on_driver(
                 connection,
@@ -136,8 +160,18 @@ class HotQuery:
         row = (await connection.execute(self.statement, params)).first()
         return None if row is None else dict(row._mapping)
 
-    async def execute(self, session: AsyncSession, **params: Any) -> None:
-        connection = await session.connection()
+    async def fetch_all(
+        self, connection: AsyncConnection, **params: Any
+    ) -> list[Mapping[str, Any]]:
+        if connection.dialect.driver == "asyncpg":
+            records: list[Mapping[str, Any]] = await _on_driver(
+                connection, "fetch", self.asyncpg_sql, [params[n] for n in self.names]
+            )
+            return records
+        result = await connection.execute(self.statement, params)
+        return [dict(row) for row in result.mappings()]
+
+    async def execute(self, connection: AsyncConnection, **params: Any) -> None:
         if connection.dialect.driver == "asyncpg":
             await _on_driver(
                 connection, "execute", self.asyncpg_sql, [params[n] for n in self.names]

@@ -10,12 +10,13 @@ from typing import Any
 from quart import g, request
 from quart_schema import security_scheme
 
-from service.api.deps import auth_service, user_service
+from service.api.deps import settings, user_service
 from service.api.io import View, document_errors
+from service.db import read_connection
 from service.errors import AuthError, ForbiddenError, InvalidTokenError
 from service.models import UserRecord
 from service.security.tokens import Identity
-from service.services.auth import Caller
+from service.services.callers import Caller, identify
 
 _EXPECTED = "Expected 'Authorization: Bearer <JWT>'"
 
@@ -78,7 +79,10 @@ def self_or_admin_required(param: str) -> Callable[[View], View]:
 
 async def verify_jwt_in_request(refresh: bool = False) -> Caller:
     token = _token_from_header(request.headers.get("Authorization", ""))
-    caller = await auth_service().identify(token, "refresh" if refresh else "access")
+    async with read_connection() as connection:
+        caller = await identify(
+            connection, token, "refresh" if refresh else "access", settings()
+        )
     g.caller = caller
     return caller
 

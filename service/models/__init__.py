@@ -3,9 +3,10 @@
 from service.models.base import Base, SoftDeleteMixin, TimestampMixin, utcnow
 from service.models.post import Post
 from service.models.session import AuthSession, RevokedToken
-from service.models.user import User, UserRecord
+from service.models.user import USER_RECORD_TYPES, User, UserRecord
 
 __all__ = [
+    "USER_RECORD_TYPES",
     "AuthSession",
     "Base",
     "Post",

@@ -53,6 +53,15 @@ class User(TimestampMixin, SoftDeleteMixin, Base):
         return f"{self.first_name} {self.last_name}"
 
 
+# What SQLite needs told to hand UserRecord's columns back typed (asyncpg knows).
+USER_RECORD_TYPES = {
+    "is_active": Boolean(),
+    "is_admin": Boolean(),
+    "created_at": DateTime(),
+    "updated_at": DateTime(),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class UserRecord:
     """A user row as the token check reads it: plain values, nothing to load later."""

@@ -7,6 +7,7 @@ import hmac
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 import jwt
@@ -59,14 +60,10 @@ def create_token(
 
 def decode_token(token: str, *, key: str, expected_type: TokenType) -> Identity:
     """Verify as flask-jwt-extended does: AuthError (401) or InvalidTokenError (422)."""
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            token, key, algorithms=[ALGORITHM], options={"verify_aud": False}, leeway=0
-        )
-    except jwt.ExpiredSignatureError:
-        raise AuthError("Token has expired", legacy_msg=True) from None
-    except jwt.InvalidTokenError as error:
-        raise InvalidTokenError(str(error), legacy_msg=True) from None
+    claims = _verified_claims(token, key)
+    # The memo below checked exp when it first saw the token; time has moved on.
+    if "exp" in claims and claims["exp"] <= time.time():
+        raise AuthError("Token has expired", legacy_msg=True)
     if "sub" not in claims:
         raise InvalidTokenError("Missing claim: sub", legacy_msg=True)
     token_type = claims.get("type", "access")
@@ -81,8 +78,27 @@ def decode_token(token: str, *, key: str, expected_type: TokenType) -> Identity:
         is_admin=bool(claims.get("is_admin")),
         issued_at=int(claims.get("iat", 0)),
         session_id=_optional_str(claims.get("sid")),
-        claims=claims,
+        claims=dict(claims),  # the memo's copy stays as verified
     )
+
+
+@lru_cache(maxsize=4096)
+def _verified_claims(token: str, key: str) -> dict[str, Any]:
+    """The claims of a token whose signature, exp, nbf and iat were checked once.
+
+    A client sends the same token for up to 15 minutes; verifying its HMAC and
+    parsing its JSON again on each request would be repeated work. Failures
+    raise, and lru_cache does not remember them.
+    """
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, key, algorithms=[ALGORITHM], options={"verify_aud": False}, leeway=0
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthError("Token has expired", legacy_msg=True) from None
+    except jwt.InvalidTokenError as error:
+        raise InvalidTokenError(str(error), legacy_msg=True) from None
+    return claims
 
 
 def _user_id(subject: str) -> int:

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
 
-from sqlalchemy import Boolean, DateTime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
-from service.db import HotQuery
 from service.errors import AuthError, BadRequestError, validation_error
-from service.models import User, UserRecord, utcnow
+from service.models import User, UserRecord
 from service.security.passwords import PasswordHasher, needs_rehash
 from service.security.tokens import (
     INVALID_RESET,
     Identity,
-    TokenType,
     create_reset_token,
     create_token,
     decode_reset_token,
-    decode_token,
     reset_fingerprint_matches,
 )
+from service.services.callers import Caller
 from service.services.sessions import SessionService, successor_jti
 from service.services.users import UserService
 from service.throttle import LoginThrottle
@@ -56,14 +52,6 @@ class Mail:
 class Client:
     ip: str | None
     user_agent: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """A verified token and, when revocation is checked, its user's live row."""
-
-    identity: Identity
-    user: UserRecord | None
 
 
 class AuthService:
@@ -194,17 +182,6 @@ class AuthService:
         await self.sessions.revoke_all(user)
         await self.session.commit()
 
-    async def identify(self, token: str, expected_type: TokenType) -> Caller:
-        """Decode the token; with revocation on, load and check its user and session."""
-        identity = decode_token(
-            token, key=self.settings.jwt_secret_key, expected_type=expected_type
-        )
-        if not self.settings.revocation_check:
-            return Caller(identity, None)
-        user = await self._live_user(identity)
-        # Admin rights come from the row, so a demoted admin loses them at once.
-        return Caller(replace(identity, is_admin=user.is_admin), user)
-
     def access_token_for(self, user: User | UserRecord, session_id: str | None) -> str:
         claims: dict[str, object] = {"is_admin": user.is_admin}
         if session_id is not None:
@@ -237,67 +214,3 @@ class AuthService:
             csrf=successor_jti(jti),
         )
         return token, jti
-
-    async def _live_user(self, identity: Identity) -> UserRecord:
-        if identity.session_id is not None:
-            row = await SESSION_USER.fetch_row(
-                self.session, user_id=identity.user_id, session_id=identity.session_id
-            )
-            if row is not None:
-                await self._touch(identity.session_id, row["last_used_at"])
-        else:
-            row = await SESSIONLESS_USER.fetch_row(
-                self.session, user_id=identity.user_id, jti=identity.jti
-            )
-            if row is not None and _before_cutoff(identity, row["tokens_valid_after"]):
-                row = None
-        if row is None:
-            raise AuthError(REVOKED, legacy_msg=True)
-        return UserRecord.from_row(row)
-
-    async def _touch(self, session_id: str, last_used_at: datetime) -> None:
-        now = utcnow()
-        # A write per request would cost a commit each; a minute's precision will do.
-        if (now - last_used_at).total_seconds() >= self.settings.session_touch_interval:
-            await TOUCH_SESSION.execute(self.session, session_id=session_id, now=now)
-            await self.session.commit()
-
-
-def _before_cutoff(identity: Identity, cutoff: datetime | None) -> bool:
-    """A session-less (Flask-era) token issued before the user's last revoke-all."""
-    return (
-        cutoff is not None
-        and identity.issued_at < cutoff.replace(tzinfo=UTC).timestamp()
-    )
-
-
-_USER_COLUMNS = (
-    "u.id, u.email, u.first_name, u.last_name, u.is_active, u.is_admin, "
-    "u.created_at, u.updated_at"
-)
-_USER_TYPES = {
-    "is_active": Boolean(),
-    "is_admin": Boolean(),
-    "created_at": DateTime(),
-    "updated_at": DateTime(),
-}
-# The whole revocation check is one round trip: a revoked session, a deleted
-# or deactivated user all make the row disappear.
-SESSION_USER = HotQuery(
-    f"SELECT {_USER_COLUMNS}, s.last_used_at FROM users u "  # noqa: S608 - constants
-    "JOIN auth_sessions s ON s.user_id = u.id "
-    "WHERE u.id = :user_id AND s.id = :session_id AND s.revoked_at IS NULL "
-    "AND u.deleted_at IS NULL AND u.is_active",
-    **_USER_TYPES,
-    last_used_at=DateTime(),
-)
-SESSIONLESS_USER = HotQuery(
-    f"SELECT {_USER_COLUMNS}, u.tokens_valid_after FROM users u "  # noqa: S608 - constants
-    "WHERE u.id = :user_id AND u.deleted_at IS NULL AND u.is_active "
-    "AND NOT EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = :jti)",
-    **_USER_TYPES,
-    tokens_valid_after=DateTime(),
-)
-TOUCH_SESSION = HotQuery(
-    "UPDATE auth_sessions SET last_used_at = :now WHERE id = :session_id"
-)
