@@ -35,7 +35,9 @@ def create_app(settings: Settings | None = None) -> Quart:
     # Started and stopped with serving, so an app can serve again after a stop.
     @app.before_serving
     async def start_workers() -> None:
-        app.extensions[HASHER_KEY] = PasswordHasher(settings.password_hash_threads)
+        app.extensions[HASHER_KEY] = PasswordHasher(
+            settings.password_hash_threads, nice=settings.password_hash_nice
+        )
         app.extensions[THROTTLE_KEY] = LoginThrottle(create_counter(settings), settings)
 
     @app.after_serving

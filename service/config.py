@@ -79,6 +79,7 @@ class Settings:
     db_pool_pre_ping: bool = False
     readiness_timeout: float = 2.0
     password_hash_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
+    password_hash_nice: int = 10
     max_content_length: int = 1024 * 1024
     log_level: str = "INFO"
     log_format: str = "json"
@@ -201,6 +202,7 @@ _NUMERIC: tuple[tuple[str, str, type[int] | type[float]], ...] = (
     ("DB_COMMAND_TIMEOUT", "db_command_timeout", float),
     ("READINESS_TIMEOUT", "readiness_timeout", float),
     ("PASSWORD_HASH_THREADS", "password_hash_threads", int),
+    ("PASSWORD_HASH_NICE", "password_hash_nice", int),
     ("MAX_CONTENT_LENGTH", "max_content_length", int),
     ("REFRESH_GRACE_SECONDS", "refresh_grace_seconds", int),
     ("SESSION_TOUCH_INTERVAL", "session_touch_interval", int),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -26,9 +28,14 @@ def needs_rehash(password_hash: str) -> bool:
 
 
 class PasswordHasher:
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, *, nice: int = 0) -> None:
+        # A lower priority for the hashing threads keeps reads fast through a
+        # login storm: the kernel runs the event loop first, logins take the rest.
         self._pool = ThreadPoolExecutor(
-            max_workers=max(threads, 1), thread_name_prefix="pwhash"
+            max_workers=max(threads, 1),
+            thread_name_prefix="pwhash",
+            initializer=_lower_priority,
+            initargs=(nice,),
         )
 
     async def hash(self, password: str) -> str:
@@ -52,3 +59,9 @@ def _safe_check(password_hash: str, password: str) -> bool:
         return check_password_hash(password_hash, password)
     except ValueError:
         return False
+
+
+def _lower_priority(nice: int) -> None:
+    if nice > 0 and hasattr(os, "setpriority"):
+        # On Linux PRIO_PROCESS with a thread id sets that thread's niceness.
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
