@@ -81,8 +81,11 @@ RUNS: dict[str, list[Stream]] = {
         Stream("S5 login storm", "service", "POST", LOGIN, 16, body=LOGIN_BODY),
     ],
     "S5ctl": [Stream("S5ctl /me alone", "service", "GET", ME, 32, auth=True)],
+    # The same build with REVOCATION_CHECK=false: what the per-request check costs.
+    "R1": [Stream("R1 /me, check off", "unchecked", "GET", ME, 64, auth=True)],
 }
-SCENARIOS = ["S0", "S1", "S2", "S3", "S4", "S5", "S5ctl"]
+SCENARIOS = ["S0", "S1", "S2", "S3", "S4", "S5", "S5ctl", "R1"]
+DEFAULT_SCENARIOS = SCENARIOS[:-1]
 
 
 def expand(scenarios: list[str]) -> list[str]:
@@ -90,6 +93,8 @@ def expand(scenarios: list[str]) -> list[str]:
     wanted = set(scenarios) | {"S0"}
     if "S5" in wanted:
         wanted.add("S5ctl")  # S5's /me latency means nothing without its control
+    if "R1" in wanted:
+        wanted.add("S1")  # the check's cost is S1 against R1
     return [run for run in RUNS if run.split("-")[0] in wanted]
 
 
@@ -466,7 +471,7 @@ def measure(
     if srv.token and time.monotonic() - srv.token_at > TOKEN_MAX_AGE:
         login(srv)
     offset = srv.log_path.stat().st_size
-    xacts0 = pg.xacts() if srv.name == "service" else None
+    xacts0 = pg.xacts() if srv.name != "bare" else None
     sampler = RssSampler(srv)
     sampler.start()
     cpu0, t0 = cpu_ticks(srv.proc.pid), time.monotonic()
@@ -474,7 +479,7 @@ def measure(
     cpu_s, elapsed = (cpu_ticks(srv.proc.pid) - cpu0) / CLK_TCK, time.monotonic() - t0
     sampler.halt.set()
     time.sleep(max(pause, 1.1))  # PostgreSQL publishes a backend's stats once a second
-    xacts1 = pg.xacts() if srv.name == "service" else None
+    xacts1 = pg.xacts() if srv.name != "bare" else None
     statuses, log_errors = log_since(srv, offset)
     total = sum(r["requests"] for r in results)
     rows = []
@@ -552,6 +557,11 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
         found["S5 login rps / S3 rps (target >= 0.33)"] = s5_login["rps"] / s3["rps"]
     if s4:
         found["S4 errors, all reps (target 0)"] = s4["errors_all_reps"]
+    s1, r1 = by.get(RUNS["S1"][0].row), by.get(RUNS["R1"][0].row)
+    if s1 and r1 and r1["rps"]:
+        found["S1 rps / R1 rps: revocation check on / off (target >= 0.90)"] = (
+            s1["rps"] / r1["rps"]
+        )
     return found
 
 
@@ -646,7 +656,11 @@ def metadata(args: argparse.Namespace, pg: Postgres) -> dict[str, Any]:
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add = ap.add_argument
-    add("--scenarios", default=",".join(SCENARIOS), help="S0 (baseline) always runs")
+    add(
+        "--scenarios",
+        default=",".join(DEFAULT_SCENARIOS),
+        help="S0 (baseline) always runs; R1 (S1, revocation check off) on request",
+    )
     add("--reps", type=int, default=3, help="measurements per scenario (median)")
     add("--duration", type=float, default=10, help="seconds per measurement")
     add("--warmup", type=float, default=2, help="seconds of load before each")
@@ -730,9 +744,21 @@ def main() -> int:
         servers["bare"] = start_server(
             "bare", "bench/bare_app.py:app", port_bare, env, args
         )
+        if "R1" in runs:
+            port_unchecked = free_ports(1)[0]
+            servers["unchecked"] = start_server(
+                "unchecked",
+                "service.asgi:app",
+                port_unchecked,
+                env | {"REVOCATION_CHECK": "false"},
+                args,
+            )
+            wait_ready(servers["unchecked"], "/healthz", workers)
         wait_ready(servers["service"], "/healthz", workers)
         wait_ready(servers["bare"], "/", workers)
         login(servers["service"])
+        if "unchecked" in servers:
+            login(servers["unchecked"])
         result["skipped"] = preflight(servers, runs)
         runs = [r for r in runs if r not in result["skipped"]]
         log(f"warm-up, then resident memory at rest ({workers} worker(s) each)")

@@ -79,7 +79,7 @@ class Settings:
     db_pool_pre_ping: bool = False
     readiness_timeout: float = 2.0
     password_hash_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
-    password_hash_nice: int = 10
+    password_hash_nice: int = 5
     max_content_length: int = 1024 * 1024
     log_level: str = "INFO"
     log_format: str = "json"

@@ -162,11 +162,8 @@ class HotQuery:
         self, connection: AsyncConnection, **params: Any
     ) -> Mapping[str, Any] | None:
         if connection.dialect.driver == "asyncpg":
-            record: Mapping[str, Any] | None = await _on_driver(
-                connection,
-                "fetchrow",
-                self.asyncpg_sql,
-                [params[n] for n in self.names],
+            record: Mapping[str, Any] | None = await self._on_driver(
+                connection, "fetchrow", params
             )
             return record
         row = (await connection.execute(self.statement, params)).first()
@@ -176,8 +173,8 @@ class HotQuery:
         self, connection: AsyncConnection, **params: Any
     ) -> list[Mapping[str, Any]]:
         if connection.dialect.driver == "asyncpg":
-            records: list[Mapping[str, Any]] = await _on_driver(
-                connection, "fetch", self.asyncpg_sql, [params[n] for n in self.names]
+            records: list[Mapping[str, Any]] = await self._on_driver(
+                connection, "fetch", params
             )
             return records
         result = await connection.execute(self.statement, params)
@@ -185,26 +182,24 @@ class HotQuery:
 
     async def execute(self, connection: AsyncConnection, **params: Any) -> None:
         if connection.dialect.driver == "asyncpg":
-            await _on_driver(
-                connection, "execute", self.asyncpg_sql, [params[n] for n in self.names]
-            )
+            await self._on_driver(connection, "execute", params)
         else:
             await connection.execute(self.statement, params)
 
-
-async def _on_driver(
-    connection: AsyncConnection, method: str, sql: str, args: list[Any]
-) -> Any:
-    raw = await connection.get_raw_connection()
-    try:
-        return await getattr(raw.driver_connection, method)(sql, *args)
-    except Exception as error:
-        if not _connection_lost(error):
-            raise
-        # SQLAlchemy never saw this error: without this it would pool the
-        # broken connection again. The request answers 503 (errors.py).
-        await connection.invalidate()
-        raise ConnectionError(f"database connection lost: {error!r}") from error
+    async def _on_driver(
+        self, connection: AsyncConnection, method: str, params: dict[str, Any]
+    ) -> Any:
+        raw = await connection.get_raw_connection()
+        args = [params[name] for name in self.names]
+        try:
+            return await getattr(raw.driver_connection, method)(self.asyncpg_sql, *args)
+        except Exception as error:
+            if not _connection_lost(error):
+                raise
+            # SQLAlchemy never saw this error: without this it would pool the
+            # broken connection again. The request answers 503 (errors.py).
+            await connection.invalidate()
+            raise ConnectionError(f"database connection lost: {error!r}") from error
 
 
 def _connection_lost(error: Exception) -> bool:

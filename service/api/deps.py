@@ -8,7 +8,7 @@ from functools import lru_cache
 from quart import current_app, request
 
 from service.config import Settings
-from service.db import request_session
+from service.db import read_connection, request_session
 from service.mail import Mailer
 from service.security.passwords import PasswordHasher
 from service.services.auth import AuthService, Client
@@ -39,7 +39,7 @@ def mailer() -> Mailer:
 
 
 def user_service() -> UserService:
-    return UserService(request_session(), hasher())
+    return UserService(request_session(), hasher(), reads=read_connection)
 
 
 def post_service() -> PostService:

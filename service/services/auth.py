@@ -1,4 +1,4 @@
-"""Login, token refresh, logout, password change, and who a token belongs to."""
+"""Login, token refresh, logout, password change and reset."""
 
 from __future__ import annotations
 
@@ -18,14 +18,13 @@ from service.security.tokens import (
     decode_reset_token,
     reset_fingerprint_matches,
 )
-from service.services.callers import Caller
+from service.services.callers import REVOKED, Caller
 from service.services.sessions import SessionService, successor_jti
 from service.services.users import UserService
 from service.throttle import LoginThrottle
 
 INVALID_CREDENTIALS = "Invalid email or password"
 DEACTIVATED = "Account is deactivated"
-REVOKED = "Token has been revoked"
 
 
 @dataclass(frozen=True, slots=True)

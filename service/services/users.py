@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from service.db import HotQuery
 from service.errors import ConflictError, NotFoundError, validation_error
@@ -20,10 +23,26 @@ LIVE_EMAIL_INDEX = "uq_users_email_lower_live"
 EMAIL_TAKEN_BY_ANOTHER = "Email already registered by another user"
 
 
+Reads = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+
+
 class UserService:
-    def __init__(self, session: AsyncSession, hasher: PasswordHasher) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        hasher: PasswordHasher,
+        *,
+        reads: Reads | None = None,
+    ) -> None:
         self.session = session
         self.hasher = hasher
+        # Where list reads run: by default the session's own connection; the app
+        # passes its pooled read connections, held only for the two queries.
+        self.reads = reads or self._session_connection
+
+    @asynccontextmanager
+    async def _session_connection(self) -> AsyncIterator[AsyncConnection]:
+        yield await self.session.connection()
 
     async def get(self, user_id: int) -> User:
         """A live user; soft-deleted and unknown ids raise NotFoundError alike."""
@@ -52,14 +71,14 @@ class UserService:
         count, rows = (
             (COUNT_ACTIVE, PAGE_ACTIVE) if active_only else (COUNT_LIVE, PAGE_LIVE)
         )
-        connection = await self.session.connection()
-        counted = await count.fetch_row(connection)
-        total = int(counted["total"]) if counted else 0
         offset = (page - 1) * per_page
-        items: list[UserRecord] = []
-        if offset < total:
-            found = await rows.fetch_all(connection, limit=per_page, offset=offset)
-            items = [UserRecord.from_row(row) for row in found]
+        async with self.reads() as connection:
+            counted = await count.fetch_row(connection)
+            total = int(counted["total"]) if counted else 0
+            found = []
+            if offset < total:
+                found = await rows.fetch_all(connection, limit=per_page, offset=offset)
+        items = [UserRecord.from_row(row) for row in found]
         return Page(items=items, page=page, per_page=per_page, total=total)
 
     async def register(self, data: NewUser, *, is_admin: bool = False) -> User:

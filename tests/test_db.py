@@ -1,0 +1,78 @@
+"""service.db's hot-path helpers and the password pool's priority."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+
+import pytest
+from sqlalchemy import DateTime
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service import create_app
+from service.config import Settings
+from service.db import HotQuery, read_connection
+from service.security.passwords import PasswordHasher
+
+
+def test_hot_query_numbers_named_parameters_for_asyncpg() -> None:
+    query = HotQuery("SELECT :b::text, :a, :b")
+
+    assert query.names == ["b", "a"]
+    assert query.asyncpg_sql == "SELECT $1::text, $2, $1"
+
+
+async def test_hot_query_rows_on_postgresql(connection: AsyncConnection) -> None:
+    query = HotQuery("SELECT :value::int + 1 AS answer, now() AS at", at=DateTime())
+
+    row = await query.fetch_row(connection, value=41)
+    rows = await query.fetch_all(connection, value=1)
+
+    assert row is not None
+    assert row["answer"] == 42
+    assert [r["answer"] for r in rows] == [2]
+
+
+async def test_read_connections_wait_first_come_first_served(
+    settings: Settings,
+) -> None:
+    # Two slots, six readers: never more than two connections out at once, and
+    # those who asked last are served last (no one overtakes a waiter).
+    app = create_app(settings.with_changes(db_pool_size=2, db_max_overflow=0))
+    out, most, order = 0, 0, []
+
+    async def reader(number: int) -> None:
+        nonlocal out, most
+        async with app.app_context(), read_connection():
+            out += 1
+            most = max(most, out)
+            order.append(number)
+            await asyncio.sleep(0.02)
+            out -= 1
+
+    async with app.test_app():
+        tasks = []
+        for number in range(6):
+            tasks.append(asyncio.create_task(reader(number)))
+            await asyncio.sleep(0)
+        await asyncio.gather(*tasks)
+
+    assert most == 2
+    assert sorted(order) == list(range(6))
+    assert set(order[-2:]) == {4, 5}
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
+async def test_password_threads_run_at_the_configured_niceness() -> None:
+    hasher = PasswordHasher(1, nice=7)
+    try:
+        loop = asyncio.get_running_loop()
+        thread_nice = await loop.run_in_executor(
+            hasher._pool,  # the pool is the thing under test
+            lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()),
+        )
+    finally:
+        hasher.shutdown()
+
+    assert thread_nice == os.getpriority(os.PRIO_PROCESS, 0) + 7
