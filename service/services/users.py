@@ -57,8 +57,8 @@ class UserService:
         return await self.session.scalar(live_users().where(User.id == user_id))
 
     async def get_by_email(self, email: str) -> User | None:
-        # The database's lower() on both sides, as in the unique index: SQLite's
-        # folds ASCII only, so Python's str.lower() would disagree with it.
+        # The database's lower() on both sides: exactly what the unique index
+        # compares, whatever Python's str.lower() would make of the address.
         return await self.session.scalar(
             live_users().where(func.lower(User.email) == func.lower(email))
         )
