@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from quart import Quart
 
-from service import api, cli, db, errors, hardening, logs, metrics
-from service.api import docs, health
+from service import api, cli, hardening, logs, metrics
+from service.api import database, docs, errors, health
 from service.api.deps import HASHER_KEY, MAILER_KEY, SETTINGS_KEY, THROTTLE_KEY
 from service.config import Settings
 from service.mail import Mailer
@@ -24,7 +24,7 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     logs.init_app(app, settings)
     metrics.init_app(app, settings)
-    db.init_app(app, settings)
+    database.init_app(app, settings)
     errors.register_error_handlers(app)
     hardening.init_app(app, settings)
     app.register_blueprint(api.blueprint)

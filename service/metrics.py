@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 from werkzeug.exceptions import NotFound
 
+from service.api.database import ENGINE_KEY
 from service.config import Settings
-from service.db import ENGINE_KEY
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

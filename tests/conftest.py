@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from service import create_app
+from service.api.database import SESSIONMAKER_KEY
 from service.config import Settings
-from service.db import SESSIONMAKER_KEY
 from service.models import User
 from tests.factories import headers_for, make_user
 from tests.support import drop_database, migrate, recreate_database

@@ -1,4 +1,4 @@
-"""service.db's hot-path helpers and the password pool's priority."""
+"""The hot-path statement runner, read slots and the password pool's priority."""
 
 from __future__ import annotations
 
@@ -11,20 +11,23 @@ from sqlalchemy import DateTime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import create_app
+from service.api.database import read_connection
 from service.config import Settings
-from service.db import HotQuery, read_connection
 from service.security.passwords import PasswordHasher
+from service.statements import HotQuery
 
 
 def test_hot_query_numbers_named_parameters_for_asyncpg() -> None:
-    query = HotQuery("SELECT :b::text, :a, :b")
+    query = HotQuery("SELECT CAST(:b AS text), :a, :b")
 
     assert query.names == ["b", "a"]
-    assert query.asyncpg_sql == "SELECT $1::text, $2, $1"
+    assert query.asyncpg_sql == "SELECT CAST($1 AS text), $2, $1"
 
 
 async def test_hot_query_rows_on_postgresql(connection: AsyncConnection) -> None:
-    query = HotQuery("SELECT :value::int + 1 AS answer, now() AS at", at=DateTime())
+    query = HotQuery(
+        "SELECT CAST(:value AS int) + 1 AS answer, now() AS at", at=DateTime()
+    )
 
     row = await query.fetch_row(connection, value=41)
     rows = await query.fetch_all(connection, value=1)

@@ -21,9 +21,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import create_app
+from service.api.database import SESSIONMAKER_KEY
 from service.api.deps import client_ip
 from service.config import Settings
-from service.db import SESSIONMAKER_KEY
 from service.errors import TooManyRequestsError
 from service.models import AuthSession, User
 from service.throttle import (

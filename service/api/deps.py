@@ -7,8 +7,8 @@ from functools import lru_cache
 
 from quart import current_app, request
 
+from service.api.database import read_connection, request_session
 from service.config import Settings
-from service.db import read_connection, request_session
 from service.mail import Mailer
 from service.security.passwords import PasswordHasher
 from service.services.auth import AuthService, Client

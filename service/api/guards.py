@@ -10,9 +10,9 @@ from typing import Any
 from quart import g, request
 from quart_schema import security_scheme
 
+from service.api.database import read_connection
 from service.api.deps import settings, user_service
 from service.api.io import View, document_errors
-from service.db import read_connection
 from service.errors import AuthError, ForbiddenError, InvalidTokenError
 from service.models import UserRecord
 from service.security.tokens import Identity

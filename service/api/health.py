@@ -7,9 +7,9 @@ import asyncio
 from quart import Blueprint
 from sqlalchemy import text
 
+from service.api.database import request_session
 from service.api.deps import settings
 from service.api.io import document_errors, returns
-from service.db import request_session
 from service.errors import UnavailableError
 from service.schemas.common import StatusSchema
 

@@ -9,10 +9,10 @@ from sqlalchemy import DateTime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.config import Settings
-from service.db import HotQuery
 from service.errors import AuthError
 from service.models import USER_RECORD_TYPES, UserRecord, utcnow
 from service.security.tokens import Identity, TokenType, decode_token
+from service.statements import HotQuery
 
 REVOKED = "Token has been revoked"
 

@@ -9,7 +9,6 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from service.db import HotQuery
 from service.errors import ConflictError, NotFoundError, validation_error
 from service.models import USER_RECORD_TYPES, User, UserRecord, utcnow
 from service.pagination import Page, clamp
@@ -17,6 +16,7 @@ from service.schemas.user import NewUser, UserChanges
 from service.security.passwords import PasswordHasher
 from service.security.tokens import MAX_USER_ID
 from service.services.sessions import SessionService
+from service.statements import HotQuery
 
 EMAIL_TAKEN = "Email already registered."
 LIVE_EMAIL_INDEX = "uq_users_email_lower_live"

@@ -10,9 +10,9 @@ from quart.typing import TestClientProtocol as Client
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import create_app
+from service.api.database import SESSIONMAKER_KEY
 from service.api.guards import get_jwt, get_jwt_identity, jwt_required, roles_required
 from service.config import Settings
-from service.db import SESSIONMAKER_KEY
 from service.models import User
 from service.security.tokens import create_token
 

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from service import create_app
+from service.api.database import SESSIONMAKER_KEY
 from service.config import ConfigError, Settings
-from service.db import SESSIONMAKER_KEY
 from service.models import User
 from tests.factories import PASSWORD, headers_for, make_user, token_for
 

@@ -28,8 +28,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import create_app
+from service.api.database import SESSIONMAKER_KEY
 from service.config import Settings
-from service.db import SESSIONMAKER_KEY
 from service.models import User
 from service.security.tokens import create_reset_token
 from tests.factories import PASSWORD, headers_for, make_user, utcnow

@@ -703,7 +703,7 @@ async def test_list_posts_loads_authors_in_the_page_query(
     assert len(body["posts"]) == 20
     assert {p["author"]["id"] for p in body["posts"]} == {a.id for a in authors}
     # The count and the page, none per post or per author. (The token check
-    # runs on the driver itself, service.db.HotQuery, unseen by these events.)
+    # runs on the driver itself, service.statements.HotQuery, unseen by these events.)
     assert len(statements) == 2, statements
 
 

@@ -23,8 +23,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import create_app
+from service.api.database import SESSIONMAKER_KEY
 from service.config import Settings
-from service.db import SESSIONMAKER_KEY
 from service.models import AuthSession, RevokedToken, User, utcnow
 from service.security.tokens import create_token
 from tests.factories import PASSWORD, headers_for, make_user, token_for

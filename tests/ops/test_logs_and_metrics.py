@@ -22,8 +22,8 @@ from quart.typing import TestClientProtocol as Client
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service import create_app
+from service.api.database import ENGINE_KEY, SESSIONMAKER_KEY
 from service.config import Settings
-from service.db import ENGINE_KEY, SESSIONMAKER_KEY
 from service.logs import JSONFormatter
 from service.models import User
 

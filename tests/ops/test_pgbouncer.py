@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sqlalchemy.pool import QueuePool
 
 from service import create_app
+from service.api.database import ENGINE_KEY
 from service.config import Settings
-from service.db import ENGINE_KEY
 from tests.factories import make_user, token_for
 from tests.ops.servers import SERVICE_USER, PgBouncer
 from tests.support import ADMIN_DSN, database_url, drop_database, migrate

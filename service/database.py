@@ -1,0 +1,122 @@
+"""The engine: its options, its lifecycle, and the connections reads and writes get."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from service.config import Settings, prepare_sqlite_file
+from service.models.base import sqlite_unicode_lower
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    if settings.is_sqlite:
+        prepare_sqlite_file(settings.database_url)
+        engine = create_async_engine(settings.database_url)
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        return engine
+    options: dict[str, Any] = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout,
+        "pool_pre_ping": settings.db_pool_pre_ping,
+        # A stopped database must fail requests fast (503), not hang them.
+        # A database that stops answering (a frozen host, a partition) must not
+        # hold requests forever either: no statement here runs for seconds.
+        "connect_args": {
+            "timeout": settings.db_connect_timeout,
+            "command_timeout": settings.db_command_timeout,
+        },
+    }
+    url = settings.database_url
+    if not settings.db_statement_cache:
+        # PgBouncer in transaction mode: both caches must be off.
+        options["connect_args"]["statement_cache_size"] = 0
+        url += ("&" if "?" in url else "?") + "prepared_statement_cache_size=0"
+    engine = create_async_engine(url, **options)
+    event.listen(engine.sync_engine, "checkout", _replace_closed_connection)
+    return engine
+
+
+def make_sessionmaker(bind: Any) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(bind=bind, expire_on_commit=False)
+
+
+class Database:
+    """One process's engine, and the two ways to it.
+
+    Writes get transactional sessions. Reads get autocommit sessions and
+    connections: no BEGIN and ROLLBACK, two round trips fewer per request
+    (their few writes, a session's "last used", are single statements).
+    """
+
+    def __init__(self, engine: AsyncEngine, *, read_slots: int) -> None:
+        self.engine = engine
+        self.sessions = make_sessionmaker(engine)
+        self.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.read_sessions = make_sessionmaker(self.read_engine)
+        # asyncio.Queue, under SQLAlchemy's pool, lets a newcomer take a
+        # connection a woken waiter was about to get, and the waiter queues
+        # again at the back: at 1000 connections some requests starved past 5 s.
+        # asyncio.Semaphore is first come, first served; with at most pool_size
+        # reads checked out, the pool's own queue never has to wait.
+        self.read_slots = asyncio.Semaphore(max(read_slots, 1))
+
+    @classmethod
+    def open(cls, settings: Settings) -> Database:
+        return cls(create_engine(settings), read_slots=settings.db_pool_size)
+
+    def session(self, *, readonly: bool) -> AsyncSession:
+        return (self.read_sessions if readonly else self.sessions)()
+
+    @asynccontextmanager
+    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one quick autocommit read, back in the pool right after.
+
+        Holding it only around the query keeps the pool small under high
+        concurrency.
+        """
+        async with self.read_slots, self.read_engine.connect() as connection:
+            yield connection
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _replace_closed_connection(
+    dbapi_connection: Any, _record: ConnectionPoolEntry, _proxy: Any
+) -> None:
+    """A pre-ping that costs no round trip.
+
+    asyncpg marks a pooled connection closed as soon as the server ends it
+    (restart, failover, pg_terminate_backend): the pool then connects anew
+    instead of handing out a dead connection. SQLAlchemy's pool_pre_ping
+    costs up to three round trips per checkout (BEGIN, ping, ROLLBACK).
+    """
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("connection closed by the server")
+
+
+def _sqlite_on_connect(
+    dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry
+) -> None:
+    sqlite_unicode_lower(dbapi_connection)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
