@@ -295,6 +295,6 @@ async def test_soft_delete_user(
 
     await session.refresh(user)
     assert user.deleted_at is not None
-    assert user.is_deleted
+    assert user.deleted_at is not None
     with pytest.raises(NotFoundError):
         await users.get(user.id)

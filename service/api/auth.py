@@ -103,7 +103,7 @@ async def reset_password(data: PasswordReset) -> None:
 async def list_sessions() -> dict[str, Any]:
     """The caller's live sessions, the current one marked."""
     identity = current_identity()
-    live = await session_service().live(
+    live = await session_service(readonly=True).live(
         identity.user_id, max_idle=settings().refresh_token_expires
     )
     return {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from quart import current_app, request
 
@@ -38,16 +38,20 @@ def mailer() -> Mailer:
     return value
 
 
-def user_service() -> UserService:
-    return UserService(request_session(), hasher(), reads=read_connection)
+def user_service(*, readonly: bool = False) -> UserService:
+    # Plain-record reads (token checks, lists, one user) always take a pooled
+    # read connection; `readonly` picks the session for the ORM ones.
+    return UserService(
+        partial(request_session, readonly=readonly), hasher(), reads=read_connection
+    )
 
 
-def post_service() -> PostService:
-    return PostService(request_session())
+def post_service(*, readonly: bool = False) -> PostService:
+    return PostService(request_session(readonly=readonly))
 
 
-def session_service() -> SessionService:
-    return SessionService(request_session())
+def session_service(*, readonly: bool = False) -> SessionService:
+    return SessionService(request_session(readonly=readonly))
 
 
 def auth_service() -> AuthService:

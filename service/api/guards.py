@@ -10,7 +10,6 @@ from typing import Any
 from quart import g, request
 from quart_schema import security_scheme
 
-from service.api.database import read_connection
 from service.api.deps import settings, user_service
 from service.api.io import View, document_errors
 from service.errors import AuthError, ForbiddenError, InvalidTokenError
@@ -46,19 +45,6 @@ def admin_required(view: View) -> View:
     return document_errors(403)(wrapper)
 
 
-def roles_required(*roles: str) -> Callable[[View], View]:
-    def decorator(view: View) -> View:
-        @wraps(view)
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if get_jwt().get("role", "user") not in roles:
-                raise ForbiddenError("Insufficient permissions")
-            return await view(*args, **kwargs)
-
-        return document_errors(403)(wrapper)
-
-    return decorator
-
-
 def self_or_admin_required(param: str) -> Callable[[View], View]:
     """The caller is the route's `param` user or an admin; checked before the body."""
 
@@ -79,10 +65,9 @@ def self_or_admin_required(param: str) -> Callable[[View], View]:
 
 async def verify_jwt_in_request(refresh: bool = False) -> Caller:
     token = _token_from_header(request.headers.get("Authorization", ""))
-    async with read_connection() as connection:
-        caller = await identify(
-            connection, token, "refresh" if refresh else "access", settings()
-        )
+    caller = await identify(
+        user_service(), token, "refresh" if refresh else "access", settings()
+    )
     g.caller = caller
     return caller
 
@@ -111,7 +96,7 @@ async def get_current_user() -> UserRecord:
     caller = current_caller()
     if caller.user is not None:
         return caller.user
-    user = UserRecord.of(await user_service().get(caller.identity.user_id))
+    user = await user_service().record(caller.identity.user_id)
     g.caller = Caller(caller.identity, user)
     return user
 

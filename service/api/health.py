@@ -30,7 +30,7 @@ async def readyz() -> dict[str, str]:
     """The database answers within a short timeout; 503 otherwise."""
     try:
         async with asyncio.timeout(settings().readiness_timeout):
-            await request_session().execute(text("SELECT 1"))
+            await request_session(readonly=True).execute(text("SELECT 1"))
     except Exception as error:
         raise UnavailableError("Database unavailable") from error
     return {"status": "ready"}

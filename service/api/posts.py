@@ -30,7 +30,8 @@ blueprint = Blueprint("posts", __name__, url_prefix="/posts")
 @returns(PostPageSchema)
 async def list_posts(query_args: PageQuery) -> dict[str, Any]:
     """List posts, newest first."""
-    return (await post_service().list_page(**query_args)).envelope("posts")
+    posts = post_service(readonly=True)
+    return (await posts.list_page(**query_args)).envelope("posts")
 
 
 @blueprint.post("")
@@ -47,7 +48,7 @@ async def create_post(data: NewPost) -> Post:
 @returns(PostSchema)
 async def get_post(post_id: int) -> Post:
     """One post."""
-    return await post_service().get(post_id)
+    return await post_service(readonly=True).get(post_id)
 
 
 @blueprint.patch("/<int:post_id>")

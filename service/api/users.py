@@ -14,7 +14,7 @@ from service.api.guards import (
     self_or_admin_required,
 )
 from service.api.io import body, document_errors, query, returns
-from service.models import User, UserRecord
+from service.models import UserRecord
 from service.schemas.post import PageQuery, PageQuerySchema, PostPageSchema
 from service.schemas.user import (
     NewUser,
@@ -43,9 +43,9 @@ async def list_users(query_args: UserListQuery) -> dict[str, Any]:
 @blueprint.post("")
 @body(UserCreateSchema)
 @returns(UserSchema, status=201)
-async def create_user(data: NewUser) -> User:
+async def create_user(data: NewUser) -> UserRecord:
     """Register a new user."""
-    return await user_service().register(data)
+    return UserRecord.of(await user_service().register(data))
 
 
 @blueprint.get("/me")
@@ -59,9 +59,9 @@ async def get_current_user() -> UserRecord:
 @blueprint.get("/<int:user_id>")
 @jwt_required()
 @returns(UserSchema)
-async def get_user(user_id: int) -> User:
+async def get_user(user_id: int) -> UserRecord:
     """One live user."""
-    return await user_service().get(user_id)
+    return await user_service().record(user_id)
 
 
 @blueprint.patch("/<int:user_id>")
@@ -69,9 +69,9 @@ async def get_user(user_id: int) -> User:
 @self_or_admin_required("user_id")
 @body(UserUpdateSchema)
 @returns(UserSchema)
-async def update_user(user_id: int, data: UserChanges) -> User:
+async def update_user(user_id: int, data: UserChanges) -> UserRecord:
     """Change names or the active flag of oneself, or of anyone as an admin."""
-    return await user_service().update(user_id, data)
+    return UserRecord.of(await user_service().update(user_id, data))
 
 
 @blueprint.get("/<int:user_id>/posts")
@@ -80,10 +80,9 @@ async def update_user(user_id: int, data: UserChanges) -> User:
 @returns(PostPageSchema)
 async def list_user_posts(user_id: int, query_args: PageQuery) -> dict[str, Any]:
     """List one live user's posts, newest first."""
-    await user_service().get(user_id)
-    return (await post_service().list_page(author_id=user_id, **query_args)).envelope(
-        "posts"
-    )
+    await user_service().record(user_id)
+    posts = post_service(readonly=True)
+    return (await posts.list_page(author_id=user_id, **query_args)).envelope("posts")
 
 
 @blueprint.post("/<int:user_id>/restore")
@@ -91,9 +90,9 @@ async def list_user_posts(user_id: int, query_args: PageQuery) -> dict[str, Any]
 @admin_required
 @returns(UserSchema)
 @document_errors(409)
-async def restore_user(user_id: int) -> User:
+async def restore_user(user_id: int) -> UserRecord:
     """Undo a soft delete (admin)."""
-    return await user_service().restore(user_id)
+    return UserRecord.of(await user_service().restore(user_id))
 
 
 @blueprint.delete("/<int:user_id>")

@@ -3,10 +3,12 @@
 from service.models.base import Base, SoftDeleteMixin, TimestampMixin, utcnow
 from service.models.post import Post
 from service.models.session import AuthSession, RevokedToken
-from service.models.user import USER_RECORD_TYPES, User, UserRecord
+from service.models.user import LIVE, NOT_DELETED, USER_COLUMNS, User, UserRecord
 
 __all__ = [
-    "USER_RECORD_TYPES",
+    "LIVE",
+    "NOT_DELETED",
+    "USER_COLUMNS",
     "AuthSession",
     "Base",
     "Post",

@@ -39,10 +39,6 @@ class SoftDeleteMixin:
         DateTime, nullable=True, default=None
     )
 
-    @property
-    def is_deleted(self) -> bool:
-        return self.deleted_at is not None
-
 
 def sqlite_unicode_lower(dbapi_connection: Any) -> None:
     """Make SQLite's lower() fold all of Unicode, as PostgreSQL's does.

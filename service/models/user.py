@@ -7,7 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, DateTime, Index, Integer, String, func, text
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    and_,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
 
 from service.models.base import Base, SoftDeleteMixin, TimestampMixin
@@ -53,18 +63,18 @@ class User(TimestampMixin, SoftDeleteMixin, Base):
         return f"{self.first_name} {self.last_name}"
 
 
-# What SQLite needs told to hand UserRecord's columns back typed (asyncpg knows).
-USER_RECORD_TYPES = {
-    "is_active": Boolean(),
-    "is_admin": Boolean(),
-    "created_at": DateTime(),
-    "updated_at": DateTime(),
-}
+# Soft-deleted users are gone for every read; deactivated ones can still be
+# looked at, but neither log in nor act with a token they hold.
+NOT_DELETED: ColumnElement[bool] = User.deleted_at.is_(None)
+LIVE: ColumnElement[bool] = and_(NOT_DELETED, User.is_active)
 
 
 @dataclass(frozen=True, slots=True)
 class UserRecord:
-    """A user row as the token check reads it: plain values, nothing to load later."""
+    """A user as every route dumps it: plain values, nothing to load later.
+
+    Its fields are the columns user reads select (USER_COLUMNS).
+    """
 
     id: int
     email: str
@@ -97,3 +107,6 @@ class UserRecord:
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}"
+
+
+USER_COLUMNS = tuple(getattr(User, name) for name in UserRecord.__dataclass_fields__)

@@ -92,11 +92,12 @@ class AuthService:
             user.id, auth_session.id
         )
         await self.session.commit()
-        return TokenPair(self.access_token_for(user, auth_session.id), refresh_token)
+        access_token = self.access_token_for(UserRecord.of(user), auth_session.id)
+        return TokenPair(access_token, refresh_token)
 
     async def refresh(self, caller: Caller) -> AccessToken | TokenPair:
         identity = caller.identity
-        user = caller.user or await self.users.get(identity.user_id)
+        user = caller.user or await self.users.record(identity.user_id)
         if not user.is_active:
             raise AuthError(DEACTIVATED)
         sid = identity.session_id
@@ -181,7 +182,7 @@ class AuthService:
         await self.sessions.revoke_all(user)
         await self.session.commit()
 
-    def access_token_for(self, user: User | UserRecord, session_id: str | None) -> str:
+    def access_token_for(self, user: UserRecord, session_id: str | None) -> str:
         claims: dict[str, object] = {"is_admin": user.is_admin}
         if session_id is not None:
             claims["sid"] = session_id

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager
 
 from service.errors import ForbiddenError, NotFoundError
-from service.models import Post, User, UserRecord
+from service.models import NOT_DELETED, Post, UserRecord
 from service.pagination import Page, paginate
 from service.schemas.post import NewPost, PostChanges
 from service.security.tokens import MAX_USER_ID
@@ -42,7 +42,7 @@ class PostService:
         return await paginate(self.session, stmt, page=page, per_page=per_page)
 
     async def update(
-        self, post_id: int, changes: PostChanges, *, by: User | UserRecord
+        self, post_id: int, changes: PostChanges, *, by: UserRecord
     ) -> Post:
         """Commits; only the author or an admin."""
         post = await self._editable(post_id, by)
@@ -52,13 +52,13 @@ class PostService:
             await self.session.commit()
         return post
 
-    async def delete(self, post_id: int, *, by: User | UserRecord) -> None:
+    async def delete(self, post_id: int, *, by: UserRecord) -> None:
         """Commits; only the author or an admin."""
         post = await self._editable(post_id, by)
         await self.session.delete(post)
         await self.session.commit()
 
-    async def _editable(self, post_id: int, by: User | UserRecord) -> Post:
+    async def _editable(self, post_id: int, by: UserRecord) -> Post:
         post = await self.get(post_id)
         if post.author_id != by.id and not by.is_admin:
             raise ForbiddenError("Not authorized")
@@ -71,6 +71,6 @@ def visible_posts() -> Select[Post]:
     return (
         select(Post)
         .join(Post.author)
-        .where(User.deleted_at.is_(None))
+        .where(NOT_DELETED)
         .options(contains_eager(Post.author))
     )

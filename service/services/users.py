@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from service.errors import ConflictError, NotFoundError, validation_error
-from service.models import USER_RECORD_TYPES, User, UserRecord, utcnow
+from service.models import (
+    LIVE,
+    NOT_DELETED,
+    USER_COLUMNS,
+    AuthSession,
+    RevokedToken,
+    User,
+    UserRecord,
+    utcnow,
+)
 from service.pagination import Page, clamp
 from service.schemas.user import NewUser, UserChanges
 from service.security.passwords import PasswordHasher
-from service.security.tokens import MAX_USER_ID
+from service.security.tokens import MAX_USER_ID, Identity
 from service.services.sessions import SessionService
 from service.statements import HotQuery
 
@@ -29,20 +39,73 @@ Reads = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 class UserService:
     def __init__(
         self,
-        session: AsyncSession,
-        hasher: PasswordHasher,
+        session: AsyncSession | Callable[[], AsyncSession],
+        hasher: PasswordHasher | None = None,
         *,
         reads: Reads | None = None,
     ) -> None:
-        self.session = session
-        self.hasher = hasher
-        # Where list reads run: by default the session's own connection; the app
-        # passes its pooled read connections, held only for the two queries.
+        # A callable is called on first use: the token check, on every
+        # request, reads on `reads` and never needs a session.
+        self._session = session
+        self._hasher = hasher
+        # Where plain-record reads run: by default the session's own connection;
+        # the app passes its pooled read connections, held only for the query.
         self.reads = reads or self._session_connection
+
+    @property
+    def session(self) -> AsyncSession:
+        if not isinstance(self._session, AsyncSession):
+            self._session = self._session()
+        return self._session
+
+    @property
+    def hasher(self) -> PasswordHasher:
+        if self._hasher is None:
+            raise RuntimeError("this UserService was made without a PasswordHasher")
+        return self._hasher
 
     @asynccontextmanager
     async def _session_connection(self) -> AsyncIterator[AsyncConnection]:
         yield await self.session.connection()
+
+    async def record(self, user_id: int) -> UserRecord:
+        """A live user as a plain record; soft-deleted and unknown: NotFoundError."""
+        row = None
+        if 0 < user_id <= MAX_USER_ID:
+            async with self.reads() as connection:
+                row = await RECORD.fetch_row(connection, user_id=user_id)
+        if row is None:
+            raise NotFoundError(f"User with id {user_id} not found")
+        return UserRecord.from_row(row)
+
+    async def token_holder(
+        self, identity: Identity, *, touch_interval: float
+    ) -> UserRecord | None:
+        """The token's live, active user, if its session (or jti) is not revoked.
+
+        Marks the session used at most once per `touch_interval` seconds.
+        """
+        async with self.reads() as connection:
+            if identity.session_id is not None:
+                row = await SESSION_USER.fetch_row(
+                    connection, user_id=identity.user_id, session_id=identity.session_id
+                )
+                if row is not None:
+                    await _touch(
+                        connection,
+                        identity.session_id,
+                        row["last_used_at"],
+                        touch_interval,
+                    )
+            else:
+                row = await SESSIONLESS_USER.fetch_row(
+                    connection, user_id=identity.user_id, jti=identity.jti
+                )
+                if row is not None and _before_cutoff(
+                    identity, row["tokens_valid_after"]
+                ):
+                    row = None
+        return None if row is None else UserRecord.from_row(row)
 
     async def get(self, user_id: int) -> User:
         """A live user; soft-deleted and unknown ids raise NotFoundError alike."""
@@ -148,22 +211,69 @@ def is_email_conflict(error: IntegrityError) -> bool:
 
 
 def live_users() -> Select[User]:
-    return select(User).where(User.deleted_at.is_(None))
+    return select(User).where(NOT_DELETED)
 
 
-_LIST_COLUMNS = (
-    "id, email, first_name, last_name, is_active, is_admin, created_at, updated_at"
+async def _touch(
+    connection: AsyncConnection,
+    session_id: str,
+    last_used_at: datetime,
+    touch_interval: float,
+) -> None:
+    now = utcnow()
+    # A write per request would cost a commit each; a minute's precision will do.
+    if (now - last_used_at).total_seconds() >= touch_interval:
+        await TOUCH_SESSION.execute(connection, session_id=session_id, now=now)
+
+
+def _before_cutoff(identity: Identity, cutoff: datetime | None) -> bool:
+    """A session-less (Flask-era) token issued before the user's last revoke-all."""
+    return (
+        cutoff is not None
+        and identity.issued_at < cutoff.replace(tzinfo=UTC).timestamp()
+    )
+
+
+def _count(condition: ColumnElement[bool]) -> HotQuery:
+    return HotQuery(select(func.count().label("total")).where(condition))
+
+
+def _page(condition: ColumnElement[bool]) -> HotQuery:
+    return HotQuery(
+        select(*USER_COLUMNS)
+        .where(condition)
+        .order_by(User.created_at.desc(), User.id.desc())
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+
+
+# The hot reads, planned once; each selects USER_COLUMNS, the fields of UserRecord.
+COUNT_LIVE, PAGE_LIVE = _count(NOT_DELETED), _page(NOT_DELETED)
+COUNT_ACTIVE, PAGE_ACTIVE = _count(LIVE), _page(LIVE)
+RECORD = HotQuery(
+    select(*USER_COLUMNS).where(User.id == bindparam("user_id"), NOT_DELETED)
 )
-_LIVE = "deleted_at IS NULL"
-_ACTIVE = "deleted_at IS NULL AND is_active"
-_ORDER = "ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset"
-COUNT_LIVE = HotQuery(f"SELECT count(*) AS total FROM users WHERE {_LIVE}")  # noqa: S608
-COUNT_ACTIVE = HotQuery(f"SELECT count(*) AS total FROM users WHERE {_ACTIVE}")  # noqa: S608
-PAGE_LIVE = HotQuery(
-    f"SELECT {_LIST_COLUMNS} FROM users WHERE {_LIVE} {_ORDER}",  # noqa: S608 - constants
-    **USER_RECORD_TYPES,
+# A revoked session, a deleted or a deactivated user all make the row disappear.
+SESSION_USER = HotQuery(
+    select(*USER_COLUMNS, AuthSession.last_used_at)
+    .join(AuthSession, AuthSession.user_id == User.id)
+    .where(
+        User.id == bindparam("user_id"),
+        AuthSession.id == bindparam("session_id"),
+        AuthSession.revoked_at.is_(None),
+        LIVE,
+    )
 )
-PAGE_ACTIVE = HotQuery(
-    f"SELECT {_LIST_COLUMNS} FROM users WHERE {_ACTIVE} {_ORDER}",  # noqa: S608 - constants
-    **USER_RECORD_TYPES,
+SESSIONLESS_USER = HotQuery(
+    select(*USER_COLUMNS, User.tokens_valid_after).where(
+        User.id == bindparam("user_id"),
+        LIVE,
+        ~exists().where(RevokedToken.jti == bindparam("jti")),
+    )
+)
+TOUCH_SESSION = HotQuery(
+    update(AuthSession)
+    .where(AuthSession.id == bindparam("session_id"))
+    .values(last_used_at=bindparam("now"))
 )

