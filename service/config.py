@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -62,89 +62,107 @@ def prepare_sqlite_file(url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
+def env_var(name: str) -> dict[str, str]:
+    """A Settings field's metadata: the environment variable it is read from."""
+    return {"env": name}
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    env: Environment = "development"
-    database_url: str = field(default_factory=default_database_url)
-    secret_key: str = DEV_SECRET_KEY
-    jwt_secret_key: str = DEV_JWT_SECRET_KEY
-    access_token_expires: int = 15 * 60
-    refresh_token_expires: int = 30 * 24 * 60 * 60
-    db_pool_size: int = 10
-    db_max_overflow: int = 10
-    db_pool_timeout: float = 10.0
-    db_statement_cache: bool = True
-    db_connect_timeout: float = 5.0
-    db_command_timeout: float = 5.0
-    db_pool_pre_ping: bool = False
-    readiness_timeout: float = 2.0
-    password_hash_threads: int = field(default_factory=lambda: os.cpu_count() or 2)
-    password_hash_nice: int = 5
-    max_content_length: int = 1024 * 1024
-    log_level: str = "INFO"
-    log_format: str = "json"
-    metrics_token: str | None = None
+    env: Environment = field(default="development", metadata=env_var("APP_ENV"))
+    database_url: str = field(
+        default_factory=default_database_url, metadata=env_var("DATABASE_URL")
+    )
+    secret_key: str = field(default=DEV_SECRET_KEY, metadata=env_var("SECRET_KEY"))
+    jwt_secret_key: str = field(
+        default=DEV_JWT_SECRET_KEY, metadata=env_var("JWT_SECRET_KEY")
+    )
+    access_token_expires: int = field(
+        default=15 * 60, metadata=env_var("JWT_ACCESS_TOKEN_EXPIRES")
+    )
+    refresh_token_expires: int = field(
+        default=30 * 24 * 3600, metadata=env_var("JWT_REFRESH_TOKEN_EXPIRES")
+    )
+    db_pool_size: int = field(default=10, metadata=env_var("DB_POOL_SIZE"))
+    db_max_overflow: int = field(default=10, metadata=env_var("DB_MAX_OVERFLOW"))
+    db_pool_timeout: float = field(default=10.0, metadata=env_var("DB_POOL_TIMEOUT"))
+    db_statement_cache: bool = field(
+        default=True, metadata=env_var("DB_STATEMENT_CACHE")
+    )
+    db_connect_timeout: float = field(
+        default=5.0, metadata=env_var("DB_CONNECT_TIMEOUT")
+    )
+    db_command_timeout: float = field(
+        default=5.0, metadata=env_var("DB_COMMAND_TIMEOUT")
+    )
+    db_pool_pre_ping: bool = field(default=False, metadata=env_var("DB_POOL_PRE_PING"))
+    readiness_timeout: float = field(default=2.0, metadata=env_var("READINESS_TIMEOUT"))
+    password_hash_threads: int = field(
+        default_factory=lambda: os.cpu_count() or 2,
+        metadata=env_var("PASSWORD_HASH_THREADS"),
+    )
+    password_hash_nice: int = field(default=5, metadata=env_var("PASSWORD_HASH_NICE"))
+    max_content_length: int = field(
+        default=1024 * 1024, metadata=env_var("MAX_CONTENT_LENGTH")
+    )
+    log_level: str = field(default="INFO", metadata=env_var("LOG_LEVEL"))
+    log_format: str = field(default="json", metadata=env_var("LOG_FORMAT"))
+    metrics_token: str | None = field(default=None, metadata=env_var("METRICS_TOKEN"))
     # Sessions and revocation.
-    revocation_check: bool = True
-    refresh_rotation: bool = False
-    refresh_grace_seconds: int = 10
-    session_touch_interval: int = 60
+    revocation_check: bool = field(default=True, metadata=env_var("REVOCATION_CHECK"))
+    refresh_rotation: bool = field(
+        default=False, metadata=env_var("REFRESH_TOKEN_ROTATION")
+    )
+    refresh_grace_seconds: int = field(
+        default=10, metadata=env_var("REFRESH_GRACE_SECONDS")
+    )
+    session_touch_interval: int = field(
+        default=60, metadata=env_var("SESSION_TOUCH_INTERVAL")
+    )
     # Login throttling: failures per account and per client IP within the window.
-    redis_url: str | None = None
-    login_max_failures: int = 10
-    login_max_failures_per_ip: int = 100
-    login_window_seconds: int = 15 * 60
-    trusted_proxies: tuple[str, ...] = ()
+    redis_url: str | None = field(default=None, metadata=env_var("REDIS_URL"))
+    login_max_failures: int = field(default=10, metadata=env_var("LOGIN_MAX_FAILURES"))
+    login_max_failures_per_ip: int = field(
+        default=100, metadata=env_var("LOGIN_MAX_FAILURES_PER_IP")
+    )
+    login_window_seconds: int = field(
+        default=15 * 60, metadata=env_var("LOGIN_WINDOW_SECONDS")
+    )
+    trusted_proxies: tuple[str, ...] = field(
+        default=(), metadata=env_var("TRUSTED_PROXIES")
+    )
     # Password reset mail.
-    smtp_url: str | None = None
-    mail_from: str = "no-reply@localhost"
-    password_reset_url: str = "http://127.0.0.1:8000/reset-password?token={token}"
-    password_reset_expires: int = 60 * 60
-    cors_origins: tuple[str, ...] = ()
+    smtp_url: str | None = field(default=None, metadata=env_var("SMTP_URL"))
+    mail_from: str = field(default="no-reply@localhost", metadata=env_var("MAIL_FROM"))
+    password_reset_url: str = field(
+        default="http://127.0.0.1:8000/reset-password?token={token}",
+        metadata=env_var("PASSWORD_RESET_URL"),
+    )
+    password_reset_expires: int = field(
+        default=60 * 60, metadata=env_var("PASSWORD_RESET_EXPIRES")
+    )
+    cors_origins: tuple[str, ...] = field(default=(), metadata=env_var("CORS_ORIGINS"))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
         env = os.environ if environ is None else environ
-        name = env.get("APP_ENV", "development").strip().lower()
+        values: dict[str, Any] = {}
+        for each in fields(cls):
+            key: str = each.metadata["env"]  # every field has one
+            if key in _READ_AS_IS:
+                if key in env:
+                    values[each.name] = env[key]
+            elif raw := env.get(key, "").strip():
+                values[each.name] = _PARSERS[str(each.type)](key, raw)
+        name = values.setdefault("env", "development")
         if name not in ("development", "testing", "production"):
             raise ConfigError(
                 f"APP_ENV must be development, testing or production, not {name!r}"
             )
-        values: dict[str, Any] = {"env": name}
-        if url := database_url_from_env(env):
-            values["database_url"] = url
+        if "database_url" in values:
+            values["database_url"] = normalize_database_url(values["database_url"])
         elif name == "production":
             raise ConfigError("DATABASE_URL is required in production")
-        for key, attr in (
-            ("SECRET_KEY", "secret_key"),
-            ("JWT_SECRET_KEY", "jwt_secret_key"),
-        ):
-            if key in env:
-                values[attr] = env[key]
-        for key, attr, kind in _NUMERIC:
-            if raw := env.get(key, "").strip():
-                try:
-                    values[attr] = kind(raw)
-                except ValueError:
-                    raise ConfigError(f"{key} must be a number, not {raw!r}") from None
-                if values[attr] < 0:
-                    raise ConfigError(f"{key} must not be negative")
-        for key, attr in _BOOLEAN:
-            if raw := env.get(key, "").strip():
-                values[attr] = raw.lower() not in ("0", "false", "no", "off")
-        for key, attr in (
-            ("TRUSTED_PROXIES", "trusted_proxies"),
-            ("CORS_ORIGINS", "cors_origins"),
-        ):
-            if raw := env.get(key, "").strip():
-                values[attr] = tuple(
-                    item.strip() for item in raw.split(",") if item.strip()
-                )
-        for key, attr in _TEXT:
-            if raw := env.get(key, "").strip():
-                values[attr] = raw
-        if raw := env.get("LOG_LEVEL", "").strip():
-            values["log_level"] = raw.upper()
         settings = cls(**values)
         settings.validate()
         return settings
@@ -176,9 +194,6 @@ class Settings:
             if len(value) < 32:
                 raise ConfigError(f"{name} must be at least 32 characters long")
 
-    def with_changes(self, **changes: Any) -> Settings:
-        return replace(self, **changes)
-
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
@@ -192,36 +207,50 @@ class Settings:
         }
 
 
-_NUMERIC: tuple[tuple[str, str, type[int] | type[float]], ...] = (
-    ("JWT_ACCESS_TOKEN_EXPIRES", "access_token_expires", int),
-    ("JWT_REFRESH_TOKEN_EXPIRES", "refresh_token_expires", int),
-    ("DB_POOL_SIZE", "db_pool_size", int),
-    ("DB_MAX_OVERFLOW", "db_max_overflow", int),
-    ("DB_POOL_TIMEOUT", "db_pool_timeout", float),
-    ("DB_CONNECT_TIMEOUT", "db_connect_timeout", float),
-    ("DB_COMMAND_TIMEOUT", "db_command_timeout", float),
-    ("READINESS_TIMEOUT", "readiness_timeout", float),
-    ("PASSWORD_HASH_THREADS", "password_hash_threads", int),
-    ("PASSWORD_HASH_NICE", "password_hash_nice", int),
-    ("MAX_CONTENT_LENGTH", "max_content_length", int),
-    ("REFRESH_GRACE_SECONDS", "refresh_grace_seconds", int),
-    ("SESSION_TOUCH_INTERVAL", "session_touch_interval", int),
-    ("LOGIN_MAX_FAILURES", "login_max_failures", int),
-    ("LOGIN_MAX_FAILURES_PER_IP", "login_max_failures_per_ip", int),
-    ("LOGIN_WINDOW_SECONDS", "login_window_seconds", int),
-    ("PASSWORD_RESET_EXPIRES", "password_reset_expires", int),
-)
-_TEXT: tuple[tuple[str, str], ...] = (
-    ("REDIS_URL", "redis_url"),
-    ("SMTP_URL", "smtp_url"),
-    ("MAIL_FROM", "mail_from"),
-    ("PASSWORD_RESET_URL", "password_reset_url"),
-    ("METRICS_TOKEN", "metrics_token"),
-    ("LOG_FORMAT", "log_format"),
-)
-_BOOLEAN: tuple[tuple[str, str], ...] = (
-    ("DB_STATEMENT_CACHE", "db_statement_cache"),
-    ("DB_POOL_PRE_PING", "db_pool_pre_ping"),
-    ("REVOCATION_CHECK", "revocation_check"),
-    ("REFRESH_TOKEN_ROTATION", "refresh_rotation"),
-)
+def _number(kind: type[int] | type[float]) -> Callable[[str, str], Any]:
+    def parse(key: str, raw: str) -> int | float:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, not {raw!r}") from None
+        if value < 0:
+            raise ConfigError(f"{key} must not be negative")
+        return value
+
+    return parse
+
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def _boolean(key: str, raw: str) -> bool:
+    # Strict: `DB_STATEMENT_CACHE=disable` must not leave the cache on.
+    word = raw.lower()
+    if word not in _TRUE | _FALSE:
+        raise ConfigError(
+            f"{key} must be true or false (or 1/0, yes/no, on/off), not {raw!r}"
+        )
+    return word in _TRUE
+
+
+def _items(_key: str, raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _text(key: str, raw: str) -> str:
+    return raw.upper() if key == "LOG_LEVEL" else raw
+
+
+# Parsers by the field's annotation (a string: `from __future__ import annotations`).
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "int": _number(int),
+    "float": _number(float),
+    "bool": _boolean,
+    "tuple[str, ...]": _items,
+    "str": _text,
+    "str | None": _text,
+    "Environment": lambda _key, raw: raw.lower(),
+}
+# Secrets are taken exactly as given, even empty (validate() refuses those).
+_READ_AS_IS = frozenset({"SECRET_KEY", "JWT_SECRET_KEY"})

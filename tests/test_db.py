@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import DateTime
@@ -42,7 +43,7 @@ async def test_read_connections_wait_first_come_first_served(
 ) -> None:
     # Two slots, six readers: never more than two connections out at once, and
     # those who asked last are served last (no one overtakes a waiter).
-    app = create_app(settings.with_changes(db_pool_size=2, db_max_overflow=0))
+    app = create_app(replace(settings, db_pool_size=2, db_max_overflow=0))
     out, most, order = 0, 0, []
 
     async def reader(number: int) -> None:

@@ -13,7 +13,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jwt
@@ -113,7 +113,7 @@ async def make_replicas(settings: Settings) -> AsyncIterator[MakeReplicas]:
     async with AsyncExitStack() as stack:
 
         async def make(**changes: Any) -> tuple[Client, Client]:
-            replica_settings = settings.with_changes(redis_url=REDIS_URL, **changes)
+            replica_settings = replace(settings, redis_url=REDIS_URL, **changes)
             clients = []
             for _ in range(2):
                 app = create_app(replica_settings)

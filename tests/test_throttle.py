@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -40,7 +41,7 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 LOGIN = "/api/v1/auth/login"
 TOO_MANY = {"error": "Too many failed login attempts; try again later"}
 INVALID_CREDENTIALS = {"error": "Invalid email or password"}
-SMALL_LIMITS = {"login_max_failures": 3, "login_max_failures_per_ip": 5}
+SMALL_LIMITS: dict[str, Any] = {"login_max_failures": 3, "login_max_failures_per_ip": 5}
 
 
 class Names:
@@ -92,7 +93,7 @@ def throttle_with(
 ) -> LoginThrottle:
     return LoginThrottle(
         counter,
-        settings.with_changes(**SMALL_LIMITS, login_window_seconds=window),
+        replace(settings, **SMALL_LIMITS, login_window_seconds=window),
     )
 
 
@@ -283,7 +284,7 @@ async def make_client(
     async with AsyncExitStack() as stack:
 
         async def make(**changes: Any) -> Client:
-            app = create_app(settings.with_changes(**changes))
+            app = create_app(replace(settings, **changes))
             app.extensions[SESSIONMAKER_KEY] = sessionmaker
             test_app = app.test_app()
             await test_app.startup()
@@ -542,7 +543,7 @@ async def test_client_ip(
     forwarded_for: str | None,
     expected: str,
 ) -> None:
-    app = create_app(settings.with_changes(trusted_proxies=proxies))
+    app = create_app(replace(settings, trusted_proxies=proxies))
     headers = {"Remote-Addr": remote}
     if forwarded_for is not None:
         headers["X-Forwarded-For"] = forwarded_for
@@ -557,7 +558,7 @@ async def test_login_with_redis_unreachable_answers_503_not_500(
 ) -> None:
     # A throttle store outage is no fault of the service's code: like a database
     # outage it is a 503 the client may retry, not a logged 500.
-    app = create_app(settings.with_changes(redis_url="redis://127.0.0.1:1/0"))
+    app = create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"))
     app.extensions[SESSIONMAKER_KEY] = sessionmaker
     async with app.test_app():
         response = await app.test_client().post(

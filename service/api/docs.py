@@ -5,6 +5,7 @@ its OpenAPIProvider is the extension point)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib.metadata import version
 from typing import Any
 
 from apispec import APISpec
@@ -23,7 +24,7 @@ from service.api.io import ErrorResponse, NoContent
 from service.schemas.common import ErrorSchema
 
 TITLE = "Users, auth and posts API"
-VERSION = "1.0.0"
+VERSION = version("service")  # pyproject.toml's, as installed
 ERROR_DESCRIPTIONS = {
     400: "Malformed body or validation failed",
     401: "Not authenticated, token expired or revoked",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 
 import pytest
 from quart import Quart
@@ -99,7 +100,7 @@ def listed(value: str) -> set[str]:
 async def cors_app(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[Quart]:
-    app = create_app(settings.with_changes(cors_origins=(ALLOWED_ORIGIN,)))
+    app = create_app(replace(settings, cors_origins=(ALLOWED_ORIGIN,)))
     app.extensions[SESSIONMAKER_KEY] = sessionmaker
     async with app.test_app():
         yield app
@@ -323,7 +324,7 @@ async def test_login_body_over_1_mib_413_json(client: Client) -> None:
 async def test_body_limit_follows_the_setting(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    app = create_app(settings.with_changes(max_content_length=1000))
+    app = create_app(replace(settings, max_content_length=1000))
     app.extensions[SESSIONMAKER_KEY] = sessionmaker
     async with app.test_app():
         response = await app.test_client().post(

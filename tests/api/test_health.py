@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from quart.typing import TestClientProtocol as Client
@@ -20,7 +21,7 @@ UNREACHABLE_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:1/nope"
 async def unreachable_client(settings: Settings) -> AsyncIterator[Client]:
     # The app's own engine (no test connection injected) on a dead server.
     app = create_app(
-        settings.with_changes(database_url=UNREACHABLE_DATABASE, readiness_timeout=1)
+        replace(settings, database_url=UNREACHABLE_DATABASE, readiness_timeout=1)
     )
     async with app.test_app():
         yield app.test_client()
@@ -48,7 +49,8 @@ async def silent_port() -> AsyncIterator[int]:
 @pytest.fixture
 async def hanging_client(settings: Settings, silent_port: int) -> AsyncIterator[Client]:
     app = create_app(
-        settings.with_changes(
+        replace(
+            settings,
             database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{silent_port}/nope",
             readiness_timeout=1,
             db_connect_timeout=30,

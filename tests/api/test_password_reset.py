@@ -14,7 +14,7 @@ import statistics
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
@@ -122,7 +122,7 @@ async def mail_app(
     **changes: Any,
 ) -> AsyncIterator[Client]:
     """An app that mails through SMTP; leaving it waits for its background sends."""
-    app = create_app(settings.with_changes(password_reset_url=RESET_URL, **changes))
+    app = create_app(replace(settings, password_reset_url=RESET_URL, **changes))
     app.extensions[SESSIONMAKER_KEY] = sessionmaker
     async with app.test_app():
         yield app.test_client()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -98,7 +98,7 @@ async def sessions_of(session: AsyncSession, user: User) -> list[AuthSession]:
 async def rotation_app(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[Quart]:
-    app = create_app(settings.with_changes(refresh_rotation=True))
+    app = create_app(replace(settings, refresh_rotation=True))
     app.extensions[SESSIONMAKER_KEY] = sessionmaker
     async with app.test_app():
         yield app
@@ -113,9 +113,7 @@ def rotation_client(rotation_app: Quart) -> Client:
 async def no_grace_client(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[Client]:
-    app = create_app(
-        settings.with_changes(refresh_rotation=True, refresh_grace_seconds=0)
-    )
+    app = create_app(replace(settings, refresh_rotation=True, refresh_grace_seconds=0))
     app.extensions[SESSIONMAKER_KEY] = sessionmaker
     async with app.test_app():
         yield app.test_client()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -102,7 +103,7 @@ async def stateless_client(
 ) -> AsyncIterator[Client]:
     """REVOCATION_CHECK off: tokens are trusted without a database look-up, as in
     Flask, so a view can meet a caller whose row is gone."""
-    app = create_app(settings.with_changes(revocation_check=False))
+    app = create_app(replace(settings, revocation_check=False))
     app.extensions[SESSIONMAKER_KEY] = sessionmaker
     async with app.test_app():
         yield app.test_client()

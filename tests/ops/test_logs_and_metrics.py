@@ -12,6 +12,7 @@ import logging
 import re
 import sys
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -71,7 +72,7 @@ def service_log(app: Quart) -> Iterator[ServiceLog]:
 @pytest.fixture
 async def unreachable_app(settings: Settings) -> AsyncIterator[Quart]:
     app = create_app(
-        settings.with_changes(database_url=UNREACHABLE_DATABASE, readiness_timeout=1)
+        replace(settings, database_url=UNREACHABLE_DATABASE, readiness_timeout=1)
     )
     async with app.test_app():
         yield app
@@ -81,7 +82,7 @@ async def unreachable_app(settings: Settings) -> AsyncIterator[Quart]:
 async def metrics_app(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[Quart]:
-    app = create_app(settings.with_changes(metrics_token=METRICS_TOKEN))
+    app = create_app(replace(settings, metrics_token=METRICS_TOKEN))
     app.extensions[SESSIONMAKER_KEY] = sessionmaker
     async with app.test_app():
         yield app
@@ -95,7 +96,7 @@ def metrics_client(metrics_app: Quart) -> Client:
 @pytest.fixture
 async def engine_app(settings: Settings) -> AsyncIterator[Quart]:
     # Its own engine and pool on the per-run database, as in production.
-    app = create_app(settings.with_changes(metrics_token=METRICS_TOKEN, db_pool_size=3))
+    app = create_app(replace(settings, metrics_token=METRICS_TOKEN, db_pool_size=3))
     async with app.test_app():
         yield app
 

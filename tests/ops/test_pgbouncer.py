@@ -15,7 +15,8 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import asyncpg
 import pytest
@@ -101,7 +102,7 @@ def pgbouncer(bouncer_database: str) -> Iterator[PgBouncer]:
         bouncer.remove()
 
 
-def bouncer_settings(bouncer: PgBouncer, **changes: object) -> Settings:
+def bouncer_settings(bouncer: PgBouncer, **changes: Any) -> Settings:
     settings = Settings(
         env="testing",
         database_url=bouncer.url(),
@@ -110,7 +111,7 @@ def bouncer_settings(bouncer: PgBouncer, **changes: object) -> Settings:
         db_statement_cache=False,
         password_hash_threads=2,
     )
-    return settings.with_changes(**changes)
+    return replace(settings, **changes)
 
 
 async def register_and_login(client: Client, email: str) -> dict[str, str]:
