@@ -62,86 +62,80 @@ def prepare_sqlite_file(url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def env_var(name: str) -> dict[str, str]:
+def var(name: str) -> dict[str, str]:
     """A Settings field's metadata: the environment variable it is read from."""
     return {"env": name}
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    env: Environment = field(default="development", metadata=env_var("APP_ENV"))
+    env: Environment = field(default="development", metadata=var("APP_ENV"))
     database_url: str = field(
-        default_factory=default_database_url, metadata=env_var("DATABASE_URL")
+        default_factory=default_database_url, metadata=var("DATABASE_URL")
     )
-    secret_key: str = field(default=DEV_SECRET_KEY, metadata=env_var("SECRET_KEY"))
+    secret_key: str = field(default=DEV_SECRET_KEY, metadata=var("SECRET_KEY"))
     jwt_secret_key: str = field(
-        default=DEV_JWT_SECRET_KEY, metadata=env_var("JWT_SECRET_KEY")
+        default=DEV_JWT_SECRET_KEY, metadata=var("JWT_SECRET_KEY")
     )
     access_token_expires: int = field(
-        default=15 * 60, metadata=env_var("JWT_ACCESS_TOKEN_EXPIRES")
+        default=15 * 60, metadata=var("JWT_ACCESS_TOKEN_EXPIRES")
     )
     refresh_token_expires: int = field(
-        default=30 * 24 * 3600, metadata=env_var("JWT_REFRESH_TOKEN_EXPIRES")
+        default=30 * 24 * 3600, metadata=var("JWT_REFRESH_TOKEN_EXPIRES")
     )
-    db_pool_size: int = field(default=10, metadata=env_var("DB_POOL_SIZE"))
-    db_max_overflow: int = field(default=10, metadata=env_var("DB_MAX_OVERFLOW"))
-    db_pool_timeout: float = field(default=10.0, metadata=env_var("DB_POOL_TIMEOUT"))
-    db_statement_cache: bool = field(
-        default=True, metadata=env_var("DB_STATEMENT_CACHE")
-    )
-    db_connect_timeout: float = field(
-        default=5.0, metadata=env_var("DB_CONNECT_TIMEOUT")
-    )
-    db_command_timeout: float = field(
-        default=5.0, metadata=env_var("DB_COMMAND_TIMEOUT")
-    )
-    db_pool_pre_ping: bool = field(default=False, metadata=env_var("DB_POOL_PRE_PING"))
-    readiness_timeout: float = field(default=2.0, metadata=env_var("READINESS_TIMEOUT"))
+    db_pool_size: int = field(default=10, metadata=var("DB_POOL_SIZE"))
+    db_max_overflow: int = field(default=10, metadata=var("DB_MAX_OVERFLOW"))
+    db_pool_timeout: float = field(default=10.0, metadata=var("DB_POOL_TIMEOUT"))
+    db_statement_cache: bool = field(default=True, metadata=var("DB_STATEMENT_CACHE"))
+    db_connect_timeout: float = field(default=5.0, metadata=var("DB_CONNECT_TIMEOUT"))
+    db_command_timeout: float = field(default=5.0, metadata=var("DB_COMMAND_TIMEOUT"))
+    db_pool_pre_ping: bool = field(default=False, metadata=var("DB_POOL_PRE_PING"))
+    readiness_timeout: float = field(default=2.0, metadata=var("READINESS_TIMEOUT"))
     password_hash_threads: int = field(
         default_factory=lambda: os.cpu_count() or 2,
-        metadata=env_var("PASSWORD_HASH_THREADS"),
+        metadata=var("PASSWORD_HASH_THREADS"),
     )
-    password_hash_nice: int = field(default=5, metadata=env_var("PASSWORD_HASH_NICE"))
+    password_hash_nice: int = field(default=5, metadata=var("PASSWORD_HASH_NICE"))
     max_content_length: int = field(
-        default=1024 * 1024, metadata=env_var("MAX_CONTENT_LENGTH")
+        default=1024 * 1024, metadata=var("MAX_CONTENT_LENGTH")
     )
-    log_level: str = field(default="INFO", metadata=env_var("LOG_LEVEL"))
-    log_format: str = field(default="json", metadata=env_var("LOG_FORMAT"))
-    metrics_token: str | None = field(default=None, metadata=env_var("METRICS_TOKEN"))
+    log_level: str = field(default="INFO", metadata=var("LOG_LEVEL"))
+    log_format: str = field(default="json", metadata=var("LOG_FORMAT"))
+    metrics_token: str | None = field(default=None, metadata=var("METRICS_TOKEN"))
     # Sessions and revocation.
-    revocation_check: bool = field(default=True, metadata=env_var("REVOCATION_CHECK"))
+    revocation_check: bool = field(default=True, metadata=var("REVOCATION_CHECK"))
     refresh_rotation: bool = field(
-        default=False, metadata=env_var("REFRESH_TOKEN_ROTATION")
+        default=False, metadata=var("REFRESH_TOKEN_ROTATION")
     )
     refresh_grace_seconds: int = field(
-        default=10, metadata=env_var("REFRESH_GRACE_SECONDS")
+        default=10, metadata=var("REFRESH_GRACE_SECONDS")
     )
     session_touch_interval: int = field(
-        default=60, metadata=env_var("SESSION_TOUCH_INTERVAL")
+        default=60, metadata=var("SESSION_TOUCH_INTERVAL")
     )
     # Login throttling: failures per account and per client IP within the window.
-    redis_url: str | None = field(default=None, metadata=env_var("REDIS_URL"))
-    login_max_failures: int = field(default=10, metadata=env_var("LOGIN_MAX_FAILURES"))
+    redis_url: str | None = field(default=None, metadata=var("REDIS_URL"))
+    login_max_failures: int = field(default=10, metadata=var("LOGIN_MAX_FAILURES"))
     login_max_failures_per_ip: int = field(
-        default=100, metadata=env_var("LOGIN_MAX_FAILURES_PER_IP")
+        default=100, metadata=var("LOGIN_MAX_FAILURES_PER_IP")
     )
     login_window_seconds: int = field(
-        default=15 * 60, metadata=env_var("LOGIN_WINDOW_SECONDS")
+        default=15 * 60, metadata=var("LOGIN_WINDOW_SECONDS")
     )
     trusted_proxies: tuple[str, ...] = field(
-        default=(), metadata=env_var("TRUSTED_PROXIES")
+        default=(), metadata=var("TRUSTED_PROXIES")
     )
     # Password reset mail.
-    smtp_url: str | None = field(default=None, metadata=env_var("SMTP_URL"))
-    mail_from: str = field(default="no-reply@localhost", metadata=env_var("MAIL_FROM"))
+    smtp_url: str | None = field(default=None, metadata=var("SMTP_URL"))
+    mail_from: str = field(default="no-reply@localhost", metadata=var("MAIL_FROM"))
     password_reset_url: str = field(
         default="http://127.0.0.1:8000/reset-password?token={token}",
-        metadata=env_var("PASSWORD_RESET_URL"),
+        metadata=var("PASSWORD_RESET_URL"),
     )
     password_reset_expires: int = field(
-        default=60 * 60, metadata=env_var("PASSWORD_RESET_EXPIRES")
+        default=60 * 60, metadata=var("PASSWORD_RESET_EXPIRES")
     )
-    cors_origins: tuple[str, ...] = field(default=(), metadata=env_var("CORS_ORIGINS"))
+    cors_origins: tuple[str, ...] = field(default=(), metadata=var("CORS_ORIGINS"))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
