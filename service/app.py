@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(api.blueprint)
     app.register_blueprint(health.blueprint)
     docs.init_app(app)
+    unwrap_make_response(app)
     cli.register(app, settings)
 
     # Started and stopped with serving, so an app can serve again after a stop.
@@ -50,3 +51,14 @@ def create_app(settings: Settings | None = None) -> Quart:
             await throttle.counter.close()
 
     return app
+
+
+def unwrap_make_response(app: Quart) -> None:
+    """Build every response with Quart's own make_response, not quart-schema's.
+
+    quart-schema (docs.init_app) wraps it to turn pydantic/msgspec models into
+    JSON; views here return dicts and marshmallow dumps, and the wrapper cost
+    ~80 us of every request's CPU (measured in-process).
+    """
+    if "make_response" in vars(app):
+        del app.make_response

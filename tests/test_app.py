@@ -1,0 +1,28 @@
+"""How create_app assembles the app: what it changes in its parts."""
+
+from __future__ import annotations
+
+from quart import Quart
+from quart_schema import QuartSchema
+
+from service import create_app
+from service.app import unwrap_make_response
+from service.config import Settings
+
+
+def test_responses_are_made_by_quarts_own_make_response() -> None:
+    app = create_app(Settings(env="testing"))
+
+    assert "make_response" not in vars(app)
+    assert app.make_response.__func__ is Quart.make_response  # type: ignore[attr-defined]
+
+
+def test_quart_schema_still_wraps_it_so_the_unwrapping_matters() -> None:
+    # If quart-schema stops wrapping, unwrap_make_response has nothing to do:
+    # this test says so, and the step can go.
+    app = Quart(__name__)
+    QuartSchema(app)
+
+    assert "make_response" in vars(app)
+    unwrap_make_response(app)
+    assert "make_response" not in vars(app)
