@@ -9,6 +9,7 @@ from functools import wraps
 from typing import Any
 
 from marshmallow import Schema, fields, missing
+from marshmallow.decorators import POST_DUMP, PRE_DUMP
 from quart import request
 from quart_schema import document_querystring, document_request, document_response
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
@@ -16,6 +17,8 @@ from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 from service.schemas.common import Timestamp
 
 View = Callable[..., Awaitable[Any]]
+# The view's attribute naming the schema @returns dumps its result with.
+RETURNS = "returns_schema"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,8 @@ def returns(
             result = await view(*args, **kwargs)
             return (dump(result) if dump is not None else ""), status
 
+        # Carried up by functools.wraps to the view the url_map holds.
+        wrapper.__dict__[RETURNS] = schema_cls
         return document_response(schema_cls or NoContent, status)(wrapper)
 
     return decorator
@@ -98,19 +103,26 @@ def compile_dump(schema: Schema) -> Callable[[Any], Any]:
     """`schema.dump`, planned once: what marshmallow decides per field and per
     object (a page of 20 users: ~290 us) is decided here, at import.
 
-    Only for the field types the output schemas use; any other schema is
-    dumped by marshmallow itself. tests/api/test_io.py holds the two equal.
+    Only what it plans exactly: plain objects and dicts, the field types the
+    output schemas use, no hooks, no renaming, no selection. Anything else is
+    dumped by marshmallow itself; tests/api/test_io.py holds the two equal over
+    every schema a route returns.
     """
+    if not _plannable(schema):
+        return schema.dump
     plan = []
     for key, field in schema.dump_fields.items():
         convert = _converter(field)
-        if convert is None:
+        attribute = field.attribute or key
+        if convert is None or field.data_key is not None or not _plain(attribute):
             return schema.dump
-        plan.append((key, field.attribute or key, convert, field.dump_default))
+        plan.append((key, attribute, convert, field.dump_default))
 
-    def dump(obj: Any) -> dict[str, Any]:
+    def dump(obj: Any) -> Any:
+        as_dict = type(obj) is dict
+        if not as_dict and hasattr(obj, "__getitem__"):
+            return schema.dump(obj)  # marshmallow reads mappings by key
         out: dict[str, Any] = {}
-        as_dict = isinstance(obj, dict)
         for key, attribute, convert, default in plan:
             if as_dict:
                 value = obj.get(attribute, _MISSING)
@@ -126,14 +138,26 @@ def compile_dump(schema: Schema) -> Callable[[Any], Any]:
     return dump
 
 
+def _plannable(schema: Schema) -> bool:
+    # marshmallow keeps a schema's decorated hooks here; it has no public view.
+    hooks = any(schema._hooks.get(tag) for tag in (PRE_DUMP, POST_DUMP))
+    return not (hooks or schema.many or schema.only or schema.exclude)
+
+
+def _plain(attribute: str) -> bool:
+    # A dotted path is walked by marshmallow; a dict's own method names are
+    # found by its getattr fallback when the key is missing.
+    return "." not in attribute and not hasattr(dict, attribute)
+
+
 def _converter(field: fields.Field[Any]) -> Callable[[Any], Any] | None:
-    if isinstance(field, Timestamp):
+    if type(field) is Timestamp:
         return _isoformat
-    if type(field) in _SCALARS:
+    if type(field) in _SCALARS and not getattr(field, "as_string", False):
         return _SCALARS[type(field)]
-    if isinstance(field, fields.Nested) and isinstance(field.schema, Schema):
+    if type(field) is fields.Nested and isinstance(field.schema, Schema):
         return compile_dump(field.schema)
-    if isinstance(field, fields.List) and isinstance(field.inner, fields.Nested):
+    if type(field) is fields.List and type(field.inner) is fields.Nested:
         item = compile_dump(field.inner.schema)
         return lambda items: [item(each) for each in items]
     return None
@@ -143,11 +167,15 @@ def _isoformat(value: Any) -> Any:
     return value.isoformat()
 
 
+def _as_is(value: Any) -> Any:
+    return value
+
+
 _MISSING = object()
 _SCALARS: dict[type[Any], Callable[[Any], Any]] = {
     fields.Integer: int,
     fields.String: str,
-    fields.Boolean: bool,
+    fields.Boolean: _as_is,  # marshmallow 4 dumps a boolean's value untouched
 }
 
 
