@@ -22,6 +22,11 @@ from marshmallow import ValidationError
 class AppError(Exception):
     status_code: ClassVar[int] = 500
 
+    def __init_subclass__(cls, *, status: int | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status_code = status
+
     def __init__(
         self,
         message: str,
@@ -40,36 +45,28 @@ class AppError(Exception):
         return {"error": self.message}
 
 
-class BadRequestError(AppError):
-    status_code = 400
+class BadRequestError(AppError, status=400): ...
 
 
-class AuthError(AppError):
-    status_code = 401
+class AuthError(AppError, status=401): ...
 
 
-class ForbiddenError(AppError):
-    status_code = 403
+class ForbiddenError(AppError, status=403): ...
 
 
-class NotFoundError(AppError):
-    status_code = 404
+class NotFoundError(AppError, status=404): ...
 
 
-class ConflictError(AppError):
-    status_code = 409
+class ConflictError(AppError, status=409): ...
 
 
-class TooManyRequestsError(AppError):
-    status_code = 429
+class TooManyRequestsError(AppError, status=429): ...
 
 
-class InvalidTokenError(AppError):
-    status_code = 422
+class InvalidTokenError(AppError, status=422): ...
 
 
-class UnavailableError(AppError):
-    status_code = 503
+class UnavailableError(AppError, status=503): ...
 
 
 def validation_error(field: str, message: str) -> ValidationError:

@@ -10,10 +10,9 @@ from service.api.deps import post_service
 from service.api.guards import get_current_user, get_jwt_identity, jwt_required
 from service.api.io import body, document_errors, query, returns
 from service.models import Post
+from service.schemas.common import PageQuery, PageQuerySchema
 from service.schemas.post import (
     NewPost,
-    PageQuery,
-    PageQuerySchema,
     PostChanges,
     PostCreateSchema,
     PostPageSchema,

@@ -15,7 +15,8 @@ from service.api.guards import (
 )
 from service.api.io import body, document_errors, query, returns
 from service.models import UserRecord
-from service.schemas.post import PageQuery, PageQuerySchema, PostPageSchema
+from service.schemas.common import PageQuery, PageQuerySchema
+from service.schemas.post import PostPageSchema
 from service.schemas.user import (
     NewUser,
     UserChanges,

@@ -1,10 +1,10 @@
-"""Field types and envelopes shared by every schema."""
+"""Field types, the page query and envelopes shared by every schema."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 MAX_EMAIL_LENGTH = 255
 
@@ -78,6 +78,19 @@ class LenientInt(fields.Integer):
         except ValidationError:
             return self.fallback
         return number
+
+
+class PageQuery(TypedDict):
+    page: int
+    per_page: int
+
+
+class PageQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    page = LenientInt(1)
+    per_page = LenientInt(20)
 
 
 class StatusSchema(Schema):

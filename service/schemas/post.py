@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
 
-from service.schemas.common import LenientInt, Text, Timestamp, page_schema
+from service.schemas.common import Text, Timestamp, page_schema
 
 TITLE = validate.Length(min=1, max=200)
 CONTENT = validate.Length(min=1)
@@ -45,19 +45,6 @@ class PostChanges(TypedDict, total=False):
 class PostUpdateSchema(Schema):
     title = Text(validate=TITLE)
     content = Text(validate=CONTENT)
-
-
-class PageQuery(TypedDict):
-    page: int
-    per_page: int
-
-
-class PageQuerySchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    page = LenientInt(1)
-    per_page = LenientInt(20)
 
 
 PostPageSchema = page_schema(PostSchema, "posts")

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from marshmallow import EXCLUDE, Schema, fields, post_load, validate
+from marshmallow import Schema, fields, post_load, validate
 
-from service.schemas.common import Email, LenientInt, Text, Timestamp, page_schema
+from service.schemas.common import (
+    Email,
+    PageQuery,
+    PageQuerySchema,
+    Text,
+    Timestamp,
+    page_schema,
+)
 
 NAME = validate.Length(min=1, max=100)
 
@@ -49,18 +56,11 @@ class UserUpdateSchema(Schema):
     is_active = fields.Boolean()
 
 
-class UserListQuery(TypedDict):
-    page: int
-    per_page: int
+class UserListQuery(PageQuery):
     active_only: bool
 
 
-class UserListQuerySchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    page = LenientInt(1)
-    per_page = LenientInt(20)
+class UserListQuerySchema(PageQuerySchema):
     active_only = fields.String(load_default="true")
 
     @post_load
