@@ -23,15 +23,19 @@ RUN groupadd --system --gid 10001 app \
 WORKDIR /app
 COPY --from=build /app/.venv /app/.venv
 COPY migrations ./migrations
-COPY pyproject.toml hypercorn.toml ./
+COPY pyproject.toml hypercorn.toml deploy/docker-entrypoint.py ./
 ENV PATH="/app/.venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     APP_ENV=production
 USER 10001:10001
-EXPOSE 8000
+# The Flask image's port; PORT moves it (docker-entrypoint.py).
+EXPOSE 5000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
+    CMD ["python", "-c", "import os, sys, urllib.request; sys.exit(urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\") or 5000}/healthz', timeout=2).status != 200)"]
+# Secrets from *_FILE, DATABASE_PASSWORD into the URL, the bind from PORT;
+# then it execs the command, which stays the container's main process.
+ENTRYPOINT ["python", "/app/docker-entrypoint.py"]
 # One Hypercorn worker per container (several workers drop in-flight requests
 # on SIGTERM); scale with replicas.
 CMD ["hypercorn", "-c", "hypercorn.toml", "service.asgi:app"]

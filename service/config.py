@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Self
 
+from service.cpu import cpu_share
+
 Environment = Literal["development", "testing", "production"]
 
 DEFAULT_SQLITE_PATH = Path("instance") / "service.db"
@@ -92,7 +94,7 @@ class Settings:
     db_pool_pre_ping: bool = field(default=False, metadata=var("DB_POOL_PRE_PING"))
     readiness_timeout: float = field(default=2.0, metadata=var("READINESS_TIMEOUT"))
     password_hash_threads: int = field(
-        default_factory=lambda: os.cpu_count() or 2,
+        default_factory=cpu_share,
         metadata=var("PASSWORD_HASH_THREADS"),
     )
     password_hash_nice: int = field(default=5, metadata=var("PASSWORD_HASH_NICE"))

@@ -3,7 +3,8 @@
 No Docker engine exists on these machines, so `Deployment` does what the image
 and compose.yaml do, step by step, from the same files: the Dockerfile's build
 commands into a fresh virtualenv, its runtime layout, ENV, USER and CMD,
-compose's environment and migrate command, and deploy/nginx.conf in front.
+compose's environment and migrate command, and deploy/haproxy.cfg in front,
+finding the replicas through a DNS server the tests control (tests/deploy/dns.py).
 What differs is only what one shared host forces (addresses, ports, paths),
 and each difference is named where it is made.
 """
@@ -33,13 +34,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tests.deploy.dns import LoopbackDNS, Zone
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = ROOT / "compose.yaml"
-NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 HYPERCORN_TOML = ROOT / "hypercorn.toml"
-NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+HAPROXY_CFG = ROOT / "deploy" / "haproxy.cfg"
+HAPROXY_ERRORS = ROOT / "deploy" / "haproxy-errors"
+HAPROXY = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
+
+
+def haproxy_version() -> tuple[int, int]:
+    assert HAPROXY is not None
+    banner = subprocess.run(  # noqa: S603
+        [HAPROXY, "-v"], capture_output=True, text=True, timeout=10, check=True
+    ).stdout
+    match = re.search(r"version (\d+)\.(\d+)", banner)
+    assert match is not None, banner
+    return int(match[1]), int(match[2])
+
 
 # ---------------------------------------------------------------- Dockerfile
 
@@ -303,7 +318,7 @@ def network_ranges(
     ]
 
 
-# ------------------------------------------------------------ hypercorn, nginx
+# ----------------------------------------------------------------- hypercorn
 
 
 def hypercorn_settings() -> dict[str, Any]:
@@ -315,58 +330,87 @@ def hypercorn_port() -> int:
     return int(bind.rpartition(":")[2])
 
 
-_UPSTREAM_SERVER = re.compile(
-    r"^(?P<indent>[ \t]*)server[ \t]+api:(?P<port>\d+)(?P<parameters>[^;\n]*);",
-    re.MULTILINE,
+# ------------------------------------------------------------------ HAProxy
+
+_HAPROXY_NAMESERVER = re.compile(
+    r"^(?P<indent>[ \t]*)nameserver[ \t]+(?P<name>\S+)[ \t]+\S+:53[ \t]*$", re.M
 )
-_LISTEN = re.compile(r"^(?P<indent>[ \t]*)listen[ \t]+(?P<port>\d+)[ \t]*;", re.M)
+_HAPROXY_BIND = re.compile(r"^(?P<indent>[ \t]*)bind[ \t]+:(?P<port>\d+)[ \t]*$", re.M)
+_HAPROXY_TEMPLATE = re.compile(
+    r"^(?P<indent>[ \t]*)server-template[ \t]+(?P<prefix>\S+)[ \t]+(?P<slots>\d+)"
+    r"[ \t]+(?P<name>[\w.-]+):(?P<port>\d+)(?P<parameters>[^\n]*)$",
+    re.M,
+)
+_HAPROXY_ERRORFILE = re.compile(r"(?<=errorfile )(?P<code>\d{3}) (?P<path>\S+)")
 
 
-def nginx_upstream_port(text: str) -> int:
-    return int(_only(_UPSTREAM_SERVER.finditer(text), "upstream `server api:PORT`"))
+def haproxy_template(text: str) -> re.Match[str]:
+    """deploy/haproxy.cfg's one `server-template PREFIX SLOTS NAME:PORT` line."""
+    matches = list(_HAPROXY_TEMPLATE.finditer(text))
+    if len(matches) != 1:
+        raise ValueError(f"expected one server-template line, found {len(matches)}")
+    return matches[0]
 
 
-def nginx_listen_port(text: str) -> int:
-    return int(_only(_LISTEN.finditer(text), "`listen PORT;`"))
+def haproxy_listen_port(text: str) -> int:
+    (match,) = _HAPROXY_BIND.finditer(text)
+    return int(match["port"])
 
 
-def _only(matches: Any, what: str) -> str:
-    found = [match["port"] for match in matches]
-    if len(found) != 1:
-        raise ValueError(f"expected one {what} in deploy/nginx.conf, found {found}")
-    return str(found[0])
+def haproxy_errorfiles(text: str) -> dict[int, Path]:
+    """Status code -> the container path of its errorfile."""
+    return {
+        int(match["code"]): Path(match["path"])
+        for match in _HAPROXY_ERRORFILE.finditer(text)
+    }
 
 
-def local_nginx_conf(
-    text: str, *, upstreams: list[str], listen_port: int, state_dir: Path
+def haproxy_errors_target(text: str) -> Path:
+    """The folder compose mounts deploy/haproxy-errors at."""
+    (folder,) = {path.parent for path in haproxy_errorfiles(text).values()}
+    return folder
+
+
+def local_haproxy_cfg(
+    text: str, *, nameserver_port: int, replica_port: int, listen_port: int
 ) -> str:
-    """deploy/nginx.conf with what Docker provides replaced by this host's equivalents.
+    """deploy/haproxy.cfg with what Docker provides replaced by this host's equivalents.
 
-    - `server api:PORT` becomes one line per local replica, with the same
-      parameters: Docker's DNS would have given one address per replica.
-    - `listen PORT` binds a free loopback port: compose publishes one port.
-    - /tmp paths (pid, temp files) move under `state_dir`: the container's /tmp
-      is its own, this host's is shared with other runs.
+    - the nameserver (Docker's DNS at 127.0.0.11:53) is the test's DNS server
+      on 127.0.0.1 and a free port: only root binds port 53;
+    - the replicas' port is the free one every local replica binds on its own
+      127.0.0.x address (each container has its own address and port 5000);
+    - `bind :PORT` binds a free loopback port: compose publishes one port;
+    - errorfiles come from deploy/haproxy-errors, which compose mounts.
     """
-    nginx_upstream_port(text)
-    nginx_listen_port(text)
-    text = _UPSTREAM_SERVER.sub(
-        lambda match: "\n".join(
-            f"{match['indent']}server {address}{match['parameters']};"
-            for address in upstreams
+    haproxy_template(text)
+    haproxy_listen_port(text)
+    text = _HAPROXY_NAMESERVER.sub(
+        lambda match: (
+            f"{match['indent']}nameserver {match['name']} 127.0.0.1:{nameserver_port}"
         ),
         text,
     )
-    text = _LISTEN.sub(
-        lambda match: f"{match['indent']}listen 127.0.0.1:{listen_port};", text
+    text = _HAPROXY_TEMPLATE.sub(
+        lambda match: (
+            f"{match['indent']}server-template {match['prefix']} {match['slots']} "
+            f"{match['name']}:{replica_port}{match['parameters']}"
+        ),
+        text,
     )
-    return re.sub(r"(?<=\s)/tmp/", f"{state_dir}/", text)
+    text = _HAPROXY_BIND.sub(
+        lambda match: f"{match['indent']}bind 127.0.0.1:{listen_port}", text
+    )
+    return _HAPROXY_ERRORFILE.sub(
+        lambda match: f"{match['code']} {HAPROXY_ERRORS / Path(match['path']).name}",
+        text,
+    )
 
 
-def run_nginx_test(config: Path) -> subprocess.CompletedProcess[str]:
-    assert NGINX is not None
+def run_haproxy_check(config: Path) -> subprocess.CompletedProcess[str]:
+    assert HAPROXY is not None
     return subprocess.run(  # noqa: S603
-        [NGINX, "-t", "-q", "-e", "stderr", "-c", str(config)],
+        [HAPROXY, "-c", "-q", "-f", str(config)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -460,6 +504,12 @@ class HTTPConnection:
             body = await reader.read()
         return Reply(status, headers, body)
 
+    @property
+    def reader(self) -> asyncio.StreamReader:
+        """The open connection's stream, to watch it while idle."""
+        assert self._reader is not None
+        return self._reader
+
     async def close(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None
         if writer is not None:
@@ -498,6 +548,14 @@ def free_port() -> int:
         return port
 
 
+def free_port_on_every_loopback() -> int:
+    """A TCP port free on 0.0.0.0, hence on every 127.0.0.x address."""
+    with socket.socket() as probe:
+        probe.bind(("0.0.0.0", 0))  # noqa: S104 (bound only to pick a port)
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def get_status(url: str) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
@@ -521,6 +579,8 @@ def log_time(entry: Mapping[str, Any]) -> float:
 class StackError(RuntimeError):
     pass
 
+
+SECRETS_TARGET = "/run/secrets/"
 
 # What the python:3.X-slim base image sets before the Dockerfile's own ENV.
 BASE_IMAGE_ENV = {
@@ -587,56 +647,65 @@ def make_workdir(prefix: str) -> Path:
 
 
 @dataclass
-class Nginx:
-    """The real nginx running deploy/nginx.conf in front of local upstreams."""
+class HAProxy:
+    """The real HAProxy running deploy/haproxy.cfg, its DNS being a test's server."""
 
     workdir: Path
-    upstreams: list[str]
+    nameserver_port: int
+    replica_port: int
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
     @property
-    def errors(self) -> Path:
-        return self.workdir / "nginx.err"
+    def out(self) -> Path:
+        return self.workdir / "haproxy.out"
 
-    def start(self, *, wait_for: str | None = "/healthz") -> None:
-        assert NGINX is not None
-        state = self.workdir / "nginx"
-        state.mkdir(exist_ok=True)
-        give_to_image_user(state)
-        self.port = free_port()
-        config = self.workdir / "nginx.conf"
-        config.write_text(
-            local_nginx_conf(
-                NGINX_CONF.read_text(),
-                upstreams=self.upstreams,
-                listen_port=self.port,
-                state_dir=state,
-            )
+    @property
+    def errors(self) -> Path:
+        return self.workdir / "haproxy.err"
+
+    def config_text(self) -> str:
+        return local_haproxy_cfg(
+            HAPROXY_CFG.read_text(),
+            nameserver_port=self.nameserver_port,
+            replica_port=self.replica_port,
+            listen_port=self.port,
         )
+
+    def start(self) -> None:
+        assert HAPROXY is not None
+        self.port = free_port()
+        config = self.workdir / "haproxy.cfg"
+        config.write_text(self.config_text())
+        # -db: in the foreground, as the image's CMD runs it.
         self.process = spawn(
-            [NGINX, "-e", "stderr", "-c", str(config), "-g", "daemon off;"],
+            [HAPROXY, "-db", "-f", str(config)],
             {"PATH": BASE_IMAGE_ENV["PATH"]},
             self.workdir,
-            self.workdir / "nginx.out",
+            self.out,
             self.errors,
         )
         deadline = time.monotonic() + 15
-        while not self._serving(wait_for):
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise StackError(f"nginx did not serve:\n{self.errors.read_text()}")
+                raise StackError(f"haproxy did not listen:\n{self.errors.read_text()}")
             time.sleep(0.05)
 
-    def reload(self) -> None:
-        """What `nginx -s reload` does: new workers, with a fresh view of upstreams."""
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGHUP)
-
-    def _serving(self, path: str | None) -> bool:
-        if path is not None:
-            return get_status(f"http://127.0.0.1:{self.port}{path}") == 200
-        with socket.socket() as probe:
-            return probe.connect_ex(("127.0.0.1", self.port)) == 0
+    def log(self) -> list[dict[str, str]]:
+        """Its request log lines (`lb key=value ...`) as dicts."""
+        entries = []
+        for line in self.out.read_text(errors="replace").splitlines():
+            if not line.startswith("lb "):
+                continue
+            head, _, path = line.partition(" path=")
+            entry = dict(word.split("=", 1) for word in head.split()[1:])
+            entry["path"] = path.strip('"')
+            entry["request_id"] = entry.get("request_id", "").strip("{}")
+            entries.append(entry)
+        return entries
 
     def stop(self) -> None:
         if self.process is not None:
@@ -649,6 +718,7 @@ class Replica:
     out: Path
     err: Path
     process: subprocess.Popen[bytes] | None = None
+    host: str = "127.0.0.1"
 
     @property
     def running(self) -> bool:
@@ -681,7 +751,13 @@ class Deployment:
     redis_url: str
     replica_count: int = 2
     replicas: list[Replica] = field(default_factory=list)
-    nginx: Nginx | None = None
+    lb: HAProxy | None = None
+    dns: LoopbackDNS | None = None
+    zone: Zone = field(default_factory=Zone)
+    # Every replica binds this port on its own 127.0.0.x address, as each
+    # container binds the image's port on its own address.
+    fleet_port: int = field(default_factory=free_port_on_every_loopback)
+    next_host: int = 10
     stages: list[Stage] = field(init=False)
     compose: dict[str, Any] = field(init=False)
     uv: str = field(init=False)
@@ -707,10 +783,12 @@ class Deployment:
         self.secrets = {
             "JWT_SECRET_KEY": os.urandom(20).hex(),
             "SECRET_KEY": os.urandom(20).hex(),
-            "POSTGRES_PASSWORD": os.urandom(8).hex(),
+            # What breaks a password pasted into a URL: the entrypoint encodes it.
+            "POSTGRES_PASSWORD": "p@ss:w/rd#" + os.urandom(8).hex(),
             # Unique: login throttle counters live in the shared Redis.
             "ADMIN_EMAIL": f"ops-{os.urandom(4).hex()}@example.com",
             "ADMIN_PASSWORD": "ops-password-" + os.urandom(4).hex(),
+            "METRICS_TOKEN": os.urandom(16).hex(),
         }
 
     # -- layout
@@ -740,9 +818,9 @@ class Deployment:
         return self.workdir / "logs"
 
     @property
-    def nginx_port(self) -> int:
-        assert self.nginx is not None
-        return self.nginx.port
+    def lb_port(self) -> int:
+        assert self.lb is not None
+        return self.lb.port
 
     def _host_path(self, value: str) -> str:
         """The runtime WORKDIR (/app) is `self.app` here."""
@@ -825,6 +903,11 @@ class Deployment:
             self.compose["services"][service]["environment"], self.secrets
         )
         env.update({key: str(value) for key, value in compose_env.items()})
+        # compose mounts each secret at /run/secrets/NAME; here they are files
+        # under the workdir, readable by the image's user only.
+        for key, value in list(env.items()):
+            if key.endswith("_FILE") and value.startswith(SECRETS_TARGET):
+                env[key] = str(self.secret_file(value.removeprefix(SECRETS_TARGET)))
         # The only host-specific values: compose's service names and network
         # become this host's addresses.
         for key, value in {
@@ -837,14 +920,31 @@ class Deployment:
             env[key] = value
         return env
 
+    def secret_file(self, name: str) -> Path:
+        """compose's secret `name`, its value from `self.secrets`, as a file."""
+        folder = self.workdir / "secrets"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        give_to_image_user(folder)
+        path = folder / name
+        if not path.exists():
+            path.write_text(self.secrets[name.upper()] + "\n")
+            path.chmod(0o600)
+            give_to_image_user(path)
+        return path
+
     def run_as_app(
-        self, argv: list[str], service: str = "api", timeout: float = 60
+        self,
+        argv: list[str],
+        service: str = "api",
+        timeout: float = 60,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """A one-off command in the runtime layout, as the image's user."""
+        """A one-off command in the runtime layout, as the image's user, run by
+        the image's ENTRYPOINT as `docker compose run` does."""
         return subprocess.run(  # noqa: S603
-            argv,
+            [*self.entrypoint(), *argv],
             cwd=self.app,
-            env=self.runtime_env(service),
+            env=dict(env) if env is not None else self.runtime_env(service),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -858,11 +958,21 @@ class Deployment:
         argv = command if isinstance(command, list) else shlex.split(command)
         return self.run_as_app([str(word) for word in argv], service="migrate")
 
+    def entrypoint(self) -> list[str]:
+        """The Dockerfile's ENTRYPOINT, its /app paths made local."""
+        return [
+            self._host_path(word)
+            for word in exec_form(self.runtime.arguments("ENTRYPOINT")[-1])
+        ]
+
+    def image_argv(self) -> list[str]:
+        """The Dockerfile's ENTRYPOINT followed by its CMD."""
+        return [*self.entrypoint(), *exec_form(self.runtime.arguments("CMD")[-1])]
+
     def replica_argv(self, replica: Replica) -> list[str]:
-        # The Dockerfile's CMD; `-b` is the only addition: two replicas share
-        # one host here, where each container has its own 0.0.0.0:8000.
-        command = exec_form(self.runtime.arguments("CMD")[-1])
-        return [*command, "-b", f"127.0.0.1:{replica.port}"]
+        # `-b` is the only addition: the replicas share one host here, where
+        # each container has its own address and port.
+        return [*self.image_argv(), "-b", f"{replica.host}:{replica.port}"]
 
     def start_replica(self, replica: Replica) -> None:
         if not replica.running:
@@ -876,7 +986,7 @@ class Deployment:
 
     def wait_replica(self, replica: Replica, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{replica.port}/healthz"
+        url = f"http://{replica.host}:{replica.port}/healthz"
         while get_status(url) != 200:
             if not replica.running:
                 raise StackError(
@@ -886,6 +996,18 @@ class Deployment:
                 raise StackError(f"replica on {replica.port} never became healthy")
             time.sleep(0.05)
 
+    def add_replica(self) -> Replica:
+        """A new replica slot at the next unused 127.0.0.x address (not started)."""
+        self.next_host += 1
+        replica = Replica(
+            self.fleet_port,
+            self.logs / f"replica-{self.next_host}.out",
+            self.logs / f"replica-{self.next_host}.err",
+            host=f"127.0.0.{self.next_host}",
+        )
+        self.replicas.append(replica)
+        return replica
+
     def ensure_replicas(self) -> bool:
         """Start the replicas (again, after a test stopped one) and wait for them.
 
@@ -893,29 +1015,35 @@ class Deployment:
         """
         stopped = [replica for replica in self.replicas if not replica.running]
         while len(self.replicas) < self.replica_count:
-            port = free_port()
-            self.replicas.append(
-                Replica(
-                    port,
-                    self.logs / f"replica-{port}.out",
-                    self.logs / f"replica-{port}.err",
-                )
-            )
+            self.add_replica()
         for replica in self.replicas:
             self.start_replica(replica)
         for replica in self.replicas:
             self.wait_replica(replica)
+        self.publish()
         return bool(stopped)
 
-    def start_nginx(self) -> None:
-        self.nginx = Nginx(
-            self.workdir, [f"127.0.0.1:{replica.port}" for replica in self.replicas]
-        )
-        self.nginx.start()
+    def publish(self, replicas: list[Replica] | None = None) -> None:
+        """What Docker's DNS answers for `api`: the running replicas' addresses."""
+        chosen = self.replicas if replicas is None else replicas
+        self.zone.set(self.service_name, [replica.host for replica in chosen])
+
+    @property
+    def service_name(self) -> str:
+        return haproxy_template(HAPROXY_CFG.read_text())["name"]
+
+    def start_lb(self) -> None:
+        self.dns = LoopbackDNS(self.zone)
+        self.dns.start()
+        self.publish()
+        self.lb = HAProxy(self.workdir, self.dns.port, self.fleet_port)
+        self.lb.start()
 
     def stop(self) -> None:
-        if self.nginx is not None:
-            self.nginx.stop()
+        if self.lb is not None:
+            self.lb.stop()
+        if self.dns is not None:
+            self.dns.stop()
         for replica in self.replicas:
             if replica.process is not None:
                 stop_group(replica.process)

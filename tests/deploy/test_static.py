@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import ipaddress
 import json
 import re
 import shlex
@@ -16,32 +15,38 @@ import pytest
 from tests.deploy.stack import (
     COMPOSE,
     DOCKERFILE,
-    NGINX,
-    NGINX_CONF,
+    HAPROXY,
+    HAPROXY_CFG,
+    HAPROXY_ERRORS,
     ROOT,
-    MissingVariableError,
     compose_variables,
     dockerfile_stages,
     dockerignore_patterns,
     dockerignored,
     exec_form,
+    haproxy_errorfiles,
+    haproxy_errors_target,
+    haproxy_listen_port,
+    haproxy_template,
     healthcheck_command,
     hypercorn_port,
     hypercorn_settings,
     interpolate,
     load_compose,
-    local_nginx_conf,
-    network_ranges,
-    nginx_listen_port,
-    nginx_upstream_port,
-    run_nginx_test,
+    load_yaml,
+    local_haproxy_cfg,
+    run_haproxy_check,
     seconds,
     volume_mounts,
 )
 
-SECRETS = ["JWT_SECRET_KEY", "SECRET_KEY", "POSTGRES_PASSWORD", "ADMIN_PASSWORD"]
-# Every variable compose.yaml requires, so that one can be left out at a time.
-REQUIRED_ENV = dict.fromkeys([*SECRETS, "ADMIN_EMAIL"], "x" * 40)
+SECRETS = [
+    "JWT_SECRET_KEY",
+    "SECRET_KEY",
+    "POSTGRES_PASSWORD",
+    "ADMIN_PASSWORD",
+    "METRICS_TOKEN",
+]
 HADOLINT = Path(sys.executable).parent / "hadolint"
 # jsonschema (dev group) ships no type stubs; mypy --strict rejects a plain import.
 jsonschema = importlib.import_module("jsonschema")
@@ -84,7 +89,12 @@ def test_runtime_stage_copies_the_venv_and_only_the_runtime_files() -> None:
     assert [(c.from_stage, c.sources) for c in from_build] == [
         (stages[0].name, ("/app/.venv",))
     ]
-    assert from_context == {"migrations", "pyproject.toml", "hypercorn.toml"}
+    assert from_context == {
+        "migrations",
+        "pyproject.toml",
+        "hypercorn.toml",
+        "deploy/docker-entrypoint.py",
+    }
 
 
 @pytest.mark.parametrize(
@@ -119,6 +129,10 @@ def test_runtime_user_is_a_fixed_non_root_uid() -> None:
 def test_image_command_is_exec_form_hypercorn_with_its_settings_file() -> None:
     runtime = dockerfile_stages()[-1]
 
+    assert exec_form(runtime.arguments("ENTRYPOINT")[-1]) == [
+        "python",
+        "/app/docker-entrypoint.py",
+    ]
     assert exec_form(runtime.arguments("CMD")[-1]) == [
         "hypercorn",
         "-c",
@@ -140,8 +154,25 @@ def test_healthcheck_probes_healthz_on_the_served_port() -> None:
     (healthcheck,) = runtime.arguments("HEALTHCHECK")
     command = " ".join(healthcheck_command(healthcheck))
 
-    assert f"127.0.0.1:{hypercorn_port()}/healthz" in command
+    # The port PORT sets, else hypercorn.toml's, the Flask image's 5000.
+    assert '127.0.0.1:{os.environ.get("PORT") or 5000}/healthz' in command
+    assert hypercorn_port() == 5000
     assert runtime.arguments("EXPOSE") == [str(hypercorn_port())]
+
+
+def test_keep_alive_ladder_client_then_lb_then_hypercorn() -> None:
+    # Each hop closes an idle connection before the hop behind it does
+    # (README, "Keep-alive"); the client rung is the README's 8 s.
+    text = HAPROXY_CFG.read_text()
+    lb = re.search(r"^\s*timeout http-keep-alive (\d+)s$", text, re.M)
+    readme = (ROOT / "README.md").read_text()
+    client = re.search(r"clients keep idle connections (?:at most )?(\d+) s", readme)
+
+    assert lb is not None
+    assert client is not None
+    assert int(client[1]) < int(lb[1]) < hypercorn_settings()["keep_alive_timeout"]
+    # Shared idle server connections would outlive any timeout (HAProxy 2.6).
+    assert re.search(r"^\s*http-reuse never$", text, re.M)
 
 
 def test_hypercorn_runs_one_worker_with_a_graceful_timeout() -> None:
@@ -199,22 +230,93 @@ def test_compose_file_validates_against_the_compose_specification() -> None:
     assert errors == []
 
 
-def test_compose_interpolates_with_every_required_variable_set() -> None:
-    compose = interpolate(load_compose(), REQUIRED_ENV)
+def test_compose_needs_no_variable_so_ps_logs_and_down_just_work() -> None:
+    # `${VAR:?}` fails every compose command, `ps` and `down` included.
+    required = [
+        name for name, op in compose_variables(COMPOSE.read_text()) if op == ":?"
+    ]
 
-    assert compose["services"]["api"]["environment"]["JWT_SECRET_KEY"] == "x" * 40
+    assert required == []
+    assert interpolate(load_compose(), {})["services"]["api"]
 
 
 @pytest.mark.parametrize("secret", SECRETS)
-def test_compose_secret_is_required_and_never_defaulted(secret: str) -> None:
-    uses = [op for name, op in compose_variables(COMPOSE.read_text()) if name == secret]
-    environment = {k: v for k, v in REQUIRED_ENV.items() if k != secret}
+def test_compose_secret_comes_from_a_file_never_a_variable(secret: str) -> None:
+    compose = load_compose()
+    name = secret.lower()
 
-    assert uses, f"{secret} is not used"
-    assert set(uses) == {":?"}
-    with pytest.raises(MissingVariableError) as missing:
-        interpolate(load_compose(), environment)
-    assert missing.value.name == secret
+    assert secret not in {name for name, _ in compose_variables(COMPOSE.read_text())}
+    assert compose["secrets"][name]["file"] == f"./secrets/{name}"
+    users = [
+        service
+        for service in compose["services"].values()
+        if name in (service.get("secrets") or [])
+    ]
+    assert users, f"no service reads the {name} secret"
+    # The app's services name the file in a *_FILE variable (PgBouncer and
+    # Prometheus read theirs in their own config).
+    assert any(
+        f"/run/secrets/{name}"
+        in [str(value) for value in (service.get("environment") or {}).values()]
+        for service in users
+    )
+
+
+def test_compose_database_password_is_never_written_into_a_url() -> None:
+    services = load_compose()["services"]
+    for name in ("api", "migrate"):
+        environment = services[name]["environment"]
+        url = environment["DATABASE_URL"]
+
+        assert re.fullmatch(r"postgresql://service@[\w-]+:\d+/service", url), url
+        assert environment["DATABASE_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert services["db"]["environment"]["POSTGRES_PASSWORD_FILE"] == (
+        "/run/secrets/postgres_password"
+    )
+
+
+def test_compose_images_are_current_pinned_versions() -> None:
+    images = {
+        name: service["image"]
+        for name, service in load_compose()["services"].items()
+        if "build" not in service and "image" in service and name != "api"
+    }
+    minimum = {
+        "postgres": (17,),
+        "redis": (8,),
+        "haproxy": (3, 2),
+        "prom/prometheus": (3,),
+    }
+
+    for name, image in images.items():
+        repository, _, tag = image.partition(":")
+        version = re.match(r"v?(\d+)\.(\d+)", tag)
+        assert version, f"{name}: {image} is not pinned to a version"
+        assert (
+            tuple(map(int, version.groups()))[: len(minimum[repository])]
+            >= (minimum[repository])
+        ), image
+
+
+def test_compose_builds_every_image_it_builds_instead_of_pulling_it() -> None:
+    services = load_compose()["services"]
+    built = {service["image"] for service in services.values() if "build" in service}
+
+    for name, service in services.items():
+        if service.get("image") in built:
+            assert service.get("pull_policy") == "build", name
+
+
+def test_compose_fixes_no_subnet_or_address() -> None:
+    compose = load_compose()
+
+    for network in compose["networks"].values():
+        assert "ipam" not in (network or {})
+    for service in compose["services"].values():
+        networks = service.get("networks") or []
+        if isinstance(networks, dict):
+            for settings in networks.values():
+                assert "ipv4_address" not in (settings or {})
 
 
 def test_compose_database_is_a_pinned_postgres_with_healthcheck_and_volume() -> None:
@@ -248,11 +350,9 @@ def test_compose_migrate_upgrades_then_creates_the_admin_from_the_environment() 
     assert "&&" in script, "create-admin must not run after a failed migration"
     # create-admin reads ADMIN_EMAIL / ADMIN_PASSWORD when given no arguments.
     assert shlex.split(script.partition("create-admin")[2]) == []
-    assert {"ADMIN_EMAIL", "ADMIN_PASSWORD"} <= set(migrate["environment"])
-    assert (
-        migrate["environment"]["DATABASE_URL"]
-        == (services["api"]["environment"]["DATABASE_URL"])
-    )
+    assert {"ADMIN_EMAIL", "ADMIN_PASSWORD_FILE"} <= set(migrate["environment"])
+    # DDL goes straight to PostgreSQL, not through the transaction pooler.
+    assert "@db:5432/" in migrate["environment"]["DATABASE_URL"]
     assert migrate["depends_on"]["db"]["condition"] == "service_healthy"
     assert migrate["restart"] == "no"
     assert migrate["image"] == services["api"]["image"]
@@ -269,6 +369,15 @@ def test_compose_api_runs_replicas_only_after_a_successful_migration() -> None:
     assert "container_name" not in api
 
 
+def test_compose_api_has_cpu_and_memory_limits() -> None:
+    limits = load_compose()["services"]["api"]["deploy"]["resources"]["limits"]
+
+    assert float(limits["cpus"]) >= 1
+    assert re.fullmatch(r"\d+M", limits["memory"])
+    # One scrypt hash takes 32 MiB per hash thread (one per core).
+    assert int(limits["memory"][:-1]) >= 128 + 32 * float(limits["cpus"])
+
+
 def test_compose_api_is_stopped_after_hypercorn_graceful_timeout() -> None:
     api = load_compose()["services"]["api"]
 
@@ -276,64 +385,159 @@ def test_compose_api_is_stopped_after_hypercorn_graceful_timeout() -> None:
     assert seconds(api["stop_grace_period"]) > hypercorn_settings()["graceful_timeout"]
 
 
-def test_compose_load_balancer_is_nginx_with_the_repo_config_on_one_port() -> None:
+def test_compose_load_balancer_is_haproxy_with_the_repo_config_on_one_port() -> None:
     services = load_compose()["services"]
     lb = services["lb"]
     (published,) = lb["ports"]
     container_port = int(str(published).rpartition(":")[2])
+    text = HAPROXY_CFG.read_text()
 
-    assert lb["image"].startswith("nginx:")
-    assert ("./deploy/nginx.conf", "/etc/nginx/nginx.conf", True) in volume_mounts(lb)
-    assert container_port == nginx_listen_port(NGINX_CONF.read_text())
-    assert [name for name, service in services.items() if "ports" in service] == ["lb"]
+    assert lb["image"].startswith("haproxy:")
+    mounts = volume_mounts(lb)
+    assert (
+        "./deploy/haproxy.cfg",
+        "/usr/local/etc/haproxy/haproxy.cfg",
+        True,
+    ) in mounts
+    assert (
+        "./deploy/haproxy-errors",
+        str(haproxy_errors_target(text)),
+        True,
+    ) in mounts
+    assert container_port == haproxy_listen_port(text)
+    public = [
+        name
+        for name, service in services.items()
+        if any(
+            not str(port).startswith("127.0.0.1:") for port in service.get("ports", [])
+        )
+    ]
+    assert public == ["lb"]
     assert lb["depends_on"]["api"]["condition"] == "service_healthy"
 
 
-def test_compose_trusts_only_the_load_balancer_as_a_proxy() -> None:
-    # The api believes X-Forwarded-For from TRUSTED_PROXIES. Anything wider than
-    # nginx's own address (the bridge gateway that docker-proxy connects from,
-    # any other container) could forge a client address for the login throttle.
+def test_compose_api_is_reachable_only_by_the_load_balancer() -> None:
+    # TRUSTED_PROXIES names private ranges, not an address (no fixed IPs):
+    # that is safe only if nothing but HAProxy (and Prometheus, which sends no
+    # X-Forwarded-For) shares a network with the api.
     compose = load_compose()
-    lb_address = compose["services"]["lb"]["networks"]["backend"]["ipv4_address"]
-    trusted = compose["services"]["api"]["environment"]["TRUSTED_PROXIES"]
+    services = compose["services"]
+    api_networks = set(services["api"]["networks"])
 
-    assert [ipaddress.ip_network(item.strip()) for item in trusted.split(",")] == [
-        ipaddress.ip_network(f"{lb_address}/32")
-    ]
-
-
-def test_compose_load_balancer_address_is_outside_the_dynamic_range() -> None:
-    # A static address inside the range Docker hands out can be taken by a
-    # replica recreated first: nginx then fails with "Address already in use".
-    compose = load_compose()
-    lb_address = ipaddress.IPv4Address(
-        compose["services"]["lb"]["networks"]["backend"]["ipv4_address"]
-    )
-    ranges = network_ranges(compose, "backend")
-
-    assert any(lb_address in subnet for subnet, _ in ranges)
-    assert not any(lb_address in dynamic for _, dynamic in ranges)
+    for network in api_networks:
+        assert compose["networks"][network]["internal"] is True
+    neighbours = {
+        name
+        for name, service in services.items()
+        if name != "api" and api_networks & set(service.get("networks") or [])
+    }
+    edge = {
+        name
+        for name, service in services.items()
+        if "edge" in (service.get("networks") or [])
+    }
+    assert edge == {"api", "lb", "prometheus"}
+    assert "lb" in neighbours
 
 
-# --------------------------------------------------------------------- nginx
-
-
-def test_nginx_upstream_targets_the_port_hypercorn_binds() -> None:
-    assert nginx_upstream_port(NGINX_CONF.read_text()) == hypercorn_port()
-
-
-@pytest.mark.skipif(NGINX is None, reason="no nginx (.ci/run installs it)")
-def test_nginx_accepts_the_config_with_local_upstreams(tmp_path: Path) -> None:
-    config = tmp_path / "nginx.conf"
-    config.write_text(
-        local_nginx_conf(
-            NGINX_CONF.read_text(),
-            upstreams=["127.0.0.1:18001", "127.0.0.1:18002"],
-            listen_port=18000,
-            state_dir=tmp_path,
+def test_compose_connection_budget_fits_postgres() -> None:
+    # README, "Connection budget": replicas x pool <= PgBouncer's clients,
+    # PgBouncer's server pool <= max_db_connections < max_connections.
+    services = load_compose()["services"]
+    api = services["api"]["environment"]
+    per_replica = int(api["DB_POOL_SIZE"]) + int(api["DB_MAX_OVERFLOW"])
+    replicas = int(haproxy_template(HAPROXY_CFG.read_text())["slots"])
+    ini = (ROOT / "deploy" / "pgbouncer" / "pgbouncer.ini").read_text()
+    settings = dict(re.findall(r"^(\w+) = (.*)$", ini, re.M))
+    max_connections = int(
+        next(
+            word.partition("=")[2]
+            for word in services["db"]["command"]
+            if word.startswith("max_connections=")
         )
     )
 
-    result = run_nginx_test(config)
+    assert api["DB_STATEMENT_CACHE"] == "false"
+    assert "@pgbouncer:6432/" in api["DATABASE_URL"]
+    assert settings["pool_mode"] == "transaction"
+    assert replicas * per_replica <= int(settings["max_client_conn"])
+    assert int(settings["default_pool_size"]) + int(
+        settings["reserve_pool_size"]
+    ) <= int(settings["max_db_connections"])
+    # Room left for migrate, psql and PostgreSQL's superuser reserve.
+    assert int(settings["max_db_connections"]) + 10 <= max_connections
 
-    assert result.returncode == 0, result.stderr
+
+def test_prometheus_scrapes_each_replica_by_dns_never_the_load_balancer() -> None:
+    config = load_yaml(ROOT / "deploy" / "prometheus.yml")
+    (job,) = config["scrape_configs"]
+    (discovery,) = job["dns_sd_configs"]
+
+    assert discovery["names"] == ["api"]
+    assert discovery["type"] == "A"
+    assert discovery["port"] == hypercorn_port()
+    assert "static_configs" not in job
+    assert job["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
+
+
+# ------------------------------------------------------------------- HAProxy
+
+
+def test_haproxy_template_targets_the_service_and_port_hypercorn_binds() -> None:
+    template = haproxy_template(HAPROXY_CFG.read_text())
+
+    (defaults,) = re.findall(r"^\s*default-server (.*)$", HAPROXY_CFG.read_text(), re.M)
+
+    assert template["name"] == "api"
+    assert int(template["port"]) == hypercorn_port()
+    assert "resolvers" in defaults.split()
+    assert "check" in defaults.split()
+
+
+def test_haproxy_health_checks_replicas_on_readyz() -> None:
+    text = HAPROXY_CFG.read_text()
+
+    assert re.search(r"^\s*option httpchk GET /readyz$", text, re.M)
+    assert re.search(r"^\s*nameserver \w+ 127\.0\.0\.11:53$", text, re.M)
+
+
+def test_haproxy_never_retries_on_a_timeout() -> None:
+    (retry_on,) = re.findall(r"^\s*retry-on (.*)$", HAPROXY_CFG.read_text(), re.M)
+
+    assert set(retry_on.split()) == {"conn-failure", "empty-response"}
+
+
+@pytest.mark.parametrize("status", [400, 408, 413, 500, 502, 503, 504])
+def test_haproxy_errorfile_is_the_services_json(status: int) -> None:
+    path = haproxy_errorfiles(HAPROXY_CFG.read_text())[status]
+    raw = (HAPROXY_ERRORS / path.name).read_bytes()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode().split("\r\n")
+    headers = {
+        name.lower(): value.strip()
+        for name, _, value in (line.partition(":") for line in lines)
+    }
+
+    assert status_line.startswith(f"HTTP/1.1 {status} ")
+    assert headers["content-type"] == "application/json"
+    assert int(headers["content-length"]) == len(body)
+    assert set(json.loads(body)) == {"error"}
+    assert body.endswith(b"}\n")
+    assert b"haproxy" not in raw.lower()
+
+
+@pytest.mark.skipif(HAPROXY is None, reason="no haproxy (.ci/run installs it)")
+def test_haproxy_accepts_the_config_with_local_addresses(tmp_path: Path) -> None:
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        local_haproxy_cfg(
+            HAPROXY_CFG.read_text(),
+            nameserver_port=15353,
+            replica_port=18001,
+            listen_port=18000,
+        )
+    )
+
+    result = run_haproxy_check(config)
+
+    assert result.returncode == 0, result.stdout + result.stderr

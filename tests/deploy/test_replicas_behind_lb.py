@@ -1,9 +1,11 @@
-"""The compose stack without Docker: the image's venv, two replicas, the real nginx.
+"""The compose stack without Docker: the image's venv, two replicas, the real HAProxy.
 
 The module builds the image the Dockerfile's way into a fresh virtualenv, runs
-compose's `migrate` command, starts two replicas with the image's CMD, ENV and
-USER, and puts deploy/nginx.conf in front of them (see tests/deploy/stack.py
-for what differs from Docker, and why). Every request goes through nginx.
+compose's `migrate` command, starts two replicas with the image's ENTRYPOINT,
+CMD, ENV and USER, each on its own 127.0.0.x address, and puts
+deploy/haproxy.cfg in front of them, finding them through a DNS server on the
+loopback (see tests/deploy/stack.py for what differs from Docker, and why).
+Every request goes through the load balancer.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -27,17 +30,21 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.deploy.dns import LoopbackDNS, Zone
 from tests.deploy.stack import (
-    NGINX,
+    BASE_IMAGE_ENV,
+    HAPROXY,
     ROOT,
     Deployment,
+    HAProxy,
     HTTPConnection,
-    Nginx,
     Replica,
+    Reply,
     StackError,
     bearer,
     fetch,
-    free_port,
+    free_port_on_every_loopback,
+    haproxy_version,
     hypercorn_settings,
     image_user,
     log_time,
@@ -46,7 +53,7 @@ from tests.deploy.stack import (
 from tests.support import ADMIN_DSN, drop_database, recreate_database
 
 pytestmark = pytest.mark.skipif(
-    NGINX is None, reason="no nginx (.ci/run installs Debian's nginx-light)"
+    HAPROXY is None, reason="no haproxy (.ci/run installs Debian's haproxy)"
 )
 
 DATABASE = f"deploytest_{os.getpid()}"
@@ -113,7 +120,7 @@ async def deployment() -> AsyncIterator[Deployment]:
         if migrated.returncode != 0:
             raise StackError(f"migrate failed:\n{migrated.stdout}{migrated.stderr}")
         await asyncio.to_thread(stack.ensure_replicas)
-        await asyncio.to_thread(stack.start_nginx)
+        await asyncio.to_thread(stack.start_lb)
         yield stack
     finally:
         if stack is not None:
@@ -123,32 +130,28 @@ async def deployment() -> AsyncIterator[Deployment]:
 
 
 async def wait_until_both_serve(stack: Deployment) -> None:
-    """nginx keeps a replica out of rotation for fail_timeout after it failed."""
+    """A restarted replica is back in rotation after its next /readyz check."""
     seen: set[int] = set()
     deadline = time.monotonic() + 15
     while seen != set(range(len(stack.replicas))):
         assert time.monotonic() < deadline, f"only replicas {seen} served"
         rid = request_id()
-        await fetch(stack.nginx_port, "GET", "/healthz", headers={"X-Request-ID": rid})
+        await fetch(stack.lb_port, "GET", "/healthz", headers={"X-Request-ID": rid})
         seen |= {index for index, _ in served_by(stack, rid)}
         await asyncio.sleep(0.02)
 
 
 @pytest.fixture
 async def stack(deployment: Deployment) -> Deployment:
-    """The deployment with both replicas up and in nginx's rotation."""
-    if await asyncio.to_thread(deployment.ensure_replicas):
-        # A replica a test stopped is out of rotation for fail_timeout: a
-        # reload starts workers that try it at once, as an operator would.
-        assert deployment.nginx is not None
-        deployment.nginx.reload()
+    """The deployment with its replicas up and in the load balancer's rotation."""
+    await asyncio.to_thread(deployment.ensure_replicas)
     await wait_until_both_serve(deployment)
     return deployment
 
 
 async def login(stack: Deployment, email: str, password: str) -> dict[str, Any]:
     reply = await fetch(
-        stack.nginx_port,
+        stack.lb_port,
         "POST",
         LOGIN,
         json_body={"email": email, "password": password},
@@ -251,11 +254,13 @@ async def test_migrate_service_runs_again_without_harm(deployment: Deployment) -
     )
 
 
-# ------------------------------------------------------- through nginx
+# ------------------------------------------------ through the load balancer
 
 
-async def test_login_write_and_read_through_nginx(stack: Deployment) -> None:
-    port = stack.nginx_port
+async def test_login_write_and_read_through_the_load_balancer(
+    stack: Deployment,
+) -> None:
+    port = stack.lb_port
     email = f"deploy-{uuid.uuid4().hex[:12]}@example.com"
     admin = await admin_token(stack)
 
@@ -302,11 +307,13 @@ async def test_login_write_and_read_through_nginx(stack: Deployment) -> None:
     ] == [expected]
 
 
-async def test_nginx_spreads_requests_over_both_replicas(stack: Deployment) -> None:
+async def test_load_balancer_spreads_requests_over_both_replicas(
+    stack: Deployment,
+) -> None:
     rids = [request_id() for _ in range(8)]
 
     for rid in rids:
-        await fetch(stack.nginx_port, "GET", "/healthz", headers={"X-Request-ID": rid})
+        await fetch(stack.lb_port, "GET", "/healthz", headers={"X-Request-ID": rid})
 
     replicas = [[index for index, _ in served_by(stack, rid)] for rid in rids]
     assert all(len(served) == 1 for served in replicas), replicas
@@ -320,7 +327,7 @@ async def test_client_request_id_is_echoed_and_logged_by_the_replica(
     rid = request_id()
 
     reply = await fetch(
-        stack.nginx_port, "GET", ME, headers={**bearer(token), "X-Request-ID": rid}
+        stack.lb_port, "GET", ME, headers={**bearer(token), "X-Request-ID": rid}
     )
 
     assert reply.status == 200
@@ -338,20 +345,22 @@ async def test_client_request_id_is_echoed_and_logged_by_the_replica(
     }
 
 
-async def test_request_without_an_id_gets_one_from_nginx(stack: Deployment) -> None:
-    reply = await fetch(stack.nginx_port, "GET", "/healthz")
+async def test_request_without_an_id_gets_one_from_the_load_balancer(
+    stack: Deployment,
+) -> None:
+    reply = await fetch(stack.lb_port, "GET", "/healthz")
 
     rid = reply.headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", rid)
     assert len(served_by(stack, rid)) == 1
 
 
-async def test_database_refusing_connections_answers_503_json_through_nginx(
+async def test_database_refusing_connections_answers_503_json_through_the_lb(
     stack: Deployment, measurements: list[str]
 ) -> None:
     # What PostgreSQL answers while it starts, stops or is full: it refuses
     # new connections with an error. Replicas must say 503, not 500, and
-    # nginx must pass that JSON on, not turn it into its own HTML 502.
+    # the load balancer must answer that JSON too, not an HTML page of its own.
     token = await admin_token(stack)
     admin = await asyncpg.connect(ADMIN_DSN)
     try:
@@ -364,7 +373,7 @@ async def test_database_refusing_connections_answers_503_json_through_nginx(
         for _ in range(6):
             started = time.monotonic()
             replies.append(
-                await fetch(stack.nginx_port, "GET", USERS, headers=bearer(token))
+                await fetch(stack.lb_port, "GET", USERS, headers=bearer(token))
             )
             durations.append(time.monotonic() - started)
     finally:
@@ -372,7 +381,7 @@ async def test_database_refusing_connections_answers_503_json_through_nginx(
         await admin.close()
     back = time.monotonic()
     while (
-        await fetch(stack.nginx_port, "GET", USERS, headers=bearer(token))
+        await fetch(stack.lb_port, "GET", USERS, headers=bearer(token))
     ).status != 200:
         assert time.monotonic() - back < 15, "no 200 within 15 s of the database"
         await asyncio.sleep(0.1)
@@ -394,7 +403,7 @@ async def test_database_refusing_connections_answers_503_json_through_nginx(
 
 @dataclass
 class Load:
-    """Steady requests through nginx, each connection one after another."""
+    """Steady requests through the load balancer, each connection one after another."""
 
     port: int
     method: str
@@ -468,7 +477,7 @@ async def sigterm_a_replica_under(
 async def test_replica_sigterm_under_read_load_drops_no_request(
     stack: Deployment, measurements: list[str]
 ) -> None:
-    load = Load(stack.nginx_port, "GET", ME, bearer(await admin_token(stack)))
+    load = Load(stack.lb_port, "GET", ME, bearer(await admin_token(stack)))
 
     exit_code, exit_seconds = await sigterm_a_replica_under(load, stack.replicas[0])
     measurements.append(
@@ -485,12 +494,12 @@ async def test_replica_sigterm_under_read_load_drops_no_request(
 async def test_replica_sigterm_under_write_load_drops_no_request(
     stack: Deployment, measurements: list[str]
 ) -> None:
-    # nginx retries a failed GET on the other replica, but never a PATCH or
-    # POST it has already sent: a write lost across a stop is a client's 502.
+    # The load balancer sends a write again only when the replica answered
+    # nothing: a write lost across a stop would be a client's 502.
     token = await admin_token(stack)
-    me = await fetch(stack.nginx_port, "GET", ME, headers=bearer(token))
+    me = await fetch(stack.lb_port, "GET", ME, headers=bearer(token))
     load = Load(
-        stack.nginx_port,
+        stack.lb_port,
         "PATCH",
         f"{USERS}/{me.json()['id']}",
         bearer(token),
@@ -519,9 +528,7 @@ async def test_replica_sigterm_finishes_the_logins_in_flight(
     }
     victim = stack.replicas[0]
     logins = [
-        asyncio.create_task(
-            fetch(stack.nginx_port, "POST", LOGIN, json_body=credentials)
-        )
+        asyncio.create_task(fetch(stack.lb_port, "POST", LOGIN, json_body=credentials))
         for _ in range(IN_FLIGHT_LOGINS)
     ]
     # Each login hashes for ~100 ms on a small pool: once the first is
@@ -553,36 +560,182 @@ async def test_replica_sigterm_finishes_the_logins_in_flight(
     assert exit_seconds < graceful_timeout
 
 
-# ------------------------------------------------- nginx in front of stubs
+# ------------------------------------------------------ the fleet changes
+
+
+async def requests_until(
+    stack: Deployment, done: Callable[[set[int]], bool], within: float
+) -> tuple[float, set[int]]:
+    """GET /healthz through the LB until `done(replicas seen)`; seconds taken."""
+    started = time.monotonic()
+    seen: set[int] = set()
+    while not done(seen):
+        assert time.monotonic() - started < within, f"only replicas {seen} served"
+        rid = request_id()
+        reply = await fetch(
+            stack.lb_port, "GET", "/healthz", headers={"X-Request-ID": rid}
+        )
+        assert reply.status == 200, reply.body
+        seen |= {index for index, _ in served_by(stack, rid)}
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started, seen
+
+
+async def remove_replica(stack: Deployment, replica: Replica) -> None:
+    """What `docker compose up --scale` does to a replica it drops: out of the
+    DNS answers, then SIGTERM, the graceful stop."""
+    stack.publish([other for other in stack.replicas if other is not replica])
+    stack.replicas.remove(replica)
+    process = sigterm(replica)
+    await asyncio.to_thread(process.wait, hypercorn_settings()["graceful_timeout"] + 5)
+
+
+async def test_a_third_replica_gets_traffic_within_seconds_of_its_dns_record(
+    stack: Deployment, measurements: list[str]
+) -> None:
+    third = stack.add_replica()
+    await asyncio.to_thread(stack.start_replica, third)
+    await asyncio.to_thread(stack.wait_replica, third)
+    try:
+        stack.publish()
+        seconds, _seen = await requests_until(
+            stack, lambda seen: len(stack.replicas) - 1 in seen, within=15
+        )
+        measurements.append(f"2 -> 3 replicas: the third served after {seconds:.2f} s")
+        assert seconds < 10
+    finally:
+        await remove_replica(stack, third)
+
+
+async def test_a_replica_back_at_a_new_address_is_found(
+    stack: Deployment, measurements: list[str]
+) -> None:
+    # `up --build` recreates a replica; Docker usually gives it a new address.
+    old = stack.replicas[0]
+    await remove_replica(stack, old)
+    new = stack.add_replica()
+    await asyncio.to_thread(stack.start_replica, new)
+    await asyncio.to_thread(stack.wait_replica, new)
+    stack.publish()
+
+    seconds, _ = await requests_until(
+        stack, lambda seen: stack.replicas.index(new) in seen, within=15
+    )
+    measurements.append(
+        f"replica recreated at {new.host} (was {old.host}): served after "
+        f"{seconds:.2f} s"
+    )
+
+    assert seconds < 10
+    assert old.host != new.host
+
+
+async def test_removing_a_replica_under_load_fails_no_request(
+    stack: Deployment, measurements: list[str]
+) -> None:
+    third = stack.add_replica()
+    await asyncio.to_thread(stack.start_replica, third)
+    await asyncio.to_thread(stack.wait_replica, third)
+    stack.publish()
+    await requests_until(stack, lambda seen: len(stack.replicas) - 1 in seen, 15)
+    load = Load(stack.lb_port, "GET", ME, bearer(await admin_token(stack)))
+
+    async def scale_down() -> None:
+        await asyncio.sleep(SIGTERM_AFTER)
+        load.signalled_at = time.monotonic()
+        await remove_replica(stack, third)
+
+    await asyncio.gather(scale_down(), load.run(LOAD_SECONDS, LOAD_CONNECTIONS))
+    measurements.append(f"3 -> 2 replicas under {load.summary()}")
+
+    assert (load.failed, load.errors) == (0, [])
+    assert load.ok_after_signal > 0
+    assert third.process is not None
+    assert third.process.returncode == 0
+
+
+# ------------------------------------------------------------- keep-alive
+
+
+def lb_keep_alive() -> float:
+    text = (ROOT / "deploy" / "haproxy.cfg").read_text()
+    match = re.search(r"^\s*timeout http-keep-alive (\d+)s$", text, re.M)
+    assert match is not None
+    return float(match[1])
+
+
+# The client rung of the ladder (README, "Keep-alive").
+CLIENT_KEEP_ALIVE = 8.0
+
+
+async def test_an_idle_pooled_connection_is_reused_across_the_ladder(
+    stack: Deployment,
+) -> None:
+    # A client that keeps a connection idle as long as the README allows
+    # reuses it without an error and without the LB retrying anything; one
+    # idle past the LB's rung is closed by the LB, cleanly, while idle, so
+    # a replica (30 s) never closes a connection the LB still uses.
+    connection = HTTPConnection(stack.lb_port)
+    rids = [request_id(), request_id()]
+    try:
+        first = await connection.request(
+            "GET", "/healthz", headers={"X-Request-ID": rids[0]}
+        )
+        await asyncio.sleep(CLIENT_KEEP_ALIVE)
+        second = await connection.request(
+            "GET", "/healthz", headers={"X-Request-ID": rids[1]}
+        )
+        reader = connection.reader
+        async with asyncio.timeout(lb_keep_alive() + 5):
+            closed = await reader.read()
+    finally:
+        await connection.close()
+
+    assert (first.status, second.status) == (200, 200)
+    assert closed == b"", "the LB closes an idle connection without a byte"
+    assert stack.lb is not None
+    entries = [entry for entry in stack.lb.log() if entry["request_id"] in rids]
+    assert [(e["status"], e["retries"], e["termination"]) for e in entries] == [
+        ("200", "0", "--")
+    ] * 2
+
+
+# ------------------------------------------- the load balancer's own answers
 
 
 class StubUpstreams:
-    """Replicas that answer every request with the service's 503 JSON."""
+    """Replicas that answer every request with the service's 503 JSON, or
+    (`junk=True`) ready on /readyz and then no HTTP at all."""
 
     def __init__(self) -> None:
         self.servers: list[asyncio.Server] = []
+        self.port = free_port_on_every_loopback()
+        self.junk = False
 
-    async def start(self, count: int) -> list[str]:
-        for _ in range(count):
+    async def start(self, hosts: list[str]) -> None:
+        for host in hosts:
             self.servers.append(
-                await asyncio.start_server(self._handle, "127.0.0.1", 0)
+                await asyncio.start_server(self._handle, host, self.port)
             )
-        return [
-            f"127.0.0.1:{server.sockets[0].getsockname()[1]}" for server in self.servers
-        ]
 
-    @staticmethod
     async def _handle(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         body = b'{"error":"Service unavailable"}\n'
         try:
-            while await reader.readuntil(b"\r\n\r\n"):
-                writer.write(
-                    b"HTTP/1.1 503 \r\ncontent-type: application/json\r\n"
-                    b"retry-after: 5\r\ncontent-length: %d\r\n\r\n%s"
-                    % (len(body), body)
-                )
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                if self.junk and b"/readyz" in head:
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                elif self.junk:
+                    writer.write(b"not HTTP\r\n\r\n")
+                    await writer.drain()
+                    break
+                else:
+                    writer.write(
+                        b"HTTP/1.1 503 \r\ncontent-type: application/json\r\n"
+                        b"retry-after: 5\r\ncontent-length: %d\r\n\r\n%s"
+                        % (len(body), body)
+                    )
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -603,48 +756,211 @@ async def stubs() -> AsyncIterator[StubUpstreams]:
 
 
 @pytest.fixture
-def start_nginx() -> Iterator[Callable[[list[str]], Nginx]]:
-    """Starts deploy/nginx.conf in front of the given upstreams."""
-    workdir = make_workdir("deploytest-nginx-")
-    started: list[Nginx] = []
+def start_lb() -> Iterator[Callable[[list[str], int], HAProxy]]:
+    """Starts deploy/haproxy.cfg, DNS answering `api` with the given hosts."""
+    workdir = make_workdir("deploytest-lb-")
+    started: list[tuple[HAProxy, LoopbackDNS]] = []
 
-    def start(upstreams: list[str]) -> Nginx:
-        nginx = Nginx(workdir, upstreams)
-        started.append(nginx)
-        nginx.start(wait_for=None)
-        return nginx
+    def start(hosts: list[str], port: int) -> HAProxy:
+        zone = Zone()
+        zone.set("api", hosts)
+        dns = LoopbackDNS(zone)
+        dns.start()
+        lb = HAProxy(workdir, dns.port, port)
+        started.append((lb, dns))
+        lb.start()
+        return lb
 
     yield start
-    for nginx in started:
-        nginx.stop()
+    for lb, dns in started:
+        lb.stop()
+        dns.stop()
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def test_nginx_passes_the_503_on_when_every_replica_answers_503(
-    stubs: StubUpstreams, start_nginx: Callable[[list[str]], Nginx]
+async def test_lb_answers_the_503_when_every_replica_answers_503(
+    stubs: StubUpstreams, start_lb: Callable[[list[str], int], HAProxy]
 ) -> None:
     # The database is shared: when it is down every replica answers 503, and
-    # clients must keep getting that JSON (and its Retry-After), not nginx's
-    # HTML "502 Bad Gateway" once it has marked every replica failed.
-    nginx = await asyncio.to_thread(start_nginx, await stubs.start(2))
+    # clients must keep getting that JSON (and its Retry-After), not an HTML
+    # page once the LB has taken every replica out of rotation.
+    hosts = ["127.0.0.21", "127.0.0.22"]
+    await stubs.start(hosts)
+    lb = await asyncio.to_thread(start_lb, hosts, stubs.port)
 
-    replies = [await fetch(nginx.port, "GET", ME) for _ in range(6)]
+    replies = [await fetch(lb.port, "GET", ME) for _ in range(6)]
 
     assert [
-        (reply.status, reply.headers.get("content-type"), reply.json_or_text())
+        (
+            reply.status,
+            reply.headers.get("content-type"),
+            reply.headers.get("retry-after"),
+            reply.json_or_text(),
+        )
         for reply in replies
-    ] == [(503, "application/json", UNAVAILABLE)] * 6
+    ] == [(503, "application/json", "5", UNAVAILABLE)] * 6
 
 
-async def test_nginx_answers_json_when_no_replica_is_reachable(
-    start_nginx: Callable[[list[str]], Nginx],
+LB_OWN_ANSWERS = {
+    400: "The browser (or proxy) sent a request that this server could not understand.",
+    413: "The data value transmitted exceeds the capacity limit.",
+    502: "The proxy server received an invalid response from an upstream server.",
+    503: "Service unavailable",
+}
+
+
+async def raw_exchange(port: int, request: bytes) -> Reply:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            raw = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return Reply(int(status_line.split()[1]), headers, body)
+
+
+# Before 3.2, HAProxy answers a request it cannot parse with its built-in HTML
+# page whatever the errorfile (haproxy/haproxy#3032); compose runs 3.2.
+MUX_ERRORFILES = HAPROXY is not None and haproxy_version() >= (3, 2)
+
+
+@pytest.mark.parametrize(
+    ("status", "request_bytes"),
+    [
+        pytest.param(
+            400,
+            b"GET /api/v1/users/\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+            marks=pytest.mark.xfail(
+                not MUX_ERRORFILES,
+                reason="HAProxy < 3.2 ignores errorfile 400 for parse errors",
+                strict=True,
+            ),
+        ),
+        (
+            413,
+            b"POST /api/v1/users HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 3000000\r\n\r\n{",
+        ),
+        (503, b"GET /api/v1/users/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    ],
+    ids=["nul-in-uri", "body-too-large", "no-replica"],
+)
+async def test_lb_answers_its_own_errors_as_json_without_a_banner(
+    start_lb: Callable[[list[str], int], HAProxy],
+    status: int,
+    request_bytes: bytes,
 ) -> None:
-    # Every error is JSON (API.md), the load balancer's own included.
-    nothing_listens = [f"127.0.0.1:{free_port()}" for _ in range(2)]
-    nginx = await asyncio.to_thread(start_nginx, nothing_listens)
+    # No replica at all: the 400 and 413 are the LB's before any upstream.
+    lb = await asyncio.to_thread(start_lb, [], free_port_on_every_loopback())
 
-    reply = await fetch(nginx.port, "GET", ME)
+    reply = await raw_exchange(lb.port, request_bytes)
 
-    assert reply.status in (502, 503, 504)
-    assert reply.headers.get("content-type") == "application/json"
-    assert set(reply.json_or_text()) == {"error"}, reply.body
+    assert (reply.status, reply.headers.get("content-type")) == (
+        status,
+        "application/json",
+    )
+    assert reply.json() == {"error": LB_OWN_ANSWERS[status]}
+    assert int(reply.headers["content-length"]) == len(reply.body)
+    assert "server" not in reply.headers
+    assert b"haproxy" not in reply.body.lower()
+
+
+async def test_lb_answers_json_502_for_a_replica_that_speaks_no_http(
+    stubs: StubUpstreams, start_lb: Callable[[list[str], int], HAProxy]
+) -> None:
+    stubs.junk = True
+    await stubs.start(["127.0.0.23"])
+    lb = await asyncio.to_thread(start_lb, ["127.0.0.23"], stubs.port)
+    deadline = time.monotonic() + 15
+    while (reply := await fetch(lb.port, "GET", ME)).status == 503:
+        # Until the first /readyz check puts the replica in rotation.
+        assert time.monotonic() < deadline, reply.body
+        await asyncio.sleep(0.1)
+
+    assert (reply.status, reply.headers.get("content-type")) == (
+        502,
+        "application/json",
+    )
+    assert reply.json() == {"error": LB_OWN_ANSWERS[502]}
+    assert "server" not in reply.headers
+
+
+# ------------------------------------------------ the Flask container's way
+
+
+FLASK_PROBE = (
+    "import sys, time, urllib.request\n"
+    "for _ in range(300):\n"
+    "    try:\n"
+    "        url = 'http://127.0.0.1:{port}/healthz'\n"
+    "        with urllib.request.urlopen(url, timeout=1) as r:\n"
+    "            sys.exit(0 if r.status == 200 else 1)\n"
+    "    except OSError:\n"
+    "        time.sleep(0.1)\n"
+    "sys.exit(2)\n"
+)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None,
+    reason="needs root, unshare and ip for a network namespace of its own",
+)
+@pytest.mark.parametrize(("port_env", "port"), [(None, 5000), ("5123", 5123)])
+def test_image_started_with_the_flask_environment_serves_on_5000_in_production(
+    deployment: Deployment, port_env: str | None, port: int
+) -> None:
+    # As `docker run -e FLASK_ENV=production -e DATABASE_URL=... image`: only
+    # the Flask service's variables, the image's ENTRYPOINT and CMD unchanged.
+    # A network namespace of its own stands for the container's: port 5000
+    # of this shared host may be anyone's.
+    env = deployment.runtime.env(BASE_IMAGE_ENV)
+    env = {key: deployment._host_path(value) for key, value in env.items()}
+    env.update(
+        {
+            "HOME": str(deployment.app),
+            "FLASK_ENV": "production",
+            "DATABASE_URL": deployment.database_url.replace("+asyncpg", ""),
+            "SECRET_KEY": deployment.secrets["SECRET_KEY"],
+            "JWT_SECRET_KEY": deployment.secrets["JWT_SECRET_KEY"],
+        }
+    )
+    if port_env is not None:
+        env["PORT"] = port_env
+    probe = FLASK_PROBE.format(port=port)
+    # The database is on this host's loopback, outside the namespace: the
+    # process must serve /healthz (the process), not /readyz (the database).
+    script = (
+        "ip link set lo up && "
+        f"{shlex.join(deployment.image_argv())} & server=$!; "
+        f"{shlex.join([str(deployment.venv / 'bin' / 'python'), '-c', probe])}; "
+        "status=$?; kill -TERM $server; wait $server; exit $status"
+    )
+    mode = deployment.run_as_app(
+        [
+            "python",
+            "-c",
+            "from service.config import Settings; print(Settings.from_env().env)",
+        ],
+        env=env,
+    )
+
+    served = subprocess.run(  # noqa: S603
+        ["/usr/bin/unshare", "--net", "/bin/sh", "-c", script],
+        cwd=deployment.app,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+    assert served.returncode == 0, served.stdout + served.stderr
+    assert (mode.returncode, mode.stdout.strip()) == (0, "production"), mode.stderr

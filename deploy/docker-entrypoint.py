@@ -1,0 +1,96 @@
+"""The image's ENTRYPOINT: secrets from files, the port from PORT, then the command.
+
+- `NAME_FILE=/run/secrets/x` sets NAME to the file's content (compose and
+  Kubernetes mount secrets as files), for the names in FILE_VARIABLES only.
+- `DATABASE_PASSWORD` (usually from DATABASE_PASSWORD_FILE) goes into
+  DATABASE_URL percent-encoded, so `@ : / #` in a password are just characters.
+- Hypercorn without `-b`/`--bind` binds 0.0.0.0:$PORT (hypercorn.toml's 5000
+  when PORT is unset, the Flask image's port).
+
+Then it execs the command: the process is the container's, signals included.
+Standard library only: it runs before anything else of the image.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import MutableMapping
+from urllib.parse import quote, urlsplit, urlunsplit
+
+FILE_VARIABLES = (
+    "SECRET_KEY",
+    "JWT_SECRET_KEY",
+    "DATABASE_URL",
+    "DATABASE_PASSWORD",
+    "REDIS_URL",
+    "METRICS_TOKEN",
+    "SMTP_URL",
+    "ADMIN_PASSWORD",
+)
+
+
+class EntrypointError(Exception):
+    pass
+
+
+def read_secret_files(env: MutableMapping[str, str]) -> None:
+    for name in FILE_VARIABLES:
+        path = env.pop(f"{name}_FILE", "")
+        if not path:
+            continue
+        if env.get(name):
+            raise EntrypointError(f"both {name} and {name}_FILE are set")
+        try:
+            with open(path, encoding="utf-8") as secret:
+                # Editors and `echo` end files with a newline; no secret does.
+                env[name] = secret.read().rstrip("\r\n")
+        except OSError as error:
+            raise EntrypointError(f"{name}_FILE: {error}") from error
+
+
+def with_database_password(env: MutableMapping[str, str]) -> None:
+    password = env.pop("DATABASE_PASSWORD", "")
+    if not password:
+        return
+    url = env.get("DATABASE_URL", "")
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        raise EntrypointError("DATABASE_PASSWORD needs a DATABASE_URL with a host")
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at or not userinfo:
+        raise EntrypointError("DATABASE_PASSWORD needs a user in DATABASE_URL")
+    if ":" in userinfo:
+        raise EntrypointError("DATABASE_URL has a password and DATABASE_PASSWORD too")
+    netloc = f"{userinfo}:{quote(password, safe='')}@{hostport}"
+    env["DATABASE_URL"] = urlunsplit(parts._replace(netloc=netloc))
+
+
+def with_port(argv: list[str], env: MutableMapping[str, str]) -> list[str]:
+    if os.path.basename(argv[0]) != "hypercorn":
+        return argv
+    if any(word in ("-b", "--bind") or word.startswith("--bind=") for word in argv):
+        return argv
+    port = env.get("PORT", "").strip()
+    if not port:
+        return argv
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise EntrypointError(f"PORT: {port!r} is not a TCP port")
+    return [*argv, "--bind", f"0.0.0.0:{int(port)}"]
+
+
+def main(argv: list[str]) -> None:
+    if not argv:
+        sys.exit("docker-entrypoint: no command")
+    env = dict(os.environ)
+    try:
+        read_secret_files(env)
+        with_database_password(env)
+        command = with_port(argv, env)
+    except EntrypointError as error:
+        sys.exit(f"docker-entrypoint: {error}")
+    os.execvpe(command[0], command, env)  # noqa: S606 (the image's own command)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
