@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from dnslib import DNSRecord
 
 from tests.deploy.dns import LoopbackDNS, Zone
 from tests.deploy.stack import (
@@ -964,3 +965,55 @@ def test_image_started_with_the_flask_environment_serves_on_5000_in_production(
 
     assert served.returncode == 0, served.stdout + served.stderr
     assert (mode.returncode, mode.stdout.strip()) == (0, "production"), mode.stderr
+
+
+# --------------------------------------------------------- metrics per replica
+
+
+def scrape_targets(stack: Deployment) -> list[str]:
+    """What Prometheus's dns_sd_configs finds: one A record per replica."""
+    assert stack.dns is not None
+    question = DNSRecord.question(stack.service_name, "A")
+    answer = DNSRecord.parse(question.send("127.0.0.1", stack.dns.port, timeout=5))
+    return [str(record.rdata) for record in answer.rr]
+
+
+def healthz_count(text: str) -> float:
+    match = re.search(
+        r'^http_requests_total\{method="GET",route="/healthz",status="200"\} (\S+)$',
+        text,
+        re.M,
+    )
+    return float(match[1]) if match else 0.0
+
+
+async def scrape(stack: Deployment, host: str) -> str:
+    connection = HTTPConnection(stack.fleet_port, host=host)
+    try:
+        reply = await connection.request(
+            "GET", "/metrics", headers=bearer(stack.secrets["METRICS_TOKEN"])
+        )
+    finally:
+        await connection.close()
+    assert reply.status == 200, reply.body
+    return reply.body.decode()
+
+
+async def test_each_replica_is_scraped_on_its_own_address(stack: Deployment) -> None:
+    # deploy/prometheus.yml's job, by hand: resolve `api`, scrape each address.
+    # Each replica's counter counts exactly the requests its log shows.
+    targets = scrape_targets(stack)
+    before = {host: healthz_count(await scrape(stack, host)) for host in targets}
+    rids = [request_id() for _ in range(8)]
+
+    for rid in rids:
+        await fetch(stack.lb_port, "GET", "/healthz", headers={"X-Request-ID": rid})
+    after = {host: healthz_count(await scrape(stack, host)) for host in targets}
+
+    by_host = {replica.host: index for index, replica in enumerate(stack.replicas)}
+    served = Counter(index for rid in rids for index, _ in served_by(stack, rid))
+    assert sorted(targets) == sorted(replica.host for replica in stack.replicas)
+    assert {host: after[host] - before[host] for host in targets} == {
+        host: float(served[by_host[host]]) for host in targets
+    }
+    assert all(served[index] > 0 for index in by_host.values())

@@ -1,0 +1,113 @@
+"""deploy/docker-entrypoint.py: secrets from files, the password into the URL, PORT."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.deploy.stack import ROOT
+
+
+def load_entrypoint() -> ModuleType:
+    path = ROOT / "deploy" / "docker-entrypoint.py"
+    spec = importlib.util.spec_from_file_location("docker_entrypoint", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+entrypoint = load_entrypoint()
+HYPERCORN = ["hypercorn", "-c", "hypercorn.toml", "service.asgi:app"]
+
+
+@pytest.mark.parametrize("password", ["p@ss:w/rd#1", "plain", "100%?&= é"])
+def test_database_password_reaches_the_driver_intact(password: str) -> None:
+    env = {
+        "DATABASE_URL": "postgresql://service@pgbouncer:6432/service",
+        "DATABASE_PASSWORD": password,
+    }
+
+    entrypoint.with_database_password(env)
+
+    url = make_url(env["DATABASE_URL"])
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "service",
+        password,
+        "pgbouncer",
+        6432,
+        "service",
+    )
+    assert "DATABASE_PASSWORD" not in env
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://service:already@db/service",
+        "postgresql://db/service",
+        "",
+    ],
+)
+def test_database_password_refuses_a_url_it_cannot_complete(url: str) -> None:
+    env = {"DATABASE_URL": url, "DATABASE_PASSWORD": "x"}
+
+    with pytest.raises(entrypoint.EntrypointError):
+        entrypoint.with_database_password(env)
+
+
+def test_secret_files_set_their_variable_without_the_newline(tmp_path: Path) -> None:
+    secret = tmp_path / "jwt"
+    secret.write_text("s3cret with spaces\n")
+    env = {"JWT_SECRET_KEY_FILE": str(secret), "UNRELATED_FILE": "/etc/passwd"}
+
+    entrypoint.read_secret_files(env)
+
+    assert env == {
+        "JWT_SECRET_KEY": "s3cret with spaces",
+        "UNRELATED_FILE": "/etc/passwd",
+    }
+
+
+def test_secret_file_and_value_together_are_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "key"
+    secret.write_text("a")
+    env = {"SECRET_KEY": "b", "SECRET_KEY_FILE": str(secret)}
+
+    with pytest.raises(entrypoint.EntrypointError, match="both"):
+        entrypoint.read_secret_files(env)
+
+
+def test_a_missing_secret_file_is_a_clear_error(tmp_path: Path) -> None:
+    env = {"SECRET_KEY_FILE": str(tmp_path / "missing")}
+
+    with pytest.raises(entrypoint.EntrypointError, match="SECRET_KEY_FILE"):
+        entrypoint.read_secret_files(env)
+
+
+def test_port_sets_hypercorns_bind() -> None:
+    assert entrypoint.with_port(HYPERCORN, {"PORT": "8080"}) == [
+        *HYPERCORN,
+        "--bind",
+        "0.0.0.0:8080",
+    ]
+    # Unset: hypercorn.toml's bind, 5000.
+    assert entrypoint.with_port(HYPERCORN, {}) == HYPERCORN
+    # An explicit bind wins; other commands are left alone.
+    explicit = [*HYPERCORN, "-b", "127.0.0.1:1"]
+    assert entrypoint.with_port(explicit, {"PORT": "8080"}) == explicit
+    assert entrypoint.with_port(["alembic", "upgrade"], {"PORT": "1"}) == [
+        "alembic",
+        "upgrade",
+    ]
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "http", "-1"])
+def test_a_port_that_is_not_a_port_is_refused(port: str) -> None:
+    with pytest.raises(entrypoint.EntrypointError, match="PORT"):
+        entrypoint.with_port(HYPERCORN, {"PORT": port})
