@@ -72,6 +72,14 @@ def group_rss_mib(leader: int) -> float:
     return total / 2**20
 
 
+START = time.monotonic()
+
+
+def clock() -> str:
+    """Seconds since the script started, to line failures up with the events."""
+    return f"{time.monotonic() - START:7.1f} s"
+
+
 def say(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
@@ -155,12 +163,14 @@ async def client(
                         method, path, json_body=body, headers=auth
                     )
             except (OSError, EOFError, ValueError, TimeoutError) as error:
-                tally.failures.append(f"{method} {path}: {error!r}")
+                tally.failures.append(f"{clock()} {method} {path}: {error!r}")
                 await connection.close()
                 continue
             tally.statuses[reply.status] += 1
             if reply.status != ok:
-                tally.failures.append(f"{method} {path}: {reply.status} {reply.body!r}")
+                tally.failures.append(
+                    f"{clock()} {method} {path}: {reply.status} {reply.body[:200]!r}"
+                )
     finally:
         await connection.close()
 
@@ -171,10 +181,9 @@ class Fleet:
     events: list[str] = field(default_factory=list)
     replica_rss: list[tuple[str, float, float]] = field(default_factory=list)
     started_rss: dict[str, float] = field(default_factory=dict)
-    t0: float = field(default_factory=time.monotonic)
 
     def note(self, text: str) -> None:
-        line = f"{time.monotonic() - self.t0:7.1f} s  {text}"
+        line = f"{clock()}  {text}"
         self.events.append(line)
         say(line)
 
@@ -204,10 +213,11 @@ class Fleet:
         self.note(f"removed {replica.host} (exit {code}, RSS {end_rss:.0f} MiB)")
 
     async def run(self, duration: float, replace_every: float) -> None:
-        stop_at = self.t0 + duration
-        scale_up_at = self.t0 + duration / 3
-        scale_down_at = self.t0 + 2 * duration / 3
-        next_replace = self.t0 + replace_every
+        t0 = time.monotonic()
+        stop_at = t0 + duration
+        scale_up_at = t0 + duration / 3
+        scale_down_at = t0 + 2 * duration / 3
+        next_replace = t0 + replace_every
         scaled_up = scaled_down = False
         while time.monotonic() < stop_at - 5:
             now = time.monotonic()
@@ -297,7 +307,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             "requests": tally.sent,
             "requests_per_s": round(tally.sent / elapsed, 1),
             "failed": len(tally.failures),
-            "failures_sample": tally.failures[:10],
+            "failures_sample": tally.failures[:20],
             "statuses": dict(tally.statuses),
             "mix": dict(tally.per_kind),
             "lb_retried_requests": len(retried),
