@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve migrate seed lint fmt test check cov contract bench clean
+.PHONY: help install run serve migrate seed lint fmt test check cov contract diff bench clean
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ cov: install ## the test suite under coverage
 
 contract: install ## a longer schemathesis run against the OpenAPI document (200 examples per operation)
 	SCHEMATHESIS_MAX_EXAMPLES=200 $(RUN) pytest tests/test_schemathesis.py
+
+diff: install ## thousands of request sequences to the Flask original and this service, compared (docs/MIGRATING.md)
+	DIFFERENTIAL_EXAMPLES=$${DIFFERENTIAL_EXAMPLES:-3000} $(RUN) pytest tests/differential/test_differential.py
 
 bench: install ## benchmark against a bare ASGI app on the same Hypercorn (PostgreSQL, wrk): bench/README.md
 	$(RUN) python bench/run.py $(BENCH_ARGS)

@@ -150,10 +150,14 @@ class Settings:
                     values[each.name] = env[key]
             elif raw := env.get(key, "").strip():
                 values[each.name] = _PARSERS[str(each.type)](key, raw)
+        # A Flask deployment's FLASK_ENV still selects the configuration.
+        source = "APP_ENV"
+        if "env" not in values and (flask_env := env.get("FLASK_ENV", "").strip()):
+            source, values["env"] = "FLASK_ENV", flask_env.lower()
         name = values.setdefault("env", "development")
         if name not in ("development", "testing", "production"):
             raise ConfigError(
-                f"APP_ENV must be development, testing or production, not {name!r}"
+                f"{source} must be development, testing or production, not {name!r}"
             )
         if "database_url" in values:
             values["database_url"] = normalize_database_url(values["database_url"])

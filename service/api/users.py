@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from functools import wraps
 from typing import Any
 
+from marshmallow import ValidationError
 from quart import Blueprint
 
 from service.api import guards
@@ -13,7 +15,7 @@ from service.api.guards import (
     jwt_required,
     self_or_admin_required,
 )
-from service.api.io import body, document_errors, query, returns
+from service.api.io import View, body, document_errors, query, read_json, returns
 from service.models import UserRecord
 from service.schemas.common import PageQuery, PageQuerySchema
 from service.schemas.post import PostPageSchema
@@ -27,6 +29,7 @@ from service.schemas.user import (
     UserSchema,
     UserUpdateSchema,
 )
+from service.services.users import EMAIL_TAKEN
 
 blueprint = Blueprint("users", __name__, url_prefix="/users")
 
@@ -41,7 +44,38 @@ async def list_users(query_args: UserListQuery) -> dict[str, Any]:
     return page.envelope("users")
 
 
+def taken_email_reported(view: View) -> View:
+    """A taken address is reported with the body's other errors, as Flask does.
+
+    Flask's schema checks the address among its fields, so one 400 lists it
+    next to, say, an unknown field; the unique index alone would report it
+    only once the rest of the body is valid.
+    """
+
+    @wraps(view)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await view(*args, **kwargs)
+        except ValidationError as error:
+            raise await _with_taken_email(error) from None
+
+    return wrapper
+
+
+async def _with_taken_email(error: ValidationError) -> ValidationError:
+    messages = error.messages
+    # An "email" error already says what is wrong with the address.
+    if not isinstance(messages, dict) or "email" in messages:
+        return error
+    payload = await read_json()
+    email = payload.get("email") if isinstance(payload, dict) else None
+    if not isinstance(email, str) or await user_service().get_by_email(email) is None:
+        return error
+    return ValidationError({**messages, "email": [EMAIL_TAKEN]})
+
+
 @blueprint.post("")
+@taken_email_reported
 @body(UserCreateSchema)
 @returns(UserSchema, status=201)
 async def create_user(data: NewUser) -> UserRecord:

@@ -1,0 +1,52 @@
+"""The Flask original and this service, served side by side for the harness."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import pytest
+
+from tests.differential import deviations
+from tests.differential.harness import FLASK, SERVICE, Harness
+from tests.differential.servers import (
+    Database,
+    flask_create_tables,
+    flask_server,
+    service_migrate,
+    service_server,
+    unique_database,
+    workdir,
+)
+
+# The original has no login throttle; raised out of reach here, the throttle
+# is its own deviation (docs/MIGRATING.md) and tested on its own.
+NO_THROTTLE = {"LOGIN_MAX_FAILURES": "1000000", "LOGIN_MAX_FAILURES_PER_IP": "1000000"}
+
+
+@pytest.fixture(scope="session")
+def harness() -> Iterator[Harness]:
+    with ExitStack() as stack:
+        folder = stack.enter_context(workdir("differential-"))
+        databases = {FLASK: Database(unique_database("diff_flask"))}
+        databases[SERVICE] = Database(unique_database("diff_service"))
+        for database in databases.values():
+            database.create()
+            stack.callback(database.drop)
+        flask_create_tables(databases[FLASK].url)
+        migrated = service_migrate(databases[SERVICE].url)
+        assert migrated.returncode == 0, migrated.stderr
+        servers = {
+            FLASK: flask_server(databases[FLASK].url, folder),
+            SERVICE: service_server(databases[SERVICE].url, folder, NO_THROTTLE),
+        }
+        for server in servers.values():
+            stack.callback(server.stop)
+            server.start()
+        harness = Harness(
+            {side: server.port for side, server in servers.items()},
+            databases,
+            deviations.load(),
+        )
+        stack.callback(harness.close)
+        yield harness

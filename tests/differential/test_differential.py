@@ -1,0 +1,46 @@
+"""The same request sequences to the Flask original and to this service.
+
+CI runs DIFFERENTIAL_EXAMPLES sequences (a few hundred); `make diff` thousands.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from tests.differential.harness import Harness, Op
+from tests.differential.strategies import sequences
+
+COLLECT = os.environ.get("DIFFERENTIAL_COLLECT") == "1"
+EXAMPLES = int(os.environ.get("DIFFERENTIAL_EXAMPLES", "200"))
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(operations=sequences())
+def test_flask_and_service_answer_alike(harness: Harness, operations: list[Op]) -> None:
+    harness.run(operations)
+
+
+@pytest.mark.skipif(not COLLECT, reason="DIFFERENTIAL_COLLECT=1 explores")
+def test_collect_every_difference(harness: Harness) -> None:
+    """Run without stopping at the first difference, then list them all."""
+    harness.collect = {}
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None)
+    @given(operations=sequences())
+    def explore(operations: list[Op]) -> None:
+        harness.run(operations)
+
+    try:
+        explore()
+    finally:
+        found, harness.collect = harness.collect, None
+    print("deviations met:", dict(harness.seen))  # noqa: T201
+    assert not found, "\n\n".join(found.values())
