@@ -6,7 +6,8 @@ answers | fix | why`. An answer cell is `STATUS` or `STATUS BODY`, in
 backticks. STATUS is a code, a class such as `4xx` (`xxx`: any), or (service side) `=`
 for "the same status as Flask's". `*` in the body matches any run of
 characters; a body left out matches any body. Operations are comma-separated
-names (harness.OPERATIONS), or `*` for any.
+names (harness.OPERATIONS), or `*` for any, each optionally limited to one
+kind of token: `delete[claims-admin]`.
 """
 
 from __future__ import annotations
@@ -58,11 +59,23 @@ class Deviation:
     fix: str
     why: str
 
+    def covers(self, operation: str, token: str) -> bool:
+        """`name` or `name[token kind]`; `*` for the name matches any operation."""
+        for entry in self.operations:
+            name, _, kind = entry.partition("[")
+            if name in ("*", operation) and kind.rstrip("]") in ("", token):
+                return True
+        return False
+
     def allows(
-        self, operation: str, flask: tuple[int, bytes], service: tuple[int, bytes]
+        self,
+        operation: str,
+        flask: tuple[int, bytes],
+        service: tuple[int, bytes],
+        token: str = "",
     ) -> bool:
         return (
-            (operation in self.operations or "*" in self.operations)
+            self.covers(operation, token)
             and self.flask.matches(*flask, service[0])
             and self.service.matches(*service, flask[0])
         )

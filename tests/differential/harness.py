@@ -248,7 +248,10 @@ class Harness:
             return None
         for deviation in self.deviations:
             if deviation.allows(
-                op.name, (flask.status, flask.body), (service.status, service.body)
+                op.name,
+                (flask.status, flask.body),
+                (service.status, service.body),
+                op.token,
             ) and (
                 flask.content_type == service.content_type
                 or flask.status != service.status

@@ -6,6 +6,9 @@ import pytest
 
 from tests.differential import deviations
 from tests.differential.harness import OPERATIONS
+from tests.differential.strategies import BAD_TOKENS, USER_TOKENS
+
+TOKEN_KINDS = set(BAD_TOKENS) | set(USER_TOKENS)
 
 
 def test_every_row_names_known_operations_a_fix_and_a_reason() -> None:
@@ -13,7 +16,10 @@ def test_every_row_names_known_operations_a_fix_and_a_reason() -> None:
     assert len(rows) >= 10
     assert len({row.id for row in rows}) == len(rows)
     for row in rows:
-        assert row.operations <= OPERATIONS | {"*"}, row.id
+        names = {entry.partition("[")[0] for entry in row.operations}
+        assert names <= OPERATIONS | {"*"}, row.id
+        kinds = {entry.partition("[")[2].rstrip("]") for entry in row.operations}
+        assert kinds <= TOKEN_KINDS | {""}, row.id
         assert row.fix.strip(), row.id
         assert row.why.strip(), row.id
 
@@ -38,6 +44,12 @@ def test_answer_patterns_match_status_classes_bodies_and_wildcards() -> None:
     assert not token_error.allows("get", flask, (401, b'{"error":"x","msg":"x"}'))
     assert not token_error.allows("me", flask, (401, b'{"msg":"Token has expired"}'))
     assert anything.allows("patch", (500, b"<html>"), (204, b""))
+    admin_claim = deviations.parse_table(
+        table.split("| X1")[0]
+        + "| X3 | `delete[claims-admin]` | `2xx` | `403` | f | w |\n"
+    )[0]
+    assert admin_claim.allows("delete", (204, b""), (403, b""), "claims-admin")
+    assert not admin_claim.allows("delete", (204, b""), (403, b""), "access")
     assert not anything.allows("patch", (400, b""), (204, b""))
 
 
