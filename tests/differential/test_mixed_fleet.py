@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.stack import NGINX, make_workdir, stop_group
+from tests.deploy.stack import make_workdir, stop_group
 from tests.differential.servers import (
     Database,
     Server,
@@ -35,6 +35,7 @@ from tests.differential.servers import (
 )
 from tests.ops.servers import free_port
 
+NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 pytestmark = pytest.mark.skipif(
     NGINX is None, reason="no nginx (.ci/run installs Debian's nginx-light)"
 )
