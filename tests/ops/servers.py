@@ -14,8 +14,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -254,3 +257,91 @@ class PgBouncer:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+VENV_BIN = Path(sys.executable).parent
+HYPERCORN_TOML = Path(__file__).resolve().parents[2] / "hypercorn.toml"
+
+
+def run_entry_point(
+    *command: str, env: Mapping[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """One of the venv's console scripts (alembic, quart), as a user runs it."""
+    result = subprocess.run(  # noqa: S603 (the venv's own scripts)
+        [str(VENV_BIN / command[0]), *command[1:]],
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    _check(result)
+    return result
+
+
+class ServedApp:
+    """`hypercorn -c hypercorn.toml service.asgi:app` on a free loopback port."""
+
+    def __init__(
+        self, env: Mapping[str, str], cwd: Path, log_folder: Path | None = None
+    ) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log = (log_folder or cwd) / f"hypercorn-{self.port}.log"
+        with self.log.open("wb") as output:
+            self.process = subprocess.Popen(  # noqa: S603 (the venv's hypercorn)
+                [
+                    str(VENV_BIN / "hypercorn"),
+                    "-c",
+                    str(HYPERCORN_TOML),
+                    "-b",
+                    f"127.0.0.1:{self.port}",
+                    "service.asgi:app",
+                ],
+                cwd=cwd,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                process_group=0,
+            )
+        try:
+            self._wait_until_serving()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_until_serving(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"hypercorn exited:\n{self.read_log()}")
+            try:
+                with urllib.request.urlopen(  # noqa: S310 (loopback URL built here)
+                    f"{self.base_url}/healthz", timeout=2
+                ):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"hypercorn did not answer /healthz:\n{self.read_log()}")
+
+    def read_log(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+
+    def __enter__(self) -> ServedApp:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
