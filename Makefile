@@ -3,14 +3,17 @@ PYTHON ?= python3
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 RUN := $(UV) run --frozen
+# The service's own commands on whatever .venv holds: runtime only after
+# `make run`, the dev group too after `make install`; never re-synced.
+APP := $(UV) run --frozen --no-sync
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run serve migrate seed lint fmt test check cov contract diff bench clean
+.PHONY: help install install-runtime run dev serve migrate seed lint fmt test check cov contract diff bench clean
 
 help: ## list the tasks
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -19,18 +22,35 @@ $(UV):
 install: $(UV) ## create .venv with the locked dependencies (dev group included)
 	$(UV) sync --frozen
 
-migrate: install ## alembic upgrade head on DATABASE_URL (SQLite by default)
-	$(RUN) alembic upgrade head
+# --inexact: a developer's .venv keeps its dev group; a fresh one gets none.
+install-runtime: $(UV) ## create .venv with the service's locked runtime packages only
+	$(UV) sync --frozen --no-dev --inexact
+
+migrate: install-runtime ## alembic upgrade head on DATABASE_URL (SQLite by default)
+	$(APP) alembic upgrade head
 
 seed: migrate ## the Flask service's demo admin and users (development only)
-	$(RUN) quart --app service.asgi seed-db
+	$(APP) quart --app service.asgi seed-db
 
-run: seed ## install, migrate, seed and serve on the embedded SQLite default
-	@echo "Serving on http://$(HOST):$(PORT)/api/v1 (database: $${DATABASE_URL:-instance/service.db}); Ctrl-C stops"
-	$(RUN) hypercorn -c hypercorn.toml -b $(HOST):$(PORT) service.asgi:app
+define SERVING
+Serving (database: $(or $(DATABASE_URL),instance/service.db)); Ctrl-C stops.
+  Docs:      http://$(HOST):$(PORT)/docs   (the OpenAPI document: http://$(HOST):$(PORT)/openapi.json)
+  API:       http://$(HOST):$(PORT)/api/v1/auth/login   (POST; every path is under /api/v1), e.g.
+             curl -s -X POST http://$(HOST):$(PORT)/api/v1/auth/login -H 'Content-Type: application/json' -d '{"email": "admin@example.com", "password": "admin123"}'
+  Accounts:  admin@example.com / admin123 (admin); user1@example.com ... user5@example.com / password123
+endef
+export SERVING
 
-serve: install ## serve with hypercorn.toml, no migration or seeding
-	$(RUN) hypercorn -c hypercorn.toml -b $(HOST):$(PORT) service.asgi:app
+run: seed ## runtime packages only: migrate, seed and serve on the embedded SQLite default
+	@echo "$$SERVING"
+	$(APP) hypercorn -c hypercorn.toml -b $(HOST):$(PORT) service.asgi:app
+
+dev: install seed ## like run, with the dev group, reload on code changes and text logs
+	@echo "$$SERVING"
+	LOG_FORMAT=text $(APP) hypercorn -c hypercorn.toml -b $(HOST):$(PORT) --reload service.asgi:app
+
+serve: install-runtime ## serve with hypercorn.toml, no migration or seeding
+	$(APP) hypercorn -c hypercorn.toml -b $(HOST):$(PORT) service.asgi:app
 
 fmt: install ## format and fix lint
 	$(RUN) ruff format .
