@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import asyncpg
@@ -12,12 +11,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import normalize_database_url
+from tests import backends
 
 ROOT = Path(__file__).resolve().parent.parent
-# The server the suite talks to; it creates and drops its own databases there.
-ADMIN_DSN = os.environ.get(
-    "TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
-)
+# The server the suite talks to (tests/backends.py picks it); it creates and
+# drops its own databases there.
+ADMIN_DSN = backends.postgres_dsn()
 
 
 def database_url(name: str) -> str:

@@ -9,7 +9,6 @@ after unique emails and IPs and deleted at the end of each test.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -27,9 +26,10 @@ from service import create_app
 from service.config import Settings
 from service.models import AuthSession, RevokedToken, User
 from service.throttle import account_key, ip_key
+from tests import backends
 from tests.factories import PASSWORD, make_user, token_for
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = backends.redis_url()
 LOGIN = "/api/v1/auth/login"
 REFRESH = "/api/v1/auth/refresh"
 LOGOUT = "/api/v1/auth/logout"

@@ -1,14 +1,13 @@
 """Login throttling: the counters, the budgets over HTTP, and the client's IP.
 
 LoginThrottle runs on both counters: in process memory, and in the Redis at
-REDIS_URL (redis://127.0.0.1:6379/0 by default) that replicas share. Every key a
+REDIS_URL that replicas share (tests/backends.py picks the suite's). Every key a
 test touches is named after a unique email or IP and deleted afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -35,9 +34,10 @@ from service.throttle import (
     account_key,
     ip_key,
 )
+from tests import backends
 from tests.factories import PASSWORD, make_user
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = backends.redis_url()
 LOGIN = "/api/v1/auth/login"
 TOO_MANY = {"error": "Too many failed login attempts; try again later"}
 INVALID_CREDENTIALS = {"error": "Invalid email or password"}

@@ -31,6 +31,7 @@ import asyncpg
 import pytest
 from dnslib import DNSRecord
 
+from tests import backends
 from tests.deploy.dns import LoopbackDNS, Zone
 from tests.deploy.stack import (
     BASE_IMAGE_ENV,
@@ -58,7 +59,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 DATABASE = f"deploytest_{os.getpid()}"
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = backends.redis_url()
 LOGIN = "/api/v1/auth/login"
 USERS = "/api/v1/users"
 ME = "/api/v1/users/me"

