@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from quart import Quart
 
-from service import api, cli, hardening, logs, metrics
+from service import api, cli, hardening, logs, metrics, otel
 from service.api import database, docs, errors, health
 from service.api.deps import HASHER_KEY, MAILER_KEY, SETTINGS_KEY, THROTTLE_KEY
 from service.config import Settings
@@ -32,6 +32,8 @@ def create_app(settings: Settings | None = None) -> Quart:
     docs.init_app(app)
     unwrap_make_response(app)
     cli.register(app, settings)
+    # Last: its before_request reads the request id logs' hook has set.
+    otel.init_app(app)
 
     # Started and stopped with serving, so an app can serve again after a stop.
     @app.before_serving
