@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Quart
 
 from service import api, cli, hardening, logs, metrics, otel
-from service.api import database, docs, errors, health
+from service.api import database, docs, docs_page, errors, health
 from service.api.deps import HASHER_KEY, MAILER_KEY, SETTINGS_KEY, THROTTLE_KEY
 from service.config import Settings
 from service.mail import Mailer
@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(api.blueprint)
     app.register_blueprint(health.blueprint)
     docs.init_app(app)
+    docs_page.init_app(app, title=docs.TITLE, enabled=True)
     unwrap_make_response(app)
     cli.register(app, settings)
     # Last: its before_request reads the request id logs' hook has set.

@@ -6,27 +6,16 @@ on a SQLite file of its own, under hypercorn.toml.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
 
-from tests.ops.servers import ServedApp, free_port, run_entry_point
+from tests.ops.servers import ServedApp, clean_environment, free_port, run_entry_point
 from tests.support import ROOT
 
 EXAMPLE = ROOT / "examples" / "client.py"
-
-
-def clean_environment(**values: str) -> dict[str, str]:
-    """The caller's environment without the service's own settings."""
-    keep = {
-        key: value
-        for key, value in os.environ.items()
-        if key in ("PATH", "HOME", "LANG", "TMPDIR", "SYSTEMROOT")
-    }
-    return {**keep, "PASSWORD_HASH_THREADS": "1", "LOG_LEVEL": "WARNING", **values}
 
 
 @pytest.fixture(scope="module")

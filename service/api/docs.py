@@ -117,6 +117,7 @@ def init_app(app: Quart) -> None:
         security_schemes={
             "bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT")
         },
+        swagger_ui_path=None,
         redoc_ui_path=None,
         scalar_ui_path=None,
     )

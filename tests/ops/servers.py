@@ -299,6 +299,16 @@ VENV_BIN = Path(sys.executable).parent
 HYPERCORN_TOML = Path(__file__).resolve().parents[2] / "hypercorn.toml"
 
 
+def clean_environment(**values: str) -> dict[str, str]:
+    """The caller's environment without the service's own settings."""
+    keep = {
+        key: value
+        for key, value in os.environ.items()
+        if key in ("PATH", "HOME", "LANG", "TMPDIR", "SYSTEMROOT")
+    }
+    return {**keep, "PASSWORD_HASH_THREADS": "1", "LOG_LEVEL": "WARNING", **values}
+
+
 def run_entry_point(
     *command: str, env: Mapping[str, str], cwd: Path
 ) -> subprocess.CompletedProcess[str]:
