@@ -80,4 +80,4 @@ bench: install ## benchmark against a bare ASGI app on the same Hypercorn (Postg
 	$(RUN) python bench/run.py $(BENCH_ARGS)
 
 clean: ## remove the virtualenvs and caches
-	rm -rf .venv $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .coverage
+	rm -rf .venv .venv-* $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .coverage
