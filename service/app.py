@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(api.blueprint)
     app.register_blueprint(health.blueprint)
     docs.init_app(app)
-    docs_page.init_app(app, title=docs.TITLE, enabled=True)
+    docs_page.init_app(app, title=docs.TITLE, enabled=settings.docs_enabled)
     unwrap_make_response(app)
     cli.register(app, settings)
     # Last: its before_request reads the request id logs' hook has set.

