@@ -297,6 +297,7 @@ class PgBouncer:
 
 VENV_BIN = Path(sys.executable).parent
 HYPERCORN_TOML = Path(__file__).resolve().parents[2] / "hypercorn.toml"
+SERVE_TIMEOUT = 120.0
 
 
 def clean_environment(**values: str) -> dict[str, str]:
@@ -359,7 +360,9 @@ class ServedApp:
             raise
 
     def _wait_until_serving(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
+        # A cold start imports the whole service: on a loaded machine that alone
+        # took over 30 s.
+        deadline = time.monotonic() + SERVE_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"hypercorn exited:\n{self.read_log()}")
