@@ -7,11 +7,12 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from marshmallow import Schema
 from quart import g, request
 from quart_schema import security_scheme
 
 from service.api.deps import settings, user_service
-from service.api.io import View, document_errors
+from service.api.io import View, document_errors, query, returns
 from service.errors import AuthError, ForbiddenError, InvalidTokenError
 from service.models import UserRecord
 from service.security.tokens import Identity
@@ -29,6 +30,20 @@ def jwt_required(refresh: bool = False) -> Callable[[View], View]:
 
         security_scheme([{"bearer": []}])(wrapper)
         return document_errors(401, 422)(wrapper)
+
+    return decorator
+
+
+def signed_in_page(
+    route: Callable[[View], View], query_schema: type[Schema], page_schema: type[Schema]
+) -> Callable[[View], View]:
+    """A list route: a signed-in caller, a page query in, one page out.
+
+    `route` is the blueprint's rule, e.g. `blueprint.get("")`.
+    """
+
+    def decorator(view: View) -> View:
+        return route(jwt_required()(query(query_schema)(returns(page_schema)(view))))
 
     return decorator
 

@@ -14,8 +14,9 @@ from service.api.guards import (
     admin_required,
     jwt_required,
     self_or_admin_required,
+    signed_in_page,
 )
-from service.api.io import View, body, document_errors, query, read_json, returns
+from service.api.io import View, body, document_errors, read_json, returns
 from service.models import UserRecord
 from service.schemas.common import PageQuery, PageQuerySchema
 from service.schemas.post import PostPageSchema
@@ -32,16 +33,6 @@ from service.schemas.user import (
 from service.services.users import EMAIL_TAKEN
 
 blueprint = Blueprint("users", __name__, url_prefix="/users")
-
-
-@blueprint.get("")
-@jwt_required()
-@query(UserListQuerySchema)
-@returns(UserPageSchema)
-async def list_users(query_args: UserListQuery) -> dict[str, Any]:
-    """List live users, newest first."""
-    page = await user_service().list_page(**query_args)
-    return page.envelope("users")
 
 
 def taken_email_reported(view: View) -> View:
@@ -83,6 +74,12 @@ async def create_user(data: NewUser) -> UserRecord:
     return UserRecord.of(await user_service().register(data))
 
 
+@signed_in_page(blueprint.get(""), UserListQuerySchema, UserPageSchema)
+async def list_users(query_args: UserListQuery) -> dict[str, Any]:
+    """List live users, newest first."""
+    return (await user_service().list_page(**query_args)).envelope("users")
+
+
 @blueprint.get("/me")
 @jwt_required()
 @returns(UserSchema)
@@ -109,10 +106,7 @@ async def update_user(user_id: int, data: UserChanges) -> UserRecord:
     return UserRecord.of(await user_service().update(user_id, data))
 
 
-@blueprint.get("/<int:user_id>/posts")
-@jwt_required()
-@query(PageQuerySchema)
-@returns(PostPageSchema)
+@signed_in_page(blueprint.get("/<int:user_id>/posts"), PageQuerySchema, PostPageSchema)
 async def list_user_posts(user_id: int, query_args: PageQuery) -> dict[str, Any]:
     """List one live user's posts, newest first."""
     await user_service().record(user_id)

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, Update, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,13 +55,9 @@ class SessionService:
     async def end(self, session_id: str, *, user_id: int) -> bool:
         """Commits; False when there was no live session of the user to end."""
         result = await self.session.execute(
-            update(AuthSession)
-            .where(
-                AuthSession.id == session_id,
-                AuthSession.user_id == user_id,
-                AuthSession.revoked_at.is_(None),
+            _live_session(session_id, AuthSession.user_id == user_id).values(
+                revoked_at=utcnow()
             )
-            .values(revoked_at=utcnow())
         )
         await self.session.commit()
         return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -108,13 +104,7 @@ class SessionService:
         rotated_at = datetime.fromtimestamp(issued_at, UTC).replace(tzinfo=None)
         successor = successor_jti(old_jti)
         result = await self.session.execute(
-            update(AuthSession)
-            .where(
-                AuthSession.id == session_id,
-                AuthSession.refresh_jti == old_jti,
-                AuthSession.revoked_at.is_(None),
-            )
-            .values(
+            _live_session(session_id, AuthSession.refresh_jti == old_jti).values(
                 refresh_jti=successor,
                 previous_refresh_jti=old_jti,
                 rotated_at=rotated_at,
@@ -136,12 +126,17 @@ class SessionService:
         # A retired token came back: whoever holds it may be a thief, so the
         # whole session (every token descended from its login) ends.
         await self.session.execute(
-            update(AuthSession)
-            .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
-            .values(revoked_at=utcnow())
+            _live_session(session_id).values(revoked_at=utcnow())
         )
         await self.session.commit()
         return None
+
+
+def _live_session(session_id: str, *conditions: ColumnElement[bool]) -> Update:
+    """An UPDATE of the session while it is not revoked (and `conditions` hold)."""
+    return update(AuthSession).where(
+        AuthSession.id == session_id, *conditions, AuthSession.revoked_at.is_(None)
+    )
 
 
 def successor_jti(old_jti: str) -> str:
