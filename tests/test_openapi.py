@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from openapi_schema_validator import OAS31Validator
-from openapi_spec_validator import validate
+from openapi_spec_validator import OpenAPIV31SpecValidator
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 from quart_schema.openapi import QUART_SCHEMA_HIDDEN_ATTRIBUTE
@@ -125,10 +125,12 @@ def resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def conforms(document: dict[str, Any], schema: dict[str, Any], instance: Any) -> None:
-    """Validate a response body against a schema of the document (refs resolved)."""
+def violations(
+    document: dict[str, Any], schema: dict[str, Any], instance: Any
+) -> list[str]:
+    """Where a response body breaks a schema of the document (refs resolved)."""
     root = {**schema, "components": document["components"]}
-    OAS31Validator(root).validate(instance)
+    return [error.message for error in OAS31Validator(root).iter_errors(instance)]
 
 
 # --- the document and the page ------------------------------------------------
@@ -145,7 +147,11 @@ async def test_openapi_json_is_openapi_3_1(client: Client) -> None:
 async def test_openapi_json_is_valid_per_openapi_spec_validator(
     document: dict[str, Any],
 ) -> None:
-    validate(document)
+    errors = [
+        error.message for error in OpenAPIV31SpecValidator(document).iter_errors()
+    ]
+
+    assert errors == []
 
 
 async def test_openapi_json_needs_no_token(client: Client) -> None:
@@ -556,7 +562,8 @@ async def test_login_response_matches_document(
         "/api/v1/auth/login", json={"email": user.email, "password": PASSWORD}
     )
 
-    conforms(
+    assert response.status_code == 200
+    assert not violations(
         document,
         success_schema(document, "POST", "/api/v1/auth/login"),
         await response.get_json(),
@@ -576,7 +583,7 @@ async def test_refresh_response_matches_document(
     )
 
     assert response.status_code == 200
-    conforms(
+    assert not violations(
         document,
         success_schema(document, "POST", "/api/v1/auth/refresh"),
         await response.get_json(),
@@ -596,12 +603,13 @@ async def test_post_responses_match_document(
     )
     listed = await client.get("/api/v1/posts", headers=headers)
 
-    conforms(
+    assert (created.status_code, listed.status_code) == (201, 200)
+    assert not violations(
         document,
         success_schema(document, "POST", "/api/v1/posts"),
         await created.get_json(),
     )
-    conforms(
+    assert not violations(
         document,
         success_schema(document, "GET", "/api/v1/posts"),
         await listed.get_json(),
@@ -622,4 +630,4 @@ async def test_error_bodies_match_error_schema(
     response = await client.open(url, method=method, json=payload)
 
     assert response.status_code >= 400
-    conforms(document, ERROR_REF, await response.get_json())
+    assert not violations(document, ERROR_REF, await response.get_json())
