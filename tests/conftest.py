@@ -1,12 +1,16 @@
-"""Fixtures: one migrated PostgreSQL database, a rolled-back transaction per test."""
+"""Fixtures: one migrated PostgreSQL database; each test commits its rows, which
+are deleted after it (or, opting in, runs in one rolled-back transaction)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
 
 import pytest
-from quart import Quart
+from quart import Blueprint, Quart
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -19,9 +23,11 @@ from sqlalchemy.ext.asyncio import (
 from service import create_app
 from service.api.database import SESSIONMAKER_KEY
 from service.config import Settings
+from service.database import make_sessionmaker
 from service.models import User
-from tests.factories import headers_for, make_user
-from tests.support import drop_database, migrate, recreate_database
+from service.models.base import Base
+from tests.factories import login_headers, make_user
+from tests.support import AppMaker, drop_database, migrate, recreate_database
 
 # Per run, so parallel runs on one server never drop each other's database.
 TEST_DATABASE = f"service_test_{os.getpid()}"
@@ -55,22 +61,20 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    async with engine.connect() as connection:
-        transaction = await connection.begin()
-        yield connection
-        await transaction.rollback()
+async def committed(engine: AsyncEngine) -> AsyncIterator[None]:
+    """The test's rows are committed for real, so that the app's own engines (its
+    read engine and read slots included) see them; every row goes afterwards."""
+    yield
+    async with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            await connection.execute(table.delete())
 
 
 @pytest.fixture
-def sessionmaker(connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
-    # Services commit as in production; each commit only releases a savepoint
-    # inside the test's transaction, which is rolled back at the end.
-    return async_sessionmaker(
-        bind=connection,
-        expire_on_commit=False,
-        join_transaction_mode="create_savepoint",
-    )
+def sessionmaker(
+    engine: AsyncEngine, committed: None
+) -> async_sessionmaker[AsyncSession]:
+    return make_sessionmaker(engine)
 
 
 @pytest.fixture
@@ -82,13 +86,65 @@ async def session(
 
 
 @pytest.fixture
-async def app(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[Quart]:
-    app = create_app(settings)
-    app.extensions[SESSIONMAKER_KEY] = sessionmaker
-    async with app.test_app():
+def make_app(settings: Settings, committed: None) -> AppMaker:
+    """`async with make_app(*blueprints, **changes) as app`: a served app of these
+    settings on the production database path (its own engine, read engine and
+    read slots), with the test's extra blueprints."""
+
+    @asynccontextmanager
+    async def serve(*blueprints: Blueprint, **changes: Any) -> AsyncIterator[Quart]:
+        app = create_app(replace(settings, **changes))
+        for blueprint in blueprints:
+            app.register_blueprint(blueprint)
+        async with app.test_app():
+            yield app
+
+    return serve
+
+
+@pytest.fixture
+async def app(make_app: AppMaker) -> AsyncIterator[Quart]:
+    async with make_app() as app:
         yield app
+
+
+# Opt-in, for tests that need every request inside the test's transaction.
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        yield connection
+        await transaction.rollback()
+
+
+@pytest.fixture
+def bound_sessionmaker(connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
+    # Services commit as in production; each commit only releases a savepoint
+    # inside the test's transaction, which is rolled back at the end.
+    return async_sessionmaker(
+        bind=connection,
+        expire_on_commit=False,
+        join_transaction_mode="create_savepoint",
+    )
+
+
+@pytest.fixture
+def make_bound_app(
+    settings: Settings, bound_sessionmaker: async_sessionmaker[AsyncSession]
+) -> AppMaker:
+    """`async with make_bound_app(**changes) as app`: every session of the app on
+    the test's transaction (SESSIONMAKER_KEY), no engine of its own."""
+
+    @asynccontextmanager
+    async def serve(**changes: Any) -> AsyncIterator[Quart]:
+        app = create_app(replace(settings, **changes))
+        app.extensions[SESSIONMAKER_KEY] = bound_sessionmaker
+        async with app.test_app():
+            yield app
+
+    return serve
 
 
 @pytest.fixture
@@ -115,10 +171,14 @@ async def admin_user(session: AsyncSession) -> User:
 
 
 @pytest.fixture
-def user_headers(settings: Settings, user: User) -> dict[str, str]:
-    return headers_for(settings, user)
+async def user_headers(
+    session: AsyncSession, settings: Settings, user: User
+) -> dict[str, str]:
+    return await login_headers(session, settings, user)
 
 
 @pytest.fixture
-def admin_headers(settings: Settings, admin_user: User) -> dict[str, str]:
-    return headers_for(settings, admin_user)
+async def admin_headers(
+    session: AsyncSession, settings: Settings, admin_user: User
+) -> dict[str, str]:
+    return await login_headers(session, settings, admin_user)

@@ -11,13 +11,17 @@ from werkzeug.security import generate_password_hash
 
 from service.config import Settings
 from service.models import User, utcnow
+from service.security.passwords import PasswordHasher
 from service.security.tokens import create_token
+from service.services.auth import AuthService, Client, TokenPair
+from tests.support import PASSWORD, bearer
 
-PASSWORD = "password123"
 # One real scrypt hash for every factory user: hashing per user would cost
 # ~100 ms each.
 PASSWORD_HASH = generate_password_hash(PASSWORD)
 _numbers = itertools.count(1)
+# AuthService wants a hasher; starting a session never hashes, so no thread starts.
+_UNUSED_HASHER = PasswordHasher(threads=1)
 
 
 async def make_user(session: AsyncSession, **overrides: Any) -> User:
@@ -37,9 +41,32 @@ async def make_user(session: AsyncSession, **overrides: Any) -> User:
     return user
 
 
-def token_for(
+async def login_tokens(
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    *,
+    ip: str | None = "127.0.0.1",
+    user_agent: str | None = "pytest",
+) -> TokenPair:
+    """What a real login returns (a session row, tokens naming it), without the
+    ~100 ms password check: AuthService's own path after the check."""
+    auth = AuthService(session, _UNUSED_HASHER, settings)
+    return await auth.start_session(user, client=Client(ip=ip, user_agent=user_agent))
+
+
+async def login_headers(
+    session: AsyncSession, settings: Settings, user: User
+) -> dict[str, str]:
+    """The Authorization header of a real login's access token."""
+    return bearer((await login_tokens(session, settings, user)).access_token)
+
+
+def flask_token_for(
     settings: Settings, user: User, *, token_type: str = "access", expires_in: int = 900
 ) -> str:
+    """A session-less token as the Flask service minted it: only for tests about
+    Flask-era tokens (a login makes session tokens, see login_tokens)."""
     claims = {"is_admin": user.is_admin} if token_type == "access" else None
     return create_token(
         user_id=user.id,
@@ -50,12 +77,21 @@ def token_for(
     )
 
 
-def headers_for(settings: Settings, user: User) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token_for(settings, user)}"}
+def flask_headers_for(settings: Settings, user: User) -> dict[str, str]:
+    return bearer(flask_token_for(settings, user))
 
 
 def at(iso: str) -> datetime:
     return datetime.fromisoformat(iso)
 
 
-__all__ = ["PASSWORD", "at", "headers_for", "make_user", "token_for", "utcnow"]
+__all__ = [
+    "PASSWORD",
+    "at",
+    "flask_headers_for",
+    "flask_token_for",
+    "login_headers",
+    "login_tokens",
+    "make_user",
+    "utcnow",
+]

@@ -1,18 +1,31 @@
-"""Test database set-up shared by the fixtures and the migration tests."""
+"""The suite's helpers: database set-up, free ports, bearer headers, logins over
+the API, and a user's JSON as the API answers it (tests/factories.py builds rows)."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 import asyncpg
 from alembic import command
 from alembic.config import Config
+from quart import Quart, Response
+from quart.typing import TestClientProtocol as Client
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import normalize_database_url
 from tests import backends
 
+# The conftest's make_app / make_bound_app: `async with make_app(**changes) as app`.
+AppMaker = Callable[..., AbstractAsyncContextManager[Quart]]
+# Every factory user's password (tests/factories.py hashes it once).
+PASSWORD = "password123"
+LOGIN = "/api/v1/auth/login"
 ROOT = Path(__file__).resolve().parent.parent
 # The server the suite talks to (tests/backends.py picks it); it creates and
 # drops its own databases there.
@@ -57,3 +70,87 @@ async def migrate(
 
     async with engine.begin() as connection:
         await connection.run_sync(run)
+
+
+def free_port() -> int:
+    """A loopback port free now (servers that cannot be given port 0 take it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def post_login(
+    client: Client,
+    email: str,
+    password: str = PASSWORD,
+    *,
+    user_agent: str | None = None,
+    ip: str | None = None,
+) -> Response:
+    """POST /auth/login from `ip` with a `User-Agent` (where given): the response."""
+    return await client.post(
+        LOGIN,
+        json={"email": email, "password": password},
+        headers={"User-Agent": user_agent} if user_agent is not None else None,
+        scope_base={"client": (ip, 40000)} if ip is not None else None,
+    )
+
+
+async def login(
+    client: Client,
+    email: str,
+    password: str = PASSWORD,
+    *,
+    user_agent: str | None = None,
+    ip: str | None = None,
+) -> dict[str, str]:
+    """POST /auth/login, which must succeed: the token pair."""
+    response = await post_login(client, email, password, user_agent=user_agent, ip=ip)
+    assert response.status_code == 200, await response.get_data(as_text=True)
+    tokens: dict[str, str] = await response.get_json()
+    return tokens
+
+
+class UserFields(Protocol):
+    """What a user's JSON is made of: the model, or the Flask service's row."""
+
+    @property
+    def email(self) -> str: ...
+
+    @property
+    def first_name(self) -> str: ...
+
+    @property
+    def last_name(self) -> str: ...
+
+    @property
+    def is_active(self) -> bool: ...
+
+    @property
+    def is_admin(self) -> bool: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+def user_json(user: UserFields, user_id: int | None = None) -> dict[str, Any]:
+    """The API's JSON of a user (`user_id` where the row's id is not `user.id`)."""
+    return {
+        "created_at": user.created_at.isoformat(),
+        "email": user.email,
+        "first_name": user.first_name,
+        "full_name": f"{user.first_name} {user.last_name}",
+        "id": getattr(user, "id", None) if user_id is None else user_id,
+        "is_active": user.is_active,
+        "is_admin": user.is_admin,
+        "last_name": user.last_name,
+        "updated_at": user.updated_at.isoformat(),
+    }

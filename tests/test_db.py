@@ -1,4 +1,5 @@
-"""The hot-path statement runner, read slots and the password pool's priority."""
+"""The hot-path statement runner, read slots, the password pool's priority, and
+the database path of the suite's apps."""
 
 from __future__ import annotations
 
@@ -8,14 +9,25 @@ import threading
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import DateTime
-from sqlalchemy.ext.asyncio import AsyncConnection
+from quart import Quart
+from quart.typing import TestClientProtocol as Client
+from sqlalchemy import DateTime, select
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+)
 
 from service import create_app
-from service.api.database import read_connection
+from service.api.database import DATABASE_KEY, SESSIONMAKER_KEY, read_connection
 from service.config import Settings
+from service.database import Database
+from service.models import User
 from service.security.passwords import PasswordHasher
 from service.statements import HotQuery
+from tests.factories import login_headers, make_user
+from tests.support import AppMaker
 
 
 def test_hot_query_numbers_named_parameters_for_asyncpg() -> None:
@@ -80,3 +92,47 @@ async def test_password_threads_run_at_the_configured_niceness() -> None:
         hasher.shutdown()
 
     assert thread_nice == os.getpriority(os.PRIO_PROCESS, 0) + 7
+
+
+# --- the suite's two apps: the default one, and the opt-in bound one ------------
+
+
+async def test_the_default_app_reads_through_its_own_database(
+    app: Quart, client: Client, session: AsyncSession, settings: Settings
+) -> None:
+    user = await make_user(session)
+    headers = await login_headers(session, settings, user)
+    database = app.extensions[DATABASE_KEY]
+    slots = database.read_slots._value
+
+    response = await client.get(f"/api/v1/users/{user.id}", headers=headers)
+
+    assert response.status_code == 200
+    assert (await response.get_json())["id"] == user.id
+    # Production's path: its own engine, autocommit reads, every read slot back.
+    assert isinstance(database, Database)
+    assert app.extensions[SESSIONMAKER_KEY] is database.sessions
+    assert database.read_engine.get_execution_options()["isolation_level"] == (
+        "AUTOCOMMIT"
+    )
+    assert database.read_slots._value == slots == settings.db_pool_size
+
+
+async def test_a_bound_app_sees_the_tests_uncommitted_rows(
+    make_bound_app: AppMaker,
+    bound_sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+    settings: Settings,
+) -> None:
+    async with bound_sessionmaker() as session:
+        user = await make_user(session)
+        headers = await login_headers(session, settings, user)
+
+    async with make_bound_app() as app:
+        assert DATABASE_KEY not in app.extensions  # no engine of its own
+        response = await app.test_client().get("/api/v1/users/me", headers=headers)
+
+    assert response.status_code == 200
+    assert (await response.get_json())["id"] == user.id
+    async with engine.connect() as outside:  # the rows stay in the transaction
+        assert await outside.scalar(select(User).where(User.id == user.id)) is None

@@ -25,7 +25,13 @@ from service import create_app
 from service.config import Settings
 from service.models import Base
 from tests.factories import PASSWORD, PASSWORD_HASH, at
-from tests.support import alembic_config, drop_database, migrate, recreate_database
+from tests.support import (
+    alembic_config,
+    drop_database,
+    migrate,
+    recreate_database,
+    user_json,
+)
 
 JWT_KEY = "migration-test-jwt-secret-0123456789-abcdef"
 SECRET_KEY = "migration-test-secret-key-0123456789-abcdef"
@@ -138,20 +144,6 @@ def legacy_user() -> FlaskUser:
         created_at=at("2023-06-01T08:00:00"),
         updated_at=at("2023-07-01T08:00:00"),
     )
-
-
-def user_json(user: FlaskUser, user_id: int) -> dict[str, Any]:
-    return {
-        "created_at": user.created_at.isoformat(),
-        "email": user.email,
-        "first_name": user.first_name,
-        "full_name": f"{user.first_name} {user.last_name}",
-        "id": user_id,
-        "is_active": user.is_active,
-        "is_admin": user.is_admin,
-        "last_name": user.last_name,
-        "updated_at": user.updated_at.isoformat(),
-    }
 
 
 @pytest.fixture

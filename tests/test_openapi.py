@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
 from service.models import User
-from tests.factories import PASSWORD, headers_for, make_user
+from tests.factories import PASSWORD, login_headers, make_user
 
 # quart-schema's own routes and the /docs page with its assets, not part of the API.
 UNDOCUMENTED_ENDPOINTS = {
@@ -597,7 +597,7 @@ async def test_post_responses_match_document(
     settings: Settings,
 ) -> None:
     author = await make_user(session)
-    headers = headers_for(settings, author)
+    headers = await login_headers(session, settings, author)
     created = await client.post(
         "/api/v1/posts", json={"title": "T", "content": "C"}, headers=headers
     )

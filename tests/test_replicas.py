@@ -27,7 +27,8 @@ from service.config import Settings
 from service.models import AuthSession, RevokedToken, User
 from service.throttle import account_key, ip_key
 from tests import backends
-from tests.factories import PASSWORD, make_user, token_for
+from tests.factories import PASSWORD, flask_token_for, make_user
+from tests.support import bearer, login, post_login
 
 REDIS_URL = backends.redis_url()
 LOGIN = "/api/v1/auth/login"
@@ -38,10 +39,6 @@ REVOKED = {"msg": "Token has been revoked", "error": "Token has been revoked"}
 TOO_MANY = {"error": "Too many failed login attempts; try again later"}
 SMALL_LIMITS = {"login_max_failures": 3, "login_max_failures_per_ip": 5}
 RACE_ROUNDS = 5
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass
@@ -127,18 +124,7 @@ async def make_replicas(settings: Settings) -> AsyncIterator[MakeReplicas]:
 
 
 async def attempt(client: Client, email: str, password: str, *, peer: str) -> Any:
-    return await client.post(
-        LOGIN,
-        json={"email": email, "password": password},
-        scope_base={"client": (peer, 52000)},
-    )
-
-
-async def login(client: Client, user: User, *, peer: str) -> dict[str, str]:
-    response = await attempt(client, user.email, PASSWORD, peer=peer)
-    assert response.status_code == 200, await response.get_data(as_text=True)
-    tokens: dict[str, str] = await response.get_json()
-    return tokens
+    return await post_login(client, email, password, ip=peer)
 
 
 def claims(settings: Settings, token: str) -> dict[str, Any]:
@@ -156,7 +142,7 @@ async def test_logout_on_one_replica_is_refused_on_the_other_at_once(
 ) -> None:
     a, b = await make_replicas()
     user = await committed.user()
-    tokens = await login(a, user, peer=committed.ip())
+    tokens = await login(a, user.email, ip=committed.ip())
     before = await a.get(ME, headers=bearer(tokens["access_token"]))
 
     logout = await b.post(LOGOUT, headers=bearer(tokens["access_token"]))
@@ -179,7 +165,7 @@ async def test_concurrent_logouts_of_one_flask_token_answer_200_or_401(
     a, b = await make_replicas()
     user = await committed.user()
     for _ in range(3):
-        token = token_for(settings, user)
+        token = flask_token_for(settings, user)
         committed.revoked_jtis.add(claims(settings, token)["jti"])
 
         responses = await asyncio.gather(
@@ -202,7 +188,7 @@ async def test_concurrent_logouts_of_one_session_answer_200_or_401(
     user = await committed.user()
     peer = committed.ip()
     for _ in range(3):
-        tokens = await login(a, user, peer=peer)
+        tokens = await login(a, user.email, ip=peer)
 
         responses = await asyncio.gather(
             *(
@@ -302,7 +288,7 @@ async def test_refresh_rotation_race_across_replicas_has_one_winner(
     user = await committed.user()
     peer = committed.ip()
     for _ in range(RACE_ROUNDS):
-        tokens = await login(a, user, peer=peer)
+        tokens = await login(a, user.email, ip=peer)
         old = claims(settings, tokens["refresh_token"])
 
         responses = await asyncio.gather(
@@ -335,7 +321,7 @@ async def test_refresh_rotation_race_rows_left_consistent(
     a, b = await make_replicas(refresh_rotation=True)
     user = await committed.user()
     peer = committed.ip()
-    logins = [await login(a, user, peer=peer) for _ in range(3)]
+    logins = [await login(a, user.email, ip=peer) for _ in range(3)]
 
     responses = await asyncio.gather(
         *(
@@ -362,7 +348,7 @@ async def test_committed_rows_are_visible_between_replicas(
     # The premise of the tests above: no shared transaction hides a commit.
     a, b = await make_replicas()
     user = await committed.user()
-    tokens = await login(a, user, peer=committed.ip())
+    tokens = await login(a, user.email, ip=committed.ip())
 
     sessions = await b.get(
         "/api/v1/auth/sessions", headers=bearer(tokens["access_token"])

@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from service import create_app
 from service.config import Settings
 from service.models import AuthSession, Post, RevokedToken, User
-from tests.factories import make_user, token_for
+from tests.factories import flask_token_for, make_user
 
 EXAMPLES_FROM_ENV = os.environ.get("SCHEMATHESIS_MAX_EXAMPLES")
 MAX_EXAMPLES = int(EXAMPLES_FROM_ENV or "10")
@@ -99,7 +99,7 @@ class Accounts:
         # the token it was made with.
         token_type = "refresh" if case.operation.path == REFRESH else "access"
         account = self.user if caller == "user" else self.admin
-        token = token_for(self.settings, account, token_type=token_type)
+        token = flask_token_for(self.settings, account, token_type=token_type)
         return {"Authorization": f"Bearer {token}"}
 
 

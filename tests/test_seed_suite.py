@@ -8,7 +8,6 @@ looked at status codes or keys, since the contract fixes those bodies.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from marshmallow import ValidationError
@@ -25,44 +24,20 @@ from service.security.tokens import decode_token
 from service.services.auth import AuthService
 from service.services.auth import Client as LoginClient
 from service.services.users import UserService
-from tests.factories import PASSWORD
+from tests.support import bearer, login, user_json
 
 # The seed's authenticate() knew nothing of the caller's address or user agent.
 NO_CLIENT = LoginClient(ip=None, user_agent=None)
 
 
-def user_json(user: User) -> dict[str, Any]:
-    return {
-        "created_at": user.created_at.isoformat(),
-        "email": user.email,
-        "first_name": user.first_name,
-        "full_name": f"{user.first_name} {user.last_name}",
-        "id": user.id,
-        "is_active": user.is_active,
-        "is_admin": user.is_admin,
-        "last_name": user.last_name,
-        "updated_at": user.updated_at.isoformat(),
-    }
-
-
-async def _login(client: Client, email: str) -> dict[str, str]:
-    # The seed's fixtures went through the login route, not a minted token.
-    response = await client.post(
-        "/api/v1/auth/login", json={"email": email, "password": PASSWORD}
-    )
-    assert response.status_code == 200
-    token = (await response.get_json())["access_token"]
-    return {"Authorization": f"Bearer {token}"}
-
-
 @pytest.fixture
-async def login_headers(client: Client, user: User) -> dict[str, str]:
-    return await _login(client, user.email)
+async def routed_login_headers(client: Client, user: User) -> dict[str, str]:
+    return bearer((await login(client, user.email))["access_token"])
 
 
 @pytest.fixture
 async def admin_login_headers(client: Client, admin_user: User) -> dict[str, str]:
-    return await _login(client, admin_user.email)
+    return bearer((await login(client, admin_user.email))["access_token"])
 
 
 @pytest.fixture
@@ -98,9 +73,9 @@ async def test_get_users_requires_auth(client: Client) -> None:
 
 
 async def test_get_users_returns_list(
-    client: Client, login_headers: dict[str, str], user: User
+    client: Client, routed_login_headers: dict[str, str], user: User
 ) -> None:
-    response = await client.get("/api/v1/users", headers=login_headers)
+    response = await client.get("/api/v1/users", headers=routed_login_headers)
 
     assert response.status_code == 200
     assert await response.get_json() == {
@@ -113,10 +88,10 @@ async def test_get_users_returns_list(
 
 
 async def test_get_users_pagination(
-    client: Client, login_headers: dict[str, str], user: User
+    client: Client, routed_login_headers: dict[str, str], user: User
 ) -> None:
     response = await client.get(
-        "/api/v1/users?page=1&per_page=5", headers=login_headers
+        "/api/v1/users?page=1&per_page=5", headers=routed_login_headers
     )
 
     assert response.status_code == 200
@@ -194,9 +169,14 @@ async def test_create_user_invalid_email(client: Client) -> None:
 
 
 async def test_delete_user_requires_admin(
-    client: Client, login_headers: dict[str, str], user: User, session: AsyncSession
+    client: Client,
+    routed_login_headers: dict[str, str],
+    user: User,
+    session: AsyncSession,
 ) -> None:
-    response = await client.delete(f"/api/v1/users/{user.id}", headers=login_headers)
+    response = await client.delete(
+        f"/api/v1/users/{user.id}", headers=routed_login_headers
+    )
 
     assert response.status_code == 403
     assert await response.get_json() == {"error": "Admin access required"}

@@ -18,7 +18,7 @@ from service import create_app
 from service.api.database import SESSIONMAKER_KEY
 from service.config import Settings
 from service.models import User
-from tests.support import alembic_config
+from tests.support import alembic_config, bearer, login
 
 PASSWORD = "password123"
 
@@ -63,19 +63,6 @@ async def register(client: Client, email: str) -> dict[str, Any]:
     assert response.status_code == 201
     body: dict[str, Any] = await response.get_json()
     return body
-
-
-async def login(client: Client, email: str) -> dict[str, str]:
-    response = await client.post(
-        "/api/v1/auth/login", json={"email": email, "password": PASSWORD}
-    )
-    assert response.status_code == 200
-    body: dict[str, str] = await response.get_json()
-    return body
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def make_admin(app: Quart, email: str) -> None:

@@ -85,6 +85,10 @@ class AuthService:
             raise AuthError(DEACTIVATED)
         if needs_rehash(user.password_hash):
             user.password_hash = await self.hasher.hash(password)
+        return await self.start_session(user, client=client)
+
+    async def start_session(self, user: User, *, client: Client) -> TokenPair:
+        """Commits a new session of a user whose credentials were checked: its tokens."""
         auth_session = self.sessions.start(
             user, user_agent=client.user_agent, ip=client.ip
         )

@@ -17,6 +17,7 @@ from service.config import Settings
 from service.models import User, utcnow
 from tests.factories import PASSWORD, make_user
 from tests.flask_tokens import FlaskIssuer, alg_none
+from tests.support import bearer
 
 LOGIN = "/api/v1/auth/login"
 REFRESH = "/api/v1/auth/refresh"
@@ -46,10 +47,6 @@ BAD_REQUEST = (
     "The browser (or proxy) sent a request that this server could not understand."
 )
 MISSING = ["Missing data for required field."]
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _token_error(message: str) -> dict[str, str]:
@@ -107,7 +104,7 @@ async def test_login_access_token_works_on_me(client: Client, user: User) -> Non
     )
     tokens = await login.get_json()
 
-    response = await client.get(ME, headers=_bearer(tokens["access_token"]))
+    response = await client.get(ME, headers=bearer(tokens["access_token"]))
 
     assert response.status_code == 200
     assert (await response.get_json())["id"] == user.id
@@ -119,7 +116,7 @@ async def test_login_refresh_token_works_on_refresh(client: Client, user: User) 
     )
     tokens = await login.get_json()
 
-    response = await client.post(REFRESH, headers=_bearer(tokens["refresh_token"]))
+    response = await client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
 
     assert response.status_code == 200
 
@@ -378,9 +375,7 @@ async def test_login_unknown_email_costs_as_much_as_wrong_password(
 async def test_refresh_returns_access_token_only(
     client: Client, user: User, flask_tokens: FlaskIssuer
 ) -> None:
-    response = await client.post(
-        REFRESH, headers=_bearer(flask_tokens.refresh(user.id))
-    )
+    response = await client.post(REFRESH, headers=bearer(flask_tokens.refresh(user.id)))
 
     assert response.status_code == 200
     body = await response.get_json()
@@ -395,7 +390,7 @@ async def test_refresh_access_token_carries_is_admin_from_database(
     account = await make_user(session, is_admin=is_admin)
 
     response = await client.post(
-        REFRESH, headers=_bearer(flask_tokens.refresh(account.id))
+        REFRESH, headers=bearer(flask_tokens.refresh(account.id))
     )
 
     claims = flask_tokens.decode((await response.get_json())["access_token"])
@@ -410,11 +405,11 @@ async def test_refresh_new_access_token_works_on_me(
     client: Client, user: User, flask_tokens: FlaskIssuer
 ) -> None:
     refreshed = await client.post(
-        REFRESH, headers=_bearer(flask_tokens.refresh(user.id))
+        REFRESH, headers=bearer(flask_tokens.refresh(user.id))
     )
     access_token = (await refreshed.get_json())["access_token"]
 
-    response = await client.get(ME, headers=_bearer(access_token))
+    response = await client.get(ME, headers=bearer(access_token))
 
     assert response.status_code == 200
     assert (await response.get_json())["id"] == user.id
@@ -423,7 +418,7 @@ async def test_refresh_new_access_token_works_on_me(
 async def test_refresh_with_access_token_422(
     client: Client, user: User, flask_tokens: FlaskIssuer
 ) -> None:
-    response = await client.post(REFRESH, headers=_bearer(flask_tokens.access(user.id)))
+    response = await client.post(REFRESH, headers=bearer(flask_tokens.access(user.id)))
 
     assert response.status_code == 422
     assert await response.get_json() == _token_error("Only refresh tokens are allowed")
@@ -437,7 +432,7 @@ async def test_refresh_deactivated_user_is_revoked_401(
     inactive = await make_user(session, is_active=False)
 
     response = await client.post(
-        REFRESH, headers=_bearer(flask_tokens.refresh(inactive.id))
+        REFRESH, headers=bearer(flask_tokens.refresh(inactive.id))
     )
 
     assert response.status_code == 401
@@ -449,7 +444,7 @@ async def test_refresh_expired_token_401(
 ) -> None:
     token = flask_tokens.refresh(user.id, expires_delta=timedelta(seconds=-60))
 
-    response = await client.post(REFRESH, headers=_bearer(token))
+    response = await client.post(REFRESH, headers=bearer(token))
 
     assert response.status_code == 401
     assert await response.get_json() == _token_error("Token has expired")
@@ -461,7 +456,7 @@ async def test_refresh_expired_token_401(
 async def test_logout_with_access_token_200(
     client: Client, user: User, flask_tokens: FlaskIssuer
 ) -> None:
-    response = await client.post(LOGOUT, headers=_bearer(flask_tokens.access(user.id)))
+    response = await client.post(LOGOUT, headers=bearer(flask_tokens.access(user.id)))
 
     assert response.status_code == 200
     assert await response.get_json() == {"message": "Successfully logged out"}
@@ -568,7 +563,7 @@ async def test_me_bearer_among_comma_separated_schemes_accepted(
 async def test_me_flask_access_token_accepted(
     client: Client, user: User, flask_tokens: FlaskIssuer
 ) -> None:
-    response = await client.get(ME, headers=_bearer(flask_tokens.access(user.id)))
+    response = await client.get(ME, headers=bearer(flask_tokens.access(user.id)))
 
     assert response.status_code == 200
     assert (await response.get_json())["email"] == "test@example.com"
@@ -599,7 +594,7 @@ async def test_non_numeric_sub_422_not_500(
 
     # The body matters only to PATCH; the others ignore it.
     response = await client.open(
-        path, method=method, headers=_bearer(token), json={"first_name": "New"}
+        path, method=method, headers=bearer(token), json={"first_name": "New"}
     )
 
     assert response.status_code == 422
@@ -618,7 +613,7 @@ async def test_delete_with_flask_admin_token_204(
 
     response = await client.delete(
         f"/api/v1/users/{target.id}",
-        headers=_bearer(flask_tokens.access(admin_user.id, is_admin=True)),
+        headers=bearer(flask_tokens.access(admin_user.id, is_admin=True)),
     )
 
     assert response.status_code == 204

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
 from service.models import User
-from tests.factories import at, headers_for, make_user
+from tests.factories import at, login_headers, make_user
 
 API = "/api/v1"
 ROUTE_NOT_FOUND = {
@@ -63,7 +63,7 @@ async def body_target(
     """A route that reads a JSON body, and the headers that get it past auth."""
     if target == "patch":
         me = await make_user(session)
-        return f"{API}/users/{me.id}", headers_for(settings, me)
+        return f"{API}/users/{me.id}", await login_headers(session, settings, me)
     return {"register": f"{API}/users", "login": f"{API}/auth/login"}[target], {}
 
 
@@ -275,7 +275,10 @@ async def test_json_content_type_variants_are_accepted_for_patch(
     response = await client.patch(
         f"{API}/users/{me.id}",
         data=json.dumps({"first_name": "Merged"}),
-        headers={"Content-Type": content_type, **headers_for(settings, me)},
+        headers={
+            "Content-Type": content_type,
+            **await login_headers(session, settings, me),
+        },
     )
 
     assert response.status_code == 200
@@ -415,7 +418,7 @@ async def test_page_body_is_compact_sorted_with_newline(
 
     response = await client.get(
         f"{API}/users",
-        headers=headers_for(settings, me),
+        headers=await login_headers(session, settings, me),
         query_string={"page": 3, "per_page": 1},
     )
 

@@ -5,22 +5,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from quart import Blueprint, Quart
+from quart import Blueprint
 from quart.typing import TestClientProtocol as Client
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service import create_app
-from service.api.database import SESSIONMAKER_KEY
 from service.api.guards import get_jwt, get_jwt_identity, jwt_required
 from service.config import Settings
 from service.models import User
 from service.security.tokens import create_token
+from tests.support import AppMaker
 
 
 @pytest.fixture
-async def guarded_client(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[Client]:
+async def guarded_client(make_app: AppMaker) -> AsyncIterator[Client]:
     # A team porting a Flask route writes it like this; the blueprint is the test's.
     blueprint = Blueprint("ported", __name__)
 
@@ -29,14 +25,13 @@ async def guarded_client(
     async def editors_only() -> dict[str, object]:
         return {"user": get_jwt_identity(), "role": get_jwt().get("role")}
 
-    app: Quart = create_app(settings)
-    app.register_blueprint(blueprint)
-    app.extensions[SESSIONMAKER_KEY] = sessionmaker
-    async with app.test_app():
+    async with make_app(blueprint) as app:
         yield app.test_client()
 
 
-def bearer(settings: Settings, user: User, **claims: object) -> dict[str, str]:
+def flask_headers_with(
+    settings: Settings, user: User, **claims: object
+) -> dict[str, str]:
     token = create_token(
         user_id=user.id,
         token_type="access",
@@ -51,7 +46,7 @@ async def test_a_ported_route_reads_the_tokens_claims(
     guarded_client: Client, settings: Settings, user: User
 ) -> None:
     response = await guarded_client.get(
-        "/ported/editors", headers=bearer(settings, user, role="editor")
+        "/ported/editors", headers=flask_headers_with(settings, user, role="editor")
     )
 
     assert response.status_code == 200

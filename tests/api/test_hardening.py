@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
 
 import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 from quart.wrappers import Response
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from service import create_app
-from service.api.database import SESSIONMAKER_KEY
 from service.config import ConfigError, Settings
 from service.models import User
-from tests.factories import PASSWORD, headers_for, make_user, token_for
+from tests.factories import PASSWORD, login_headers, login_tokens, make_user
+from tests.support import AppMaker, bearer
 
 API = "/api/v1"
 LOGIN = f"{API}/auth/login"
@@ -97,12 +95,8 @@ def listed(value: str) -> set[str]:
 
 
 @pytest.fixture
-async def cors_app(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[Quart]:
-    app = create_app(replace(settings, cors_origins=(ALLOWED_ORIGIN,)))
-    app.extensions[SESSIONMAKER_KEY] = sessionmaker
-    async with app.test_app():
+async def cors_app(make_app: AppMaker) -> AsyncIterator[Quart]:
+    async with make_app(cors_origins=(ALLOWED_ORIGIN,)) as app:
         yield app
 
 
@@ -166,12 +160,12 @@ AUTH_RESPONSES: dict[
 
 @pytest.mark.parametrize("name", list(AUTH_RESPONSES))
 async def test_auth_response_is_not_stored(
-    client: Client, settings: Settings, user: User, name: str
+    client: Client, session: AsyncSession, settings: Settings, user: User, name: str
 ) -> None:
-    token_type = "refresh" if name.startswith("refresh") else "access"
-    headers = {
-        "Authorization": f"Bearer {token_for(settings, user, token_type=token_type)}"
-    }
+    tokens = await login_tokens(session, settings, user)
+    headers = bearer(
+        tokens.refresh_token if name.startswith("refresh") else tokens.access_token
+    )
 
     response = await AUTH_RESPONSES[name](client, user, headers)
 
@@ -207,10 +201,14 @@ async def test_cors_off_by_default_preflight_gets_no_cors_headers(
 
 
 async def test_cors_allowed_origin_is_echoed_without_credentials(
-    cors_client: Client, settings: Settings, user: User
+    cors_client: Client, session: AsyncSession, settings: Settings, user: User
 ) -> None:
     response = await cors_client.get(
-        ME, headers={**headers_for(settings, user), "Origin": ALLOWED_ORIGIN}
+        ME,
+        headers={
+            **await login_headers(session, settings, user),
+            "Origin": ALLOWED_ORIGIN,
+        },
     )
 
     assert response.status_code == 200
@@ -262,10 +260,14 @@ async def test_cors_preflight_from_allowed_origin_lists_methods_and_headers(
     ],
 )
 async def test_cors_other_origin_gets_no_cors_headers(
-    cors_client: Client, settings: Settings, user: User, origin: str
+    cors_client: Client,
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    origin: str,
 ) -> None:
     response = await cors_client.get(
-        ME, headers={**headers_for(settings, user), "Origin": origin}
+        ME, headers={**await login_headers(session, settings, user), "Origin": origin}
     )
 
     assert response.status_code == 200
@@ -296,9 +298,11 @@ async def test_cors_answer_to_other_origin_still_varies_on_origin(
 
 
 async def test_cors_request_without_origin_gets_no_cors_headers(
-    cors_client: Client, settings: Settings, user: User
+    cors_client: Client, session: AsyncSession, settings: Settings, user: User
 ) -> None:
-    response = await cors_client.get(ME, headers=headers_for(settings, user))
+    response = await cors_client.get(
+        ME, headers=await login_headers(session, settings, user)
+    )
 
     assert access_control_headers(response) == {}
 
@@ -321,12 +325,8 @@ async def test_login_body_over_1_mib_413_json(client: Client) -> None:
     assert await response.get_json() == TOO_LARGE
 
 
-async def test_body_limit_follows_the_setting(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> None:
-    app = create_app(replace(settings, max_content_length=1000))
-    app.extensions[SESSIONMAKER_KEY] = sessionmaker
-    async with app.test_app():
+async def test_body_limit_follows_the_setting(make_app: AppMaker) -> None:
+    async with make_app(max_content_length=1000) as app:
         response = await app.test_client().post(
             LOGIN,
             data=too_large_body(2000),

@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import socket
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
@@ -25,14 +24,19 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from service import create_app
-from service.api.database import SESSIONMAKER_KEY
 from service.config import Settings
 from service.models import User
 from service.security.tokens import create_reset_token
-from tests.factories import PASSWORD, headers_for, make_user, utcnow
+from tests.factories import (
+    PASSWORD,
+    flask_headers_for,
+    login_headers,
+    make_user,
+    utcnow,
+)
+from tests.support import AppMaker, bearer, free_port, post_login
 
 FORGOT = "/api/v1/auth/password/forgot"
 RESET = "/api/v1/auth/password/reset"
@@ -94,15 +98,6 @@ class SmtpServer:
     url: str
 
 
-def free_port() -> int:
-    # aiosmtpd's Controller connects to its own port to check it started, so it
-    # cannot be given port 0.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @pytest.fixture
 def smtp() -> Iterator[SmtpServer]:
     inbox = Inbox()
@@ -116,25 +111,15 @@ def smtp() -> Iterator[SmtpServer]:
 
 
 @asynccontextmanager
-async def mail_app(
-    settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    **changes: Any,
-) -> AsyncIterator[Client]:
+async def mail_app(make_app: AppMaker, **changes: Any) -> AsyncIterator[Client]:
     """An app that mails through SMTP; leaving it waits for its background sends."""
-    app = create_app(replace(settings, password_reset_url=RESET_URL, **changes))
-    app.extensions[SESSIONMAKER_KEY] = sessionmaker
-    async with app.test_app():
+    async with make_app(password_reset_url=RESET_URL, **changes) as app:
         yield app.test_client()
 
 
 @pytest.fixture
-async def mail_client(
-    settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    smtp: SmtpServer,
-) -> AsyncIterator[Client]:
-    async with mail_app(settings, sessionmaker, smtp_url=smtp.url) as client:
+async def mail_client(make_app: AppMaker, smtp: SmtpServer) -> AsyncIterator[Client]:
+    async with mail_app(make_app, smtp_url=smtp.url) as client:
         yield client
 
 
@@ -160,12 +145,8 @@ async def reset(client: Client, token: str, password: str = NEW_PASSWORD) -> Any
     return await client.post(RESET, json={"token": token, "new_password": password})
 
 
-async def login(client: Client, email: str, password: str) -> Any:
-    return await client.post(LOGIN, json={"email": email, "password": password})
-
-
 async def access_token(client: Client, email: str, password: str = PASSWORD) -> str:
-    response = await login(client, email, password)
+    response = await post_login(client, email, password)
     assert response.status_code == 200
     token: str = (await response.get_json())["access_token"]
     return token
@@ -173,10 +154,6 @@ async def access_token(client: Client, email: str, password: str = PASSWORD) -> 
 
 def mail_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "service.mail"]
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 # --- POST /auth/password/forgot ----------------------------------------------
@@ -228,7 +205,7 @@ async def test_forgot_email_in_other_case_mails_registered_address(
 )
 async def test_forgot_unmailable_address_sends_nothing(
     settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    make_app: AppMaker,
     session: AsyncSession,
     smtp: SmtpServer,
     state: dict[str, Any],
@@ -236,7 +213,7 @@ async def test_forgot_unmailable_address_sends_nothing(
     if state:
         await make_user(session, email="quiet@example.com", **state)
 
-    async with mail_app(settings, sessionmaker, smtp_url=smtp.url) as client:
+    async with mail_app(make_app, smtp_url=smtp.url) as client:
         response = await client.post(FORGOT, json={"email": "quiet@example.com"})
     # Leaving the app waited for every background task it started.
 
@@ -257,7 +234,7 @@ async def test_forgot_mails_only_the_known_address(
 
 async def test_forgot_answers_known_and_unknown_in_same_time(
     settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    make_app: AppMaker,
     smtp: SmtpServer,
     user: User,
 ) -> None:
@@ -266,7 +243,7 @@ async def test_forgot_answers_known_and_unknown_in_same_time(
     smtp.inbox.delay = 0.3
     known: list[float] = []
     unknown: list[float] = []
-    async with mail_app(settings, sessionmaker, smtp_url=smtp.url) as client:
+    async with mail_app(make_app, smtp_url=smtp.url) as client:
         for _ in range(5):
             for email, timings in (
                 (user.email, known),
@@ -326,15 +303,13 @@ async def test_forgot_without_smtp_logs_the_link(
 
 async def test_forgot_unreachable_smtp_still_202_and_logs_failure(
     settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    make_app: AppMaker,
     user: User,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="service.mail")
 
-    async with mail_app(
-        settings, sessionmaker, smtp_url=f"smtp://127.0.0.1:{free_port()}"
-    ) as client:
+    async with mail_app(make_app, smtp_url=f"smtp://127.0.0.1:{free_port()}") as client:
         response = await client.post(FORGOT, json={"email": user.email})
 
     assert response.status_code == 202
@@ -361,7 +336,7 @@ async def test_reset_new_password_logs_in(
     token = await reset_token(mail_client, smtp, user.email)
 
     await reset(mail_client, token)
-    response = await login(mail_client, user.email, NEW_PASSWORD)
+    response = await post_login(mail_client, user.email, NEW_PASSWORD)
 
     assert response.status_code == 200
 
@@ -372,7 +347,7 @@ async def test_reset_old_password_no_longer_logs_in(
     token = await reset_token(mail_client, smtp, user.email)
 
     await reset(mail_client, token)
-    response = await login(mail_client, user.email, PASSWORD)
+    response = await post_login(mail_client, user.email, PASSWORD)
 
     assert response.status_code == 401
     assert await response.get_json() == INVALID_CREDENTIALS
@@ -389,7 +364,7 @@ async def test_reset_same_token_twice_second_returns_400(
     assert first.status_code == 204
     assert second.status_code == 400
     assert await second.get_json() == INVALID_RESET
-    assert (await login(mail_client, user.email, NEW_PASSWORD)).status_code == 200
+    assert (await post_login(mail_client, user.email, NEW_PASSWORD)).status_code == 200
 
 
 async def test_reset_older_of_two_tokens_dies_with_first_reset(
@@ -421,7 +396,7 @@ async def test_reset_token_from_before_password_change_returns_400(
     assert response.status_code == 400
     assert await response.get_json() == INVALID_RESET
     assert (
-        await login(mail_client, user.email, "changed-password-1")
+        await post_login(mail_client, user.email, "changed-password-1")
     ).status_code == 200
 
 
@@ -443,14 +418,14 @@ async def test_reset_expired_token_returns_400(
 
 async def test_reset_token_from_short_lived_setting_expires(
     settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    make_app: AppMaker,
     smtp: SmtpServer,
     user: User,
 ) -> None:
     # PASSWORD_RESET_EXPIRES is what the mailed token gets, not a constant; at 0
     # the token is expired as soon as it is issued.
     async with mail_app(
-        settings, sessionmaker, smtp_url=smtp.url, password_reset_expires=0
+        make_app, smtp_url=smtp.url, password_reset_expires=0
     ) as client:
         token = await reset_token(client, smtp, user.email)
         response = await reset(client, token)
@@ -486,9 +461,11 @@ async def test_reset_garbage_token_returns_400(mail_client: Client, token: str) 
 
 
 async def test_reset_access_token_as_reset_token_returns_400(
-    mail_client: Client, settings: Settings, user: User
+    mail_client: Client, session: AsyncSession, settings: Settings, user: User
 ) -> None:
-    access = headers_for(settings, user)["Authorization"].removeprefix("Bearer ")
+    access = (await login_headers(session, settings, user))[
+        "Authorization"
+    ].removeprefix("Bearer ")
 
     response = await reset(mail_client, access)
 
@@ -564,7 +541,7 @@ async def test_reset_revokes_sessions_from_before(
 async def test_reset_revokes_sessionless_tokens_from_before(
     mail_client: Client, smtp: SmtpServer, settings: Settings, user: User
 ) -> None:
-    flask_era = headers_for(settings, user)
+    flask_era = flask_headers_for(settings, user)
     token = await reset_token(mail_client, smtp, user.email)
 
     await reset(mail_client, token)

@@ -10,13 +10,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from quart import Quart
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.api.database import ENGINE_KEY
 from service.config import Settings
 from service.models import Post, User
-from tests.factories import at, headers_for, make_user, utcnow
+from tests.factories import at, login_headers, make_user, utcnow
 
 POSTS = "/api/v1/posts"
 USERS = "/api/v1/users"
@@ -86,8 +88,8 @@ async def listed_ids(
 
 
 @contextmanager
-def count_selects(connection: AsyncConnection) -> Iterator[list[str]]:
-    """SELECTs the app sends on the test's connection (savepoints not counted)."""
+def count_selects(app: Quart) -> Iterator[list[str]]:
+    """SELECTs the app sends through its engine (its read engine's included)."""
     statements: list[str] = []
 
     def record(
@@ -96,7 +98,7 @@ def count_selects(connection: AsyncConnection) -> Iterator[list[str]]:
         if statement.lstrip().upper().startswith("SELECT"):
             statements.append(statement)
 
-    target = connection.sync_engine
+    target = app.extensions[ENGINE_KEY].sync_engine
     event.listen(target, "before_cursor_execute", record)
     try:
         yield statements
@@ -276,7 +278,7 @@ async def test_get_post_returns_post_with_author(
     post = await make_post(session, user)
 
     response = await client.get(
-        f"{POSTS}/{post.id}", headers=headers_for(settings, reader)
+        f"{POSTS}/{post.id}", headers=await login_headers(session, settings, reader)
     )
 
     assert response.status_code == 200
@@ -380,7 +382,7 @@ async def test_update_post_by_other_user_returns_403_unchanged(
     response = await client.patch(
         f"{POSTS}/{post.id}",
         json={"title": "Hijacked"},
-        headers=headers_for(settings, other),
+        headers=await login_headers(session, settings, other),
     )
 
     assert response.status_code == 403
@@ -396,7 +398,7 @@ async def test_update_post_admin_claim_in_token_without_admin_row_returns_403(
     # Admin rights come from the database: a demoted admin's token says is_admin.
     post = await make_post(session, user)
     demoted = await make_user(session, is_admin=True)
-    headers = headers_for(settings, demoted)
+    headers = await login_headers(session, settings, demoted)
     demoted.is_admin = False
     await session.commit()
 
@@ -503,7 +505,7 @@ async def test_delete_post_by_other_user_returns_403_kept(
     other = await make_user(session)
 
     response = await client.delete(
-        f"{POSTS}/{post.id}", headers=headers_for(settings, other)
+        f"{POSTS}/{post.id}", headers=await login_headers(session, settings, other)
     )
 
     assert response.status_code == 403
@@ -684,8 +686,8 @@ async def test_list_posts_hides_posts_of_deleted_users(
 
 
 async def test_list_posts_loads_authors_in_the_page_query(
+    app: Quart,
     client: Client,
-    connection: AsyncConnection,
     session: AsyncSession,
     user: User,
     user_headers: dict[str, str],
@@ -696,7 +698,7 @@ async def test_list_posts_loads_authors_in_the_page_query(
     )
     await session.commit()
 
-    with count_selects(connection) as statements:
+    with count_selects(app) as statements:
         response = await client.get(POSTS, headers=user_headers)
 
     body = await response.get_json()

@@ -1,24 +1,19 @@
 """Concurrent registrations of one address: one wins, the rest get a clean 400.
 
-The Flask service answered 1x201, 5x400 and 4x500 here (DEVIATIONS C.2). One
-shared test connection cannot run requests concurrently, so these tests use an
-app on the real engine and pool, and delete what they committed.
+The Flask service answered 1x201, 5x400 and 4x500 here (DEVIATIONS C.2). The
+default app runs on its own engine and pool, so the requests really run
+concurrently, each on its own connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
-from quart import Quart
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-
-from service import create_app
-from service.config import Settings
 
 REQUESTS = 10
 EMAIL_TAKEN = {
@@ -28,27 +23,9 @@ EMAIL_TAKEN = {
 
 
 @pytest.fixture
-async def real_app(settings: Settings) -> AsyncIterator[Quart]:
-    # No injected sessionmaker: each request gets its own pooled connection.
-    app = create_app(settings)
-    async with app.test_app():
-        yield app
-
-
-@pytest.fixture
-def real_client(real_app: Quart) -> Client:
-    return real_app.test_client()
-
-
-@pytest.fixture
-async def race_email(engine: AsyncEngine) -> AsyncIterator[str]:
-    email = f"registration-race-{uuid.uuid4().hex[:12]}@example.com"
-    yield email
-    async with engine.begin() as connection:
-        await connection.execute(
-            text("DELETE FROM users WHERE lower(email) = lower(:email)"),
-            {"email": email},
-        )
+def race_email(committed: None) -> str:
+    # The default app commits for real; `committed` deletes the rows afterwards.
+    return f"registration-race-{uuid.uuid4().hex[:12]}@example.com"
 
 
 async def register_all(client: Client, emails: list[str]) -> list[tuple[int, object]]:
@@ -86,9 +63,9 @@ def case_variants(email: str, count: int) -> list[str]:
 
 
 async def test_register_same_email_concurrently_one_wins_rest_400(
-    real_client: Client, engine: AsyncEngine, race_email: str
+    client: Client, engine: AsyncEngine, race_email: str
 ) -> None:
-    results = await register_all(real_client, [race_email] * REQUESTS)
+    results = await register_all(client, [race_email] * REQUESTS)
 
     statuses = sorted(status for status, _ in results)
     assert statuses == [201] + [400] * (REQUESTS - 1)
@@ -102,12 +79,12 @@ async def test_register_same_email_concurrently_one_wins_rest_400(
 
 
 async def test_register_same_email_in_different_cases_concurrently_one_wins(
-    real_client: Client, engine: AsyncEngine, race_email: str
+    client: Client, engine: AsyncEngine, race_email: str
 ) -> None:
     variants = case_variants(race_email, REQUESTS)
     assert len(set(variants)) == REQUESTS
 
-    results = await register_all(real_client, variants)
+    results = await register_all(client, variants)
 
     statuses = sorted(status for status, _ in results)
     assert statuses == [201] + [400] * (REQUESTS - 1)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy import select
@@ -11,27 +9,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
 from service.models import User
-from tests.factories import PASSWORD, headers_for, make_user, utcnow
+from tests.factories import PASSWORD, login_headers, make_user, utcnow
+from tests.support import user_json
 
 USERS = "/api/v1/users"
 LOGIN = "/api/v1/auth/login"
 ME = "/api/v1/users/me"
 REVOKED = {"msg": "Token has been revoked", "error": "Token has been revoked"}
 EMAIL_TAKEN = {"error": "Email already registered by another user"}
-
-
-def user_json(user: User) -> dict[str, Any]:
-    return {
-        "created_at": user.created_at.isoformat(),
-        "email": user.email,
-        "first_name": user.first_name,
-        "full_name": f"{user.first_name} {user.last_name}",
-        "id": user.id,
-        "is_active": user.is_active,
-        "is_admin": user.is_admin,
-        "last_name": user.last_name,
-        "updated_at": user.updated_at.isoformat(),
-    }
 
 
 def restore_url(user_id: int) -> str:
@@ -120,7 +105,7 @@ async def test_restore_by_demoted_admin_returns_403(
 ) -> None:
     # The token still says is_admin; the row no longer does.
     demoted = await make_user(session, is_admin=True)
-    headers = headers_for(settings, demoted)
+    headers = await login_headers(session, settings, demoted)
     demoted.is_admin = False
     await session.commit()
     gone = await make_user(session, deleted_at=utcnow())
@@ -234,7 +219,7 @@ async def test_restore_keeps_sessionless_token_from_before_delete_revoked(
     admin_headers: dict[str, str],
 ) -> None:
     target = await make_user(session)
-    old_headers = headers_for(settings, target)
+    old_headers = await login_headers(session, settings, target)
 
     await client.delete(f"{USERS}/{target.id}", headers=admin_headers)
     await client.post(restore_url(target.id), headers=admin_headers)

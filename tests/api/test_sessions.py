@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import jwt
@@ -20,14 +21,14 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from service import create_app
-from service.api.database import SESSIONMAKER_KEY
 from service.config import Settings
 from service.models import AuthSession, RevokedToken, User, utcnow
 from service.security.tokens import create_token
-from tests.factories import PASSWORD, headers_for, make_user, token_for
+from tests import support
+from tests.factories import PASSWORD, flask_token_for, login_headers, make_user
+from tests.support import AppMaker, bearer
 
 LOGIN = "/api/v1/auth/login"
 REFRESH = "/api/v1/auth/refresh"
@@ -45,8 +46,8 @@ USER_AGENT = "pytest-sessions/1.0"
 CLIENT_IP = "203.0.113.7"
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+# Every login here names its client: the session row records it.
+login = partial(support.login, user_agent=USER_AGENT, ip=CLIENT_IP)
 
 
 def claims(settings: Settings, token: str) -> dict[str, Any]:
@@ -54,25 +55,6 @@ def claims(settings: Settings, token: str) -> dict[str, Any]:
         token, settings.jwt_secret_key, algorithms=["HS256"]
     )
     return decoded
-
-
-async def login(
-    client: Client,
-    email: str,
-    password: str = PASSWORD,
-    *,
-    user_agent: str = USER_AGENT,
-    ip: str = CLIENT_IP,
-) -> dict[str, str]:
-    response = await client.post(
-        LOGIN,
-        json={"email": email, "password": password},
-        headers={"User-Agent": user_agent},
-        scope_base={"client": (ip, 40000)},
-    )
-    assert response.status_code == 200, await response.get_data(as_text=True)
-    tokens: dict[str, str] = await response.get_json()
-    return tokens
 
 
 async def session_row(session: AsyncSession, sid: str) -> AuthSession:
@@ -95,12 +77,8 @@ async def sessions_of(session: AsyncSession, user: User) -> list[AuthSession]:
 
 
 @pytest.fixture
-async def rotation_app(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[Quart]:
-    app = create_app(replace(settings, refresh_rotation=True))
-    app.extensions[SESSIONMAKER_KEY] = sessionmaker
-    async with app.test_app():
+async def rotation_app(make_app: AppMaker) -> AsyncIterator[Quart]:
+    async with make_app(refresh_rotation=True) as app:
         yield app
 
 
@@ -110,12 +88,8 @@ def rotation_client(rotation_app: Quart) -> Client:
 
 
 @pytest.fixture
-async def no_grace_client(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[Client]:
-    app = create_app(replace(settings, refresh_rotation=True, refresh_grace_seconds=0))
-    app.extensions[SESSIONMAKER_KEY] = sessionmaker
-    async with app.test_app():
+async def no_grace_client(make_app: AppMaker) -> AsyncIterator[Client]:
+    async with make_app(refresh_rotation=True, refresh_grace_seconds=0) as app:
         yield app.test_client()
 
 
@@ -251,7 +225,7 @@ async def test_logout_with_refreshed_access_token_revokes_the_login(
 async def test_logout_sessionless_token_blocks_its_jti(
     client: Client, session: AsyncSession, settings: Settings, user: User
 ) -> None:
-    token = token_for(settings, user)
+    token = flask_token_for(settings, user)
 
     logout = await client.post(LOGOUT, headers=bearer(token))
     response = await client.get(ME, headers=bearer(token))
@@ -267,8 +241,8 @@ async def test_logout_sessionless_token_blocks_its_jti(
 async def test_logout_sessionless_token_keeps_other_sessionless_tokens(
     client: Client, settings: Settings, user: User
 ) -> None:
-    logged_out = token_for(settings, user)
-    other = token_for(settings, user)
+    logged_out = flask_token_for(settings, user)
+    other = flask_token_for(settings, user)
 
     await client.post(LOGOUT, headers=bearer(logged_out))
     response = await client.get(ME, headers=bearer(other))
@@ -473,7 +447,7 @@ async def test_change_password_revokes_every_session_and_flask_token(
     first = await login(client, user.email)
     minted = await minted_session(session, settings, user)
     second = {"access_token": minted.access, "refresh_token": minted.refresh}
-    flask_token = token_for(settings, user)
+    flask_token = flask_token_for(settings, user)
 
     changed = await client.post(
         PASSWORD_CHANGE,
@@ -658,7 +632,7 @@ async def test_admin_deactivation_revokes_every_session_of_the_user(
     admin_headers: dict[str, str],
 ) -> None:
     tokens = await login(client, user.email)
-    flask_token = token_for(settings, user)
+    flask_token = flask_token_for(settings, user)
 
     patch = await client.patch(
         f"{USERS}/{user.id}", json={"is_active": False}, headers=admin_headers
@@ -675,7 +649,7 @@ async def test_admin_reactivation_does_not_revive_old_tokens(
     client: Client, settings: Settings, user: User, admin_headers: dict[str, str]
 ) -> None:
     tokens = await login(client, user.email)
-    flask_token = token_for(settings, user)
+    flask_token = flask_token_for(settings, user)
     path = f"{USERS}/{user.id}"
     await client.patch(path, json={"is_active": False}, headers=admin_headers)
 
@@ -791,7 +765,7 @@ async def test_delete_by_user_promoted_in_database_204(
     client: Client, session: AsyncSession, settings: Settings, user: User
 ) -> None:
     target = await make_user(session)
-    headers = headers_for(settings, user)  # claims is_admin=false
+    headers = await login_headers(session, settings, user)  # claims is_admin=false
     user.is_admin = True
     await session.commit()
 
@@ -1202,7 +1176,7 @@ async def test_refresh_rotation_flask_refresh_token_still_refreshes(
     rotation_client: Client, settings: Settings, user: User
 ) -> None:
     # Flask-era tokens have no session to rotate and stay valid until they expire.
-    token = token_for(settings, user, token_type="refresh")
+    token = flask_token_for(settings, user, token_type="refresh")
 
     response = await rotation_client.post(REFRESH, headers=bearer(token))
 

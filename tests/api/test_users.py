@@ -5,20 +5,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy import delete
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from service import create_app
-from service.api.database import SESSIONMAKER_KEY
 from service.config import Settings
 from service.models import User
-from tests.factories import at, headers_for, make_user, utcnow
+from tests.factories import at, login_headers, make_user, utcnow
+from tests.support import AppMaker, user_json
 
 USERS = "/api/v1/users"
 USER_KEYS = {
@@ -64,20 +62,6 @@ def not_found(user_id: int | str) -> dict[str, str]:
     return {"error": f"User with id {user_id} not found"}
 
 
-def user_json(user: User) -> dict[str, Any]:
-    return {
-        "created_at": user.created_at.isoformat(),
-        "email": user.email,
-        "first_name": user.first_name,
-        "full_name": f"{user.first_name} {user.last_name}",
-        "id": user.id,
-        "is_active": user.is_active,
-        "is_admin": user.is_admin,
-        "last_name": user.last_name,
-        "updated_at": user.updated_at.isoformat(),
-    }
-
-
 def new_user(**overrides: Any) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "email": "new@example.com",
@@ -98,14 +82,10 @@ def raw_json(payload: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def stateless_client(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[Client]:
+async def stateless_client(make_app: AppMaker) -> AsyncIterator[Client]:
     """REVOCATION_CHECK off: tokens are trusted without a database look-up, as in
     Flask, so a view can meet a caller whose row is gone."""
-    app = create_app(replace(settings, revocation_check=False))
-    app.extensions[SESSIONMAKER_KEY] = sessionmaker
-    async with app.test_app():
+    async with make_app(revocation_check=False) as app:
         yield app.test_client()
 
 
@@ -440,7 +420,9 @@ async def test_list_users_newest_first_ties_by_id_desc(
     newest = await make_user(session, created_at=tie + timedelta(microseconds=1))
     older = await make_user(session, created_at=tie - timedelta(days=1))
 
-    response = await client.get(USERS, headers=headers_for(settings, caller))
+    response = await client.get(
+        USERS, headers=await login_headers(session, settings, caller)
+    )
 
     ids = [u["id"] for u in (await response.get_json())["users"]]
     assert ids == [newest.id, third.id, second.id, first.id, older.id, caller.id]
@@ -451,7 +433,7 @@ async def test_list_users_ties_stable_across_pages(
 ) -> None:
     tie = at("2024-06-01T12:00:00")
     made = [await make_user(session, created_at=tie) for _ in range(5)]
-    headers = headers_for(settings, made[0])
+    headers = await login_headers(session, settings, made[0])
 
     seen = []
     for page in (1, 2, 3):
@@ -509,7 +491,9 @@ async def test_list_users_active_only_only_true_string_filters(
     )
 
     response = await client.get(
-        USERS, headers=headers_for(settings, active), query_string=query
+        USERS,
+        headers=await login_headers(session, settings, active),
+        query_string=query,
     )
 
     ids = [u["id"] for u in (await response.get_json())["users"]]
@@ -532,7 +516,9 @@ async def test_list_users_per_page_capped_at_100(
     caller = await make_user(session)
 
     response = await client.get(
-        USERS, headers=headers_for(settings, caller), query_string={"per_page": 1000}
+        USERS,
+        headers=await login_headers(session, settings, caller),
+        query_string={"per_page": 1000},
     )
 
     body = await response.get_json()
@@ -568,7 +554,9 @@ async def test_list_users_odd_paging_arguments_fall_back(
     made = [await make_user(session) for _ in range(3)]
 
     response = await client.get(
-        USERS, headers=headers_for(settings, made[0]), query_string=query
+        USERS,
+        headers=await login_headers(session, settings, made[0]),
+        query_string=query,
     )
 
     assert response.status_code == 200
@@ -620,7 +608,9 @@ async def test_list_users_page_math(
     ]
 
     response = await client.get(
-        USERS, headers=headers_for(settings, made[0]), query_string=query
+        USERS,
+        headers=await login_headers(session, settings, made[0]),
+        query_string=query,
     )
 
     assert response.status_code == 200
@@ -657,7 +647,7 @@ async def test_get_me_caller_row_missing_returns_404(
     stateless_client: Client, session: AsyncSession, settings: Settings
 ) -> None:
     caller = await make_user(session)
-    headers = headers_for(settings, caller)
+    headers = await login_headers(session, settings, caller)
     # A core DELETE: the ORM refuses to delete through the write-only `posts`.
     await session.execute(delete(User).where(User.id == caller.id))
     await session.commit()
@@ -764,7 +754,7 @@ async def test_update_self_names_returns_200_and_bumps_updated_at(
     response = await client.patch(
         f"{USERS}/{me.id}",
         json={"first_name": "Grace", "last_name": "Hopper"},
-        headers=headers_for(settings, me),
+        headers=await login_headers(session, settings, me),
     )
 
     assert response.status_code == 200
@@ -789,7 +779,7 @@ async def test_update_self_one_field_keeps_the_other(
     response = await client.patch(
         f"{USERS}/{me.id}",
         json={"last_name": "Lovelace"},
-        headers=headers_for(settings, me),
+        headers=await login_headers(session, settings, me),
     )
 
     body = await response.get_json()
@@ -803,7 +793,7 @@ async def test_update_empty_object_is_noop_200(
     before = user_json(me)
 
     response = await client.patch(
-        f"{USERS}/{me.id}", json={}, headers=headers_for(settings, me)
+        f"{USERS}/{me.id}", json={}, headers=await login_headers(session, settings, me)
     )
 
     assert response.status_code == 200
@@ -943,7 +933,9 @@ async def test_update_invalid_body_returns_400(
     me = await make_user(session)
 
     response = await client.patch(
-        f"{USERS}/{me.id}", json=payload, headers=headers_for(settings, me)
+        f"{USERS}/{me.id}",
+        json=payload,
+        headers=await login_headers(session, settings, me),
     )
 
     assert response.status_code == 400
@@ -974,7 +966,10 @@ async def test_update_unstorable_name_returns_400(
     response = await client.patch(
         f"{USERS}/{me.id}",
         data=json.dumps({"first_name": value}),
-        headers={"Content-Type": "application/json", **headers_for(settings, me)},
+        headers={
+            "Content-Type": "application/json",
+            **await login_headers(session, settings, me),
+        },
     )
 
     assert response.status_code == 400
@@ -990,7 +985,10 @@ async def test_update_body_not_object_returns_400_schema_error(
     response = await client.patch(
         f"{USERS}/{me.id}",
         data=json.dumps(document),
-        headers={"Content-Type": "application/json", **headers_for(settings, me)},
+        headers={
+            "Content-Type": "application/json",
+            **await login_headers(session, settings, me),
+        },
     )
 
     assert response.status_code == 400
@@ -1013,7 +1011,7 @@ async def test_update_non_json_body_returns_415(
     response = await client.patch(
         f"{USERS}/{me.id}",
         data="first_name=X",
-        headers={**headers, **headers_for(settings, me)},
+        headers={**headers, **await login_headers(session, settings, me)},
     )
 
     assert response.status_code == 415
@@ -1029,7 +1027,10 @@ async def test_update_malformed_json_returns_400(
     response = await client.patch(
         f"{USERS}/{me.id}",
         data=data,
-        headers={"Content-Type": "application/json", **headers_for(settings, me)},
+        headers={
+            "Content-Type": "application/json",
+            **await login_headers(session, settings, me),
+        },
     )
 
     assert response.status_code == 400

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import free_port
+
 
 def _user_exists(name: str) -> bool:
     try:
@@ -52,17 +54,11 @@ POSTGRES_BIN = Path(
 )
 # The suite's own server when the machine's is not used: pgserver's PostgreSQL.
 EMBEDDED_POSTGRES_BIN = PGSERVER_BIN or POSTGRES_BIN
+
 PGBOUNCER = Path(os.environ.get("TEST_PGBOUNCER", "/usr/sbin/pgbouncer"))
 # PostgreSQL refuses to run as root: as root, its commands run as this user.
 SERVICE_USER = "postgres" if _user_exists("postgres") else "nobody"
 START_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _as_service_user(*command: str | Path) -> list[str]:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from service import create_app
 from service.config import Settings
-from tests.factories import PASSWORD, make_user, token_for
+from tests.factories import PASSWORD, flask_token_for, make_user
 from tests.ops.servers import PostgresCluster
 from tests.support import migrate
 
@@ -113,7 +113,7 @@ async def running(
     app = create_app(restart_settings)
     async with app.test_app():
         client = app.test_client()
-        headers = {"Authorization": f"Bearer {token_for(restart_settings, user)}"}
+        headers = {"Authorization": f"Bearer {flask_token_for(restart_settings, user)}"}
         # The pool now holds a connection the restart will kill.
         response = await client.get(ME, headers=headers)
         assert response.status_code == 200

@@ -20,13 +20,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service import create_app
-from service.api.database import ENGINE_KEY, SESSIONMAKER_KEY
+from service.api.database import ENGINE_KEY
 from service.config import Settings
 from service.logs import JSONFormatter
 from service.models import User
+from tests.support import AppMaker, bearer
 
 METRICS_TOKEN = "metrics-token-0123456789abcdef"
 HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -79,12 +80,8 @@ async def unreachable_app(settings: Settings) -> AsyncIterator[Quart]:
 
 
 @pytest.fixture
-async def metrics_app(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[Quart]:
-    app = create_app(replace(settings, metrics_token=METRICS_TOKEN))
-    app.extensions[SESSIONMAKER_KEY] = sessionmaker
-    async with app.test_app():
+async def metrics_app(make_app: AppMaker) -> AsyncIterator[Quart]:
+    async with make_app(metrics_token=METRICS_TOKEN) as app:
         yield app
 
 
@@ -99,10 +96,6 @@ async def engine_app(settings: Settings) -> AsyncIterator[Quart]:
     app = create_app(replace(settings, metrics_token=METRICS_TOKEN, db_pool_size=3))
     async with app.test_app():
         yield app
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def scrape(client: Client) -> list[Sample]:

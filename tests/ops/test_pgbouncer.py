@@ -28,7 +28,7 @@ from sqlalchemy.pool import QueuePool
 from service import create_app
 from service.api.database import ENGINE_KEY
 from service.config import Settings
-from tests.factories import make_user, token_for
+from tests.factories import flask_token_for, make_user
 from tests.ops.servers import SERVICE_USER, PgBouncer
 from tests.support import ADMIN_DSN, database_url, drop_database, migrate
 from tests.support import recreate_database as create_database
@@ -224,7 +224,7 @@ async def request_on_another_server_connection(
     settings = bouncer_settings(
         bouncer, db_statement_cache=statement_cache, db_pool_size=1, db_max_overflow=0
     )
-    headers = {"Authorization": f"Bearer {token_for(settings, user)}"}
+    headers = {"Authorization": f"Bearer {flask_token_for(settings, user)}"}
     records = Records()
     logging.getLogger().addHandler(records)
     try:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from werkzeug.security import check_password_hash
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from service.security import passwords
 from service.security.passwords import DUMMY_HASH, PasswordHasher
@@ -57,7 +57,7 @@ async def test_verify_werkzeug_hash_matches_only_its_password(
 async def test_verify_without_hash_is_false_and_costs_a_hash(
     hasher: PasswordHasher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    check = Recorded(passwords.check_password_hash)
+    check = Recorded(check_password_hash)
     monkeypatch.setattr(passwords, "check_password_hash", check)
 
     result = await hasher.verify(None, "wrong-password")
@@ -91,7 +91,7 @@ async def test_hash_runs_on_the_pool_while_the_loop_runs(
     # The hash waits for a step the loop takes while the hash is in flight: on
     # the loop it could never see that step (it would time out and fail).
     loop_ran = threading.Event()
-    real_hash = passwords.generate_password_hash
+    real_hash = generate_password_hash
 
     def hash_after_the_loop_ran(password: str) -> str:
         assert loop_ran.wait(timeout=10), "the event loop was blocked"
