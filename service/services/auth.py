@@ -88,7 +88,7 @@ class AuthService:
         return await self.start_session(user, client=client)
 
     async def start_session(self, user: User, *, client: Client) -> TokenPair:
-        """Commits a new session of a user whose credentials were checked: its tokens."""
+        """Commits a new session for a user whose credentials were checked."""
         auth_session = self.sessions.start(
             user, user_agent=client.user_agent, ip=client.ip
         )
