@@ -27,7 +27,13 @@ from service.config import Settings
 from service.models import AuthSession, RevokedToken, User, utcnow
 from service.security.tokens import create_token
 from tests import support
-from tests.factories import PASSWORD, flask_token_for, login_headers, make_user
+from tests.factories import (
+    PASSWORD,
+    flask_headers_for,
+    flask_token_for,
+    login_headers,
+    make_user,
+)
 from tests.support import AppMaker, bearer
 
 LOGIN = "/api/v1/auth/login"
@@ -838,11 +844,11 @@ async def test_list_sessions_omits_other_users_sessions(
 
 
 async def test_list_sessions_with_flask_token_marks_none_current(
-    client: Client, user: User, user_headers: dict[str, str]
+    client: Client, settings: Settings, user: User
 ) -> None:
     await login(client, user.email)
 
-    response = await client.get(SESSIONS, headers=user_headers)
+    response = await client.get(SESSIONS, headers=flask_headers_for(settings, user))
 
     sessions = (await response.get_json())["sessions"]
     assert [item["current"] for item in sessions] == [False]
