@@ -29,8 +29,7 @@ from pathlib import Path
 import asyncpg
 
 from tests.deploy.stack import stop_group
-from tests.ops.servers import free_port
-from tests.support import ADMIN_DSN, ROOT
+from tests.support import ADMIN_DSN, ROOT, free_port
 
 FLASK_APP = ROOT / "tests" / "flask_original"
 FLASK_LOCK = FLASK_APP / "requirements.lock"

@@ -29,8 +29,7 @@ from tests.differential.servers import (
     venv_bin,
     workdir,
 )
-from tests.ops.servers import free_port
-from tests.support import ROOT
+from tests.support import ROOT, free_port
 
 GUIDE = ROOT / "docs" / "MIGRATING.md"
 # Each command starts Python afresh; on a loaded 2-core machine that is slow.
