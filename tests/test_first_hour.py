@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.servers import ServedApp, clean_environment, free_port, run_entry_point
-from tests.support import ROOT
+from tests.ops.servers import ServedApp, clean_environment, run_entry_point
+from tests.support import ROOT, free_port
 
 EXAMPLE = ROOT / "examples" / "client.py"
 
