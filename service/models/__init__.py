@@ -1,6 +1,7 @@
 """Every model, so that Base.metadata is complete for Alembic."""
 
 from service.models.base import Base, SoftDeleteMixin, TimestampMixin, utcnow
+from service.models.counts import PostCount, RowCount
 from service.models.post import Post
 from service.models.session import AuthSession, RevokedToken
 from service.models.user import LIVE, NOT_DELETED, USER_COLUMNS, User, UserRecord
@@ -12,7 +13,9 @@ __all__ = [
     "AuthSession",
     "Base",
     "Post",
+    "PostCount",
     "RevokedToken",
+    "RowCount",
     "SoftDeleteMixin",
     "TimestampMixin",
     "User",

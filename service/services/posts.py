@@ -8,7 +8,7 @@ from sqlalchemy.orm import contains_eager
 
 from service.errors import ForbiddenError, NotFoundError
 from service.models import NOT_DELETED, Post, UserRecord
-from service.pagination import Page, paginate
+from service.pagination import POSTS_VISIBLE, Page, counter, paginate, posts_of
 from service.schemas.post import NewPost, PostChanges
 from service.security.tokens import MAX_USER_ID
 
@@ -36,10 +36,14 @@ class PostService:
         self, *, page: int, per_page: int, author_id: int | None = None
     ) -> Page[Post]:
         stmt = visible_posts()
+        total = counter(POSTS_VISIBLE)
         if author_id is not None:
             stmt = stmt.where(Post.author_id == author_id)
+            total = posts_of(author_id)
         stmt = stmt.order_by(Post.created_at.desc(), Post.id.desc())
-        return await paginate(self.session, stmt, page=page, per_page=per_page)
+        return await paginate(
+            self.session, stmt, total=total, page=page, per_page=per_page
+        )
 
     async def update(
         self, post_id: int, changes: PostChanges, *, by: UserRecord

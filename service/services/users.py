@@ -6,7 +6,16 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, Select, bindparam, exists, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    bindparam,
+    exists,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -21,7 +30,7 @@ from service.models import (
     UserRecord,
     utcnow,
 )
-from service.pagination import Page, clamp
+from service.pagination import USERS_ACTIVE, USERS_LIVE, Page, clamp, counter
 from service.schemas.user import NewUser, UserChanges
 from service.security.passwords import PasswordHasher
 from service.security.tokens import MAX_USER_ID, Identity
@@ -31,6 +40,7 @@ from service.statements import HotQuery
 EMAIL_TAKEN = "Email already registered."
 LIVE_EMAIL_INDEX = "uq_users_email_lower_live"
 EMAIL_TAKEN_BY_ANOTHER = "Email already registered by another user"
+MAX_OFFSET = 2**63 - 1
 
 
 Reads = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
@@ -136,11 +146,15 @@ class UserService:
         )
         offset = (page - 1) * per_page
         async with self.reads() as connection:
-            counted = await count.fetch_row(connection)
-            total = int(counted["total"]) if counted else 0
+            # One round trip: the page rows carry the total.
             found = []
-            if offset < total:
+            if offset <= MAX_OFFSET:  # no table has more rows than a bigint counts
                 found = await rows.fetch_all(connection, limit=per_page, offset=offset)
+            if found:
+                total = int(found[0]["total"])
+            else:
+                counted = await count.fetch_row(connection)
+                total = int(counted["total"]) if counted else 0
         items = [UserRecord.from_row(row) for row in found]
         return Page(items=items, page=page, per_page=per_page, total=total)
 
@@ -234,14 +248,19 @@ def _before_cutoff(identity: Identity, cutoff: datetime | None) -> bool:
     )
 
 
-def _count(condition: ColumnElement[bool]) -> HotQuery:
-    return HotQuery(select(func.count().label("total")).where(condition))
+def _count(counted: str) -> HotQuery:
+    return HotQuery(select(counter(counted).scalar_subquery().label("total")))
 
 
-def _page(condition: ColumnElement[bool]) -> HotQuery:
+def _page(condition: ColumnElement[bool], counted: str) -> HotQuery:
+    """The page's rows, each carrying the total: one round trip.
+
+    Past the end, the total stops the scan before it starts (a one-time filter).
+    """
+    total = counter(counted).scalar_subquery()
     return HotQuery(
-        select(*USER_COLUMNS)
-        .where(condition)
+        select(total.label("total"), *USER_COLUMNS)
+        .where(condition, bindparam("offset", type_=BigInteger) < total)
         .order_by(User.created_at.desc(), User.id.desc())
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
@@ -249,8 +268,8 @@ def _page(condition: ColumnElement[bool]) -> HotQuery:
 
 
 # The hot reads, planned once; each selects USER_COLUMNS, the fields of UserRecord.
-COUNT_LIVE, PAGE_LIVE = _count(NOT_DELETED), _page(NOT_DELETED)
-COUNT_ACTIVE, PAGE_ACTIVE = _count(LIVE), _page(LIVE)
+COUNT_LIVE, PAGE_LIVE = _count(USERS_LIVE), _page(NOT_DELETED, USERS_LIVE)
+COUNT_ACTIVE, PAGE_ACTIVE = _count(USERS_ACTIVE), _page(LIVE, USERS_ACTIVE)
 RECORD = HotQuery(
     select(*USER_COLUMNS).where(User.id == bindparam("user_id"), NOT_DELETED)
 )
