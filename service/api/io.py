@@ -10,15 +10,17 @@ from typing import Any
 
 from marshmallow import Schema, fields, missing
 from marshmallow.decorators import POST_DUMP, PRE_DUMP
-from quart import request
+from quart import current_app, request
 from quart_schema import document_querystring, document_request, document_response
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from service.schemas.common import Timestamp
+from service.wire_json import fast_json
 
 View = Callable[..., Awaitable[Any]]
 # The view's attribute naming the schema @returns dumps its result with.
 RETURNS = "returns_schema"
+JSON_MIMETYPE = "application/json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,15 @@ def returns(
         @wraps(view)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             result = await view(*args, **kwargs)
-            return (dump(result) if dump is not None else ""), status
+            if dump is None:
+                return "", status
+            body = dump(result)
+            data = fast_json(body)
+            if data is None:  # not orjson's to write: Quart's JSON provider
+                return body, status
+            return current_app.response_class(
+                data, status=status, mimetype=JSON_MIMETYPE
+            )
 
         # Carried up by functools.wraps to the view the url_map holds.
         wrapper.__dict__[RETURNS] = schema_cls
