@@ -43,6 +43,11 @@ BENCH_SECRET = "bench-run-only-secret-0f3c9a7e5d1b2468ace13579bdf02468"  # noqa:
 THROTTLE = "1000000"  # S3/S5 log one account in from one IP, again and again
 TOKEN_MAX_AGE = 300.0  # access tokens live 15 min: log in again well before
 ME, LIST = "/api/v1/users/me", "/api/v1/users?page=1&per_page=20"
+POSTS = "/api/v1/posts?page=1&per_page=20"
+# bench0 (id 1 in a fresh database) is the seed's most prolific author.
+AUTHOR_POSTS = "/api/v1/users/1/posts?page=1&per_page=20"
+# Near the end of 1,000,000 users (every user, active or not: 990,000 live).
+DEEP = "/api/v1/users?page=49000&per_page=20&active_only=false"
 LOGIN = "/api/v1/auth/login"
 LOGIN_BODY = {"email": EMAIL, "password": PASSWORD}
 
@@ -83,9 +88,33 @@ RUNS: dict[str, list[Stream]] = {
     "S5ctl": [Stream("S5ctl /me alone", "service", "GET", ME, 32, auth=True)],
     # The same build with REVOCATION_CHECK=false: what the per-request check costs.
     "R1": [Stream("R1 /me, check off", "unchecked", "GET", ME, 64, auth=True)],
+    # Scale: the lists on --users/--posts (S2's database) and on a second database
+    # of --scale-users/--scale-posts (a second instance of the same build).
+    "SC-posts": [Stream("SC GET /posts", "service", "GET", POSTS, 64, auth=True)],
+    "SC-author": [
+        Stream("SC GET /users/1/posts", "service", "GET", AUTHOR_POSTS, 64, auth=True)
+    ],
+    "SC-S2": [Stream("SC S2 GET /users, scale", "scale", "GET", LIST, 64, auth=True)],
+    "SC-posts-scale": [
+        Stream("SC GET /posts, scale", "scale", "GET", POSTS, 64, auth=True)
+    ],
+    "SC-author-scale": [
+        Stream(
+            "SC GET /users/1/posts, scale", "scale", "GET", AUTHOR_POSTS, 64, auth=True
+        )
+    ],
+    "SC-deep": [
+        Stream("SC deep page 49,000, scale", "scale", "GET", DEEP, 4, auth=True)
+    ],
 }
-SCENARIOS = ["S0", "S1", "S2", "S3", "S4", "S5", "S5ctl", "R1"]
+SCENARIOS = ["S0", "S1", "S2", "S3", "S4", "S5", "S5ctl", "SC", "R1"]
 DEFAULT_SCENARIOS = SCENARIOS[:-1]
+# Scale rows against the row they are compared with: (scale, small), target ratio.
+SCALE_PAIRS = (
+    ("SC S2 GET /users, scale", "S2 GET /users"),
+    ("SC GET /posts, scale", "SC GET /posts"),
+    ("SC GET /users/1/posts, scale", "SC GET /users/1/posts"),
+)
 
 
 def expand(scenarios: list[str]) -> list[str]:
@@ -95,6 +124,8 @@ def expand(scenarios: list[str]) -> list[str]:
         wanted.add("S5ctl")  # S5's /me latency means nothing without its control
     if "R1" in wanted:
         wanted.add("S1")  # the check's cost is S1 against R1
+    if "SC" in wanted:
+        wanted.add("S2")  # the scale S2 is compared with S2
     return [run for run in RUNS if run.split("-")[0] in wanted]
 
 
@@ -253,6 +284,7 @@ class Server:
     port: int
     log_path: Path
     proc: subprocess.Popen[bytes]
+    pg: Postgres | None = None  # its database, when not the run's main one
     token: str = ""
     token_at: float = 0.0
 
@@ -362,8 +394,10 @@ def preflight(servers: dict[str, Server], runs: list[str]) -> dict[str, str]:
 def shape_problem(path: str, doc: Any) -> str:
     if path == ME and doc.get("email") != EMAIL:
         return f"/me is not {EMAIL}: {doc}"
-    if path == LIST and len(doc.get("users", [])) != 20:
+    if path in (LIST, DEEP) and len(doc.get("users", [])) != 20:
         return f"{path}: not 20 users"
+    if path in (POSTS, AUTHOR_POSTS) and len(doc.get("posts", [])) != 20:
+        return f"{path}: not 20 posts"
     if path == LOGIN and "access_token" not in doc:
         return f"{path}: no access_token"
     return ""
@@ -471,6 +505,7 @@ def measure(
     if srv.token and time.monotonic() - srv.token_at > TOKEN_MAX_AGE:
         login(srv)
     offset = srv.log_path.stat().st_size
+    pg = srv.pg or pg
     xacts0 = pg.xacts() if srv.name != "bare" else None
     sampler = RssSampler(srv)
     sampler.start()
@@ -557,12 +592,90 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
         found["S5 login rps / S3 rps (target >= 0.33)"] = s5_login["rps"] / s3["rps"]
     if s4:
         found["S4 errors, all reps (target 0)"] = s4["errors_all_reps"]
+    for scale, small in SCALE_PAIRS:
+        if by.get(scale) and by.get(small) and by[small]["rps"]:
+            found[f"{scale} rps / {small} rps (target >= 0.67)"] = (
+                by[scale]["rps"] / by[small]["rps"]
+            )
     s1, r1 = by.get(RUNS["S1"][0].row), by.get(RUNS["R1"][0].row)
     if s1 and r1 and r1["rps"]:
         found["S1 rps / R1 rps: revocation check on / off (target >= 0.90)"] = (
             s1["rps"] / r1["rps"]
         )
     return found
+
+
+def exact_totals(server: Server, pg: Postgres) -> dict[str, Any]:
+    """Each list's `total` as the service answers it, against a scan of the tables."""
+    scans = {
+        LIST: "SELECT count(*) FROM users WHERE deleted_at IS NULL AND is_active",
+        DEEP: "SELECT count(*) FROM users WHERE deleted_at IS NULL",
+        POSTS: "SELECT count(*) FROM posts p JOIN users u ON u.id = p.author_id"
+        " WHERE u.deleted_at IS NULL",
+        AUTHOR_POSTS: "SELECT count(*) FROM posts WHERE author_id = 1",
+    }
+    found = {}
+    for path, sql in scans.items():
+        status, body = request(server.port, "GET", path, None, server.token)
+        answered = json.loads(body).get("total") if status == 200 else status
+        scanned = int(pg.psql(sql))
+        found[path] = {"total": answered, "scan": scanned, "exact": answered == scanned}
+    return found
+
+
+# ------------------------------------------------------------------------- py-spy
+def profile(
+    run: str, servers: dict[str, Server], pg: Postgres, args: Any, tmp: Path
+) -> dict[str, Any]:
+    """One extra measurement of `run` (not in the medians) with py-spy on a worker:
+    a flame graph (SVG) and collapsed stacks, from which the top frames."""
+    worker = servers[RUNS[run][0].target].workers()[0]
+    stem = RESULTS / f"{args.stamp}-{run}"
+    spy = [str(BIN / "py-spy"), "record", "--nonblocking", "-p", str(worker)]
+    spy += ["-d", str(max(1, round(args.duration)))]
+    spies = [
+        subprocess.Popen(  # noqa: S603
+            [*spy, "-f", fmt_, "-o", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for fmt_, path in (("flamegraph", f"{stem}.svg"), ("raw", f"{stem}.txt"))
+    ]
+    measure(run, servers, pg, args.duration, tmp, args.pause)
+    for spy in spies:
+        spy.wait(timeout=60)
+    return {"svg": f"{stem}.svg", **top_frames(Path(f"{stem}.txt"))}
+
+
+def top_frames(collapsed: Path, n: int = 12) -> dict[str, Any]:
+    """Share of samples per function: on top of the stack (self), anywhere (total)."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    if not collapsed.exists():
+        return {"samples": 0, "self": [], "total": []}
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        # "function (path/file.py:line)": one entry per function, whatever the line
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        samples += int(count)
+        own[frames[-1]] = own.get(frames[-1], 0) + int(count)
+        for frame in set(frames):
+            total[frame] = total.get(frame, 0) + int(count)
+
+    def top(counts: dict[str, int]) -> list[tuple[str, float]]:
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+        # Frames under nearly every sample are the worker's bootstrap: not news.
+        ranked = [(f, c) for f, c in ranked if c < 0.8 * samples][:n]
+        return [(_short(frame), 100 * c / samples) for frame, c in ranked]
+
+    return {"samples": samples, "self": top(own), "total": top(total)}
+
+
+def _short(frame: str) -> str:
+    return re.sub(r"\(.*?site-packages/|\(" + re.escape(str(ROOT)) + "/", "(", frame)
 
 
 def fmt(value: Any, spec: str = ".2f") -> str:
@@ -596,13 +709,27 @@ def table(result: dict[str, Any]) -> str:
         ("service_s4_peak", "service under S4, c=1000 (peak, 0.5 s samples)"),
         ("service_rest_end", "service at rest after all runs"),
         ("bare_rest", "bare app at rest"),
+        ("scale_rest", "scale instance at rest (before its runs)"),
     ):
         if key in mem:
             total, largest = mem[key]
             lines.append(
                 f"RSS {label}: {total / 1024:.0f} MiB,"
                 f" largest worker {largest / 1024:.0f} MiB"
+                + (" (target <= 70)" if key == "service_rest" else "")
             )
+    for path, seen in result.get("scale_totals", {}).items():
+        lines.append(
+            f"scale total of {path}: {seen['total']} (scan {seen['scan']}):"
+            f" {'exact' if seen['exact'] else 'WRONG'}"
+        )
+    for run, prof in result.get("profiles", {}).items():
+        lines.append(f"\npy-spy, one worker under {run} ({prof['samples']} samples,")
+        lines.append(f"flame graph {prof['svg']}); % of samples, self and total:")
+        for (frame, pct), (frame_t, pct_t) in zip(
+            prof["self"], prof["total"], strict=False
+        ):
+            lines.append(f"  self {pct:5.1f}% {frame:<60.60} | {pct_t:5.1f}% {frame_t}")
     for r in result["runs"]:
         odd = {k: v for k, v in r["statuses"].items() if not k.startswith("2")}
         errs = {k: v for k, v in r["socket_errors"].items() if v}
@@ -667,6 +794,9 @@ def parse_args() -> argparse.Namespace:
     add("--pause", type=float, default=1, help="idle seconds after each")
     add("--users", type=int, default=1000)
     add("--posts", type=int, default=3000)
+    add("--scale-users", type=int, default=1_000_000, help="SC's second database")
+    add("--scale-posts", type=int, default=1_000_000)
+    add("--profile", action="store_true", help="py-spy S1 and S2 (one extra run each)")
     add("--workers", type=int, help="hypercorn -w N (default: hypercorn.toml's)")
     add("--pg", default="postgresql://postgres@127.0.0.1:5432", help="server URL")
     add("--db", default="bench_service", help="database to (re)create: bench_*")
@@ -681,6 +811,18 @@ def parse_args() -> argparse.Namespace:
         ap.error("--users >= 2 and --posts >= 1")
     args.stamp = time.strftime("%Y%m%d-%H%M%S")
     return args
+
+
+def migrate(env: dict[str, str]) -> None:
+    res = subprocess.run(  # noqa: S603
+        [str(BIN / "alembic"), "upgrade", "head"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if res.returncode != 0:
+        raise RuntimeError(f"alembic upgrade head failed:\n{res.stderr[-2000:]}")
 
 
 def main() -> int:
@@ -708,6 +850,7 @@ def main() -> int:
     all_runs: list[dict[str, Any]] = []
     result: dict[str, Any] = {"meta": metadata(args, pg), "skipped": {}, "memory": {}}
     runs = expand(args.scenarios)
+    scale_pg = Postgres(args.pg, f"{args.db}_scale") if "SC-S2" in runs else None
     failure: BaseException | None = None
     workers = args.workers or result["meta"]["hypercorn_toml"].get("workers", 1) or 1
     try:
@@ -724,16 +867,15 @@ def main() -> int:
             "LOGIN_MAX_FAILURES": THROTTLE,
             "LOGIN_MAX_FAILURES_PER_IP": THROTTLE,
         }
-        res = subprocess.run(  # noqa: S603
-            [str(BIN / "alembic"), "upgrade", "head"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if res.returncode != 0:
-            raise RuntimeError(f"alembic upgrade head failed:\n{res.stderr[-2000:]}")
+        migrate(env)
         result["meta"]["password_hash_method"] = seed(pg, args.users, args.posts)
+        if scale_pg is not None:
+            log(f"database {scale_pg.db}: create, migrate, seed (SC)")
+            scale_pg.recreate()
+            migrate(env | {"DATABASE_URL": scale_pg.url()})
+            started = time.monotonic()
+            seed(scale_pg, args.scale_users, args.scale_posts)
+            result["meta"]["scale_seed_seconds"] = time.monotonic() - started
         log(
             f"login throttle raised to {THROTTLE} failures (S3/S5: one account, one IP)"
         )
@@ -754,11 +896,22 @@ def main() -> int:
                 args,
             )
             wait_ready(servers["unchecked"], "/healthz", workers)
+        if scale_pg is not None:
+            servers["scale"] = start_server(
+                "scale",
+                "service.asgi:app",
+                free_ports(1)[0],
+                env | {"DATABASE_URL": scale_pg.url()},
+                args,
+            )
+            servers["scale"].pg = scale_pg
+            wait_ready(servers["scale"], "/healthz", workers)
         wait_ready(servers["service"], "/healthz", workers)
         wait_ready(servers["bare"], "/", workers)
         login(servers["service"])
-        if "unchecked" in servers:
-            login(servers["unchecked"])
+        for name in ("unchecked", "scale"):
+            if name in servers:
+                login(servers[name])
         result["skipped"] = preflight(servers, runs)
         runs = [r for r in runs if r not in result["skipped"]]
         log(f"warm-up, then resident memory at rest ({workers} worker(s) each)")
@@ -768,6 +921,8 @@ def main() -> int:
         time.sleep(2)
         result["memory"]["service_rest"] = servers["service"].rss()
         result["memory"]["bare_rest"] = servers["bare"].rss()
+        if "scale" in servers:
+            result["memory"]["scale_rest"] = servers["scale"].rss()
         for rep in range(args.reps):
             for run in runs if rep % 2 == 0 else runs[::-1]:
                 if args.warmup > 0:
@@ -787,6 +942,14 @@ def main() -> int:
                         )
         time.sleep(2)
         result["memory"]["service_rest_end"] = servers["service"].rss()
+        if scale_pg is not None:
+            result["scale_totals"] = exact_totals(servers["scale"], scale_pg)
+        if args.profile:
+            result["profiles"] = {
+                run: profile(run, servers, pg, args, tmp)
+                for run in ("S1", "S2")
+                if run in runs
+            }
     except (Exception, KeyboardInterrupt, SystemExit) as error:
         failure = error
         log(f"stopped early ({type(error).__name__}: {error}); cleaning up")
@@ -801,10 +964,12 @@ def main() -> int:
             log(f"{server.name}: stopping")
             server.stop()
         if not args.keep_db:
-            try:
-                pg.drop()
-            except RuntimeError as error:
-                log(f"could not drop {args.db}: {error}")
+            for db in (pg, scale_pg):
+                try:
+                    if db is not None:
+                        db.drop()
+                except RuntimeError as error:
+                    log(f"could not drop {db.db}: {error}")
         shutil.rmtree(tmp, ignore_errors=True)
         for server in servers.values():  # access logs: MBs; keep them, compressed
             with (
