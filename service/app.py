@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from quart import Quart
+from quart.sessions import SecureCookieSessionInterface, SessionMixin
+from quart.wrappers import BaseRequestWebsocket
 
 from service import api, cli, hardening, logs, metrics, otel
 from service.api import database, docs, docs_page, errors, health
@@ -13,11 +15,28 @@ from service.security.passwords import PasswordHasher
 from service.throttle import LoginThrottle, create_counter
 
 
+class NoCookieSession(SecureCookieSessionInterface):
+    """Bearer tokens, no cookie session: nothing to sign or read per request.
+
+    Quart's default opens a signed-cookie session on every request; the
+    service never uses one, so each request gets Quart's null session.
+    """
+
+    async def open_session(self, app: Quart, request: BaseRequestWebsocket) -> None:
+        return None
+
+    async def save_session(
+        self, app: Quart, session: SessionMixin, response: object
+    ) -> None:
+        return None
+
+
 def create_app(settings: Settings | None = None) -> Quart:
     settings = settings or Settings.from_env()
     app = Quart(__name__, static_folder=None)
     # `//users` would otherwise be redirected with an HTML page, not a JSON 404.
     app.url_map.merge_slashes = False
+    app.session_interface = NoCookieSession()
     app.config.from_mapping(settings.quart_config())
     app.extensions[SETTINGS_KEY] = settings
     app.extensions[MAILER_KEY] = Mailer(settings)

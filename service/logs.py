@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import sys
 import time
-import uuid
 from typing import Any
 
 from quart import Quart, Response, g, has_request_context, request
@@ -37,6 +37,11 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+def new_request_id() -> str:
+    # uuid4().hex's 32 hex digits, without building a UUID on every request.
+    return secrets.token_hex(16)
+
+
 def init_app(app: Quart, settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stdout)
     if settings.log_format == "json":
@@ -64,12 +69,12 @@ def init_app(app: Quart, settings: Settings) -> None:
         g.started = time.perf_counter()
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = (
-            incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+            incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else new_request_id()
         )
 
     @app.after_request
     async def log_request(response: Response) -> Response:
-        request_id = g.get("request_id") or uuid.uuid4().hex
+        request_id = g.get("request_id") or new_request_id()
         response.headers[REQUEST_ID_HEADER] = request_id
         if access_logger.isEnabledFor(logging.INFO):
             caller = g.get("caller")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -56,15 +57,26 @@ def init_app(app: Quart, settings: Settings) -> None:
         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     )
     registry.register(PoolCollector(app))
+    # labels() validates and looks its child up under a lock on every call;
+    # the few (method, route, status) series are looked up once each here.
+    counted: dict[tuple[str, str, int], Any] = {}
+    timed: dict[tuple[str, str], Any] = {}
 
     @app.after_request
     async def observe(response: Response) -> Response:
         # The rule, not the path: ids in paths would make one series per user.
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        requests.labels(request.method, route, str(response.status_code)).inc()
+        key = (request.method, route, response.status_code)
+        counter = counted.get(key)
+        if counter is None:
+            counter = counted[key] = requests.labels(key[0], route, str(key[2]))
+        counter.inc()
         started = g.get("started")
         if started is not None:
-            latency.labels(request.method, route).observe(time.perf_counter() - started)
+            histogram = timed.get(key[:2])
+            if histogram is None:
+                histogram = timed[key[:2]] = latency.labels(key[0], route)
+            histogram.observe(time.perf_counter() - started)
         return response
 
     @app.get("/metrics")

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import sys
+
 import asyncpg
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 
 def is_unavailable(error: BaseException) -> bool:
     """The database or Redis cannot be reached: a 503, not a fault of ours."""
-    if isinstance(
-        error, OperationalError | OSError | RedisConnectionError | RedisTimeoutError
-    ):
+    if isinstance(error, OperationalError | OSError) or _redis_unreachable(error):
         return True
     if isinstance(error, DBAPIError):
         return error.connection_invalidated or _refused(error.orig)
     return is_connection_lost(error)
+
+
+def _redis_unreachable(error: BaseException) -> bool:
+    # Only the Redis client raises these, and it is loaded only with REDIS_URL.
+    redis = sys.modules.get("redis.exceptions")
+    return redis is not None and isinstance(
+        error, redis.ConnectionError | redis.TimeoutError
+    )
 
 
 def is_connection_lost(error: BaseException) -> bool:

@@ -10,12 +10,13 @@ import hashlib
 import ipaddress
 import math
 import time
-from typing import Protocol
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING, Protocol
 
 from service.config import Settings
 from service.errors import TooManyRequestsError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 TOO_MANY = "Too many failed login attempts; try again later"
 
@@ -67,6 +68,9 @@ class MemoryCounter:
 
 class RedisCounter:
     def __init__(self, url: str) -> None:
+        # Imported only with REDIS_URL set: the client weighs ~20 MiB per worker.
+        from redis.asyncio import Redis
+
         self._redis: Redis = Redis.from_url(
             url, socket_timeout=2, socket_connect_timeout=2
         )
