@@ -159,6 +159,14 @@ class Settings:
     )
     cors_origins: tuple[str, ...] = field(default=(), metadata=var("CORS_ORIGINS"))
     docs_enabled: bool = field(default=True, metadata=var("DOCS_ENABLED"))
+    # PostgreSQL hot standbys for reads that decide nothing (service/replicas.py).
+    database_replica_urls: tuple[str, ...] = field(
+        default=(), metadata=var("DATABASE_REPLICA_URL")
+    )
+    db_replica_max_lag: float = field(default=5.0, metadata=var("DB_REPLICA_MAX_LAG"))
+    db_replica_status_ttl: float = field(
+        default=0.005, metadata=var("DB_REPLICA_STATUS_TTL")
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -186,6 +194,10 @@ class Settings:
             values["database_url"] = normalize_database_url(values["database_url"])
         elif name == "production":
             raise ConfigError("DATABASE_URL is required in production")
+        if "database_replica_urls" in values:
+            values["database_replica_urls"] = tuple(
+                map(normalize_database_url, values["database_replica_urls"])
+            )
         settings = cls(**values)
         settings.validate()
         return settings
@@ -204,6 +216,11 @@ class Settings:
             raise ConfigError("PASSWORD_RESET_URL must contain {token}")
         if "*" in self.cors_origins:
             raise ConfigError("CORS_ORIGINS lists origins; '*' is not allowed")
+        if self.database_replica_urls and self.is_sqlite:
+            raise ConfigError("DATABASE_REPLICA_URL needs a PostgreSQL DATABASE_URL")
+        for url in self.database_replica_urls:
+            if not url.startswith("postgresql+asyncpg://"):
+                raise ConfigError("DATABASE_REPLICA_URL lists postgresql:// URLs")
         if self.env != "production":
             return
         for name, value in (

@@ -28,6 +28,14 @@ SPECIAL: dict[str, tuple[str, Any]] = {
     "secret_key": (" kept as is ", " kept as is "),
     "jwt_secret_key": (" kept as is ", " kept as is "),
     "cors_origins": ("https://a.example", ("https://a.example",)),
+    "database_replica_urls": (
+        "postgres://r1/x, postgresql://r2/x",
+        ("postgresql+asyncpg://r1/x", "postgresql+asyncpg://r2/x"),
+    ),
+}
+# What a field needs beside it to be accepted at all.
+ALONGSIDE: dict[str, dict[str, str]] = {
+    "database_replica_urls": {"DATABASE_URL": "postgresql://db/x"},
 }
 BOOLEANS = [each.metadata["env"] for each in fields(Settings) if each.type == "bool"]
 
@@ -45,7 +53,8 @@ def test_each_field_is_read_from_its_variable(field: Any) -> None:
     if field.type == "bool" and getattr(Settings(), field.name) is False:
         raw, expected = "YES", True
 
-    settings = Settings.from_env({field.metadata["env"]: raw})
+    environ = {**ALONGSIDE.get(field.name, {}), field.metadata["env"]: raw}
+    settings = Settings.from_env(environ)
 
     assert getattr(settings, field.name) == expected
 
