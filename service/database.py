@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import event
@@ -21,6 +22,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from service.config import Settings, prepare_sqlite_file
 from service.models.base import sqlite_unicode_lower
+from service.replicas import ReplicaSet, create_replica_set
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -64,8 +66,16 @@ class Database:
     (their few writes, a session's "last used", are single statements).
     """
 
-    def __init__(self, engine: AsyncEngine, *, read_slots: int) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        read_slots: int,
+        replicas: ReplicaSet | None = None,
+    ) -> None:
         self.engine = engine
+        # Hot standbys for the reads that decide nothing (DATABASE_REPLICA_URL).
+        self.replicas = replicas
         self.sessions = make_sessionmaker(engine)
         self.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.read_sessions = make_sessionmaker(self.read_engine)
@@ -78,7 +88,20 @@ class Database:
 
     @classmethod
     def open(cls, settings: Settings) -> Database:
-        return cls(create_engine(settings), read_slots=settings.db_pool_size)
+        engine = create_engine(settings)
+        replicas = None
+        if settings.database_replica_urls:
+            replicas = create_replica_set(
+                engine.execution_options(isolation_level="AUTOCOMMIT"),
+                {
+                    url: create_engine(replace(settings, database_url=url))
+                    for url in settings.database_replica_urls
+                },
+                max_lag=settings.db_replica_max_lag,
+                ttl=settings.db_replica_status_ttl,
+                check_timeout=min(settings.db_connect_timeout, 1.0),
+            )
+        return cls(engine, read_slots=settings.db_pool_size, replicas=replicas)
 
     def session(self, *, readonly: bool) -> AsyncSession:
         return (self.read_sessions if readonly else self.sessions)()
@@ -94,6 +117,8 @@ class Database:
             yield connection
 
     async def close(self) -> None:
+        if self.replicas is not None:
+            await self.replicas.dispose()
         await self.engine.dispose()
 
 

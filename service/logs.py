@@ -96,7 +96,17 @@ def init_app(app: Quart, settings: Settings) -> None:
                         else None,
                         "request_id": request_id,
                         "remote_addr": request.remote_addr,
+                        **_read_targets(),
                     }
                 },
             )
         return response
+
+
+def _read_targets() -> dict[str, Any]:
+    """With read replicas: where this request's display reads went, and why not
+    to a standby when they did not."""
+    reads = g.get("db_reads")
+    if reads is None or reads.replicas is None:
+        return {}
+    return {"db_reads": dict(reads.targets), "db_fallbacks": dict(reads.fallbacks)}

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from quart import Quart, Response, current_app, g, request
 from quart_schema import hide
@@ -16,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 from werkzeug.exceptions import NotFound
 
-from service.api.database import ENGINE_KEY
+from service.api.database import DATABASE_KEY, ENGINE_KEY
 from service.config import Settings
+from service.database import Database
+from service.replicas import FALLBACKS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -41,6 +43,35 @@ class PoolCollector(Collector):
             yield GaugeMetricFamily(name, text, value=value)
 
 
+class ReplicaCollector(Collector):
+    """Where reads that decide nothing went, and why some did not go to a standby."""
+
+    def __init__(self, app: Quart) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        database: Database | None = self.app.extensions.get(DATABASE_KEY)
+        replicas = database.replicas if database is not None else None
+        if replicas is None:
+            return
+        reads = CounterMetricFamily(
+            "db_replica_reads",
+            "Reads that decide nothing, per target (primary or a standby's name)",
+            labels=["target"],
+        )
+        for target, count in sorted(replicas.reads.items()):
+            reads.add_metric([target], count)
+        fallbacks = CounterMetricFamily(
+            "db_replica_fallbacks",
+            "Such reads sent to the primary, per reason",
+            labels=["reason"],
+        )
+        for reason in FALLBACKS:
+            fallbacks.add_metric([reason], replicas.fallbacks[reason])
+        yield reads
+        yield fallbacks
+
+
 def init_app(app: Quart, settings: Settings) -> None:
     registry = CollectorRegistry()
     requests = Counter(
@@ -57,6 +88,7 @@ def init_app(app: Quart, settings: Settings) -> None:
         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     )
     registry.register(PoolCollector(app))
+    registry.register(ReplicaCollector(app))
     # labels() validates and looks its child up under a lock on every call;
     # the few (method, route, status) series are looked up once each here.
     counted: dict[tuple[str, str, int], Any] = {}

@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from service.config import Settings
 from service.database import Database
+from service.replicas import ReplicaSet, RequestReads
+from service.services.reads import OnSession, ReadRunner
 
 DATABASE_KEY = "database"
 ENGINE_KEY = "db_engine"
@@ -88,3 +90,24 @@ async def read_connection() -> AsyncIterator[AsyncConnection]:
         return
     async with database.read_connection() as connection:
         yield connection
+
+
+def replica_set() -> ReplicaSet | None:
+    database: Database | None = current_app.extensions.get(DATABASE_KEY)
+    return database.replicas if database is not None else None
+
+
+def request_reads() -> ReadRunner:
+    """Where this request's reads that decide nothing run.
+
+    A caught-up standby, when there are replicas (service/replicas.py); the
+    primary's pooled read connections otherwise. A request that has begun
+    writing reads its own transaction: it must see what it wrote.
+    """
+    sessions: dict[bool, AsyncSession] | None = g.get("db_sessions")
+    if sessions and False in sessions:
+        return OnSession(sessions[False])
+    reads: RequestReads | None = g.get("db_reads")
+    if reads is None:
+        reads = g.db_reads = RequestReads(replica_set(), read_connection)
+    return reads

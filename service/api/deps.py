@@ -7,7 +7,7 @@ from functools import lru_cache, partial
 
 from quart import current_app, request
 
-from service.api.database import read_connection, request_session
+from service.api.database import read_connection, request_reads, request_session
 from service.config import Settings
 from service.mail import Mailer
 from service.security.passwords import PasswordHasher
@@ -40,14 +40,22 @@ def mailer() -> Mailer:
 
 def user_service(*, readonly: bool = False) -> UserService:
     # Plain-record reads (token checks, lists, one user) always take a pooled
-    # read connection; `readonly` picks the session for the ORM ones.
+    # read connection; `readonly` picks the session for the ORM ones, and
+    # lets the reads that decide nothing go to a caught-up standby.
     return UserService(
-        partial(request_session, readonly=readonly), hasher(), reads=read_connection
+        partial(request_session, readonly=readonly),
+        hasher(),
+        reads=read_connection,
+        display=request_reads() if readonly else None,
     )
 
 
 def post_service(*, readonly: bool = False) -> PostService:
-    return PostService(request_session(readonly=readonly))
+    # `readonly`: its reads decide nothing, and may go to a caught-up standby.
+    return PostService(
+        request_session(readonly=readonly),
+        reads=request_reads() if readonly else None,
+    )
 
 
 def session_service(*, readonly: bool = False) -> SessionService:

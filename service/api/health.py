@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from quart import Blueprint
 from sqlalchemy import text
 
-from service.api.database import request_session
+from service.api.database import replica_set, request_session
 from service.api.deps import settings
 from service.api.io import document_errors, returns
 from service.errors import UnavailableError
-from service.schemas.common import StatusSchema
+from service.schemas.common import ReadinessSchema, StatusSchema
 
 blueprint = Blueprint("health", __name__)
 
@@ -24,13 +25,20 @@ async def healthz() -> dict[str, str]:
 
 
 @blueprint.get("/readyz")
-@returns(StatusSchema)
+@returns(ReadinessSchema)
 @document_errors(503)
-async def readyz() -> dict[str, str]:
-    """The database answers within a short timeout; 503 otherwise."""
+async def readyz() -> dict[str, Any]:
+    """The database answers within a short timeout; 503 otherwise.
+
+    With read replicas, each is listed; a replica that is down or behind
+    does not make the service unready (its reads go to the primary).
+    """
     try:
         async with asyncio.timeout(settings().readiness_timeout):
             await request_session(readonly=True).execute(text("SELECT 1"))
     except Exception as error:
         raise UnavailableError("Database unavailable") from error
-    return {"status": "ready"}
+    answer: dict[str, Any] = {"status": "ready"}
+    if (replicas := replica_set()) is not None:
+        answer["replicas"] = await replicas.report()
+    return answer

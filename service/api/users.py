@@ -77,7 +77,7 @@ async def create_user(data: NewUser) -> UserRecord:
 @signed_in_page(blueprint.get(""), UserListQuerySchema, UserPageSchema)
 async def list_users(query_args: UserListQuery) -> dict[str, Any]:
     """List live users, newest first."""
-    return (await user_service().list_page(**query_args)).envelope("users")
+    return (await user_service(readonly=True).list_page(**query_args)).envelope("users")
 
 
 @blueprint.get("/me")
@@ -93,7 +93,7 @@ async def get_current_user() -> UserRecord:
 @returns(UserSchema)
 async def get_user(user_id: int) -> UserRecord:
     """One live user."""
-    return await user_service().record(user_id)
+    return await user_service(readonly=True).record(user_id)
 
 
 @blueprint.patch("/<int:user_id>")
@@ -109,7 +109,7 @@ async def update_user(user_id: int, data: UserChanges) -> UserRecord:
 @signed_in_page(blueprint.get("/<int:user_id>/posts"), PageQuerySchema, PostPageSchema)
 async def list_user_posts(user_id: int, query_args: PageQuery) -> dict[str, Any]:
     """List one live user's posts, newest first."""
-    await user_service().record(user_id)
+    await user_service(readonly=True).record(user_id)
     posts = post_service(readonly=True)
     return (await posts.list_page(author_id=user_id, **query_args)).envelope("posts")
 

@@ -97,6 +97,21 @@ class StatusSchema(Schema):
     status = fields.String(required=True)
 
 
+class ReplicaReadinessSchema(Schema):
+    """One standby: whether it may serve reads now, and why not."""
+
+    name = fields.String(required=True)
+    ready = fields.Boolean(required=True)
+    lag_ms = fields.Integer(allow_none=True)
+    reason = fields.String()
+
+
+class ReadinessSchema(StatusSchema):
+    """Ready as long as the primary answers; standbys only informative."""
+
+    replicas = fields.List(fields.Nested(ReplicaReadinessSchema))
+
+
 class ErrorSchema(Schema):
     error = fields.String(required=True)
     errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))

@@ -11,11 +11,18 @@ from service.models import NOT_DELETED, Post, UserRecord
 from service.pagination import POSTS_VISIBLE, Page, counter, paginate, posts_of
 from service.schemas.post import NewPost, PostChanges
 from service.security.tokens import MAX_USER_ID
+from service.services.reads import ReadRunner, page_on, scalar_on
 
 
 class PostService:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(
+        self, session: AsyncSession, *, reads: ReadRunner | None = None
+    ) -> None:
         self.session = session
+        # Where `get` and `list_page` read: the session (whose objects an edit
+        # changes), unless the app passes a runner for reads that decide
+        # nothing (it may pick a standby).
+        self.reads = reads
 
     async def create(self, data: NewPost, *, author_id: int) -> Post:
         post = Post(author_id=author_id, title=data["title"], content=data["content"])
@@ -25,9 +32,15 @@ class PostService:
 
     async def get(self, post_id: int) -> Post:
         """A visible post: its author is not soft-deleted."""
-        post = None
+        post: Post | None = None
         if 0 < post_id <= MAX_USER_ID:
-            post = await self.session.scalar(visible_posts().where(Post.id == post_id))
+            statement = visible_posts().where(Post.id == post_id)
+            if self.reads is None:
+                post = await self.session.scalar(statement)
+            else:
+                post = await self.reads.run(
+                    lambda connection: scalar_on(connection, statement)
+                )
         if post is None:
             raise NotFoundError(f"Post with id {post_id} not found")
         return post
@@ -41,8 +54,14 @@ class PostService:
             stmt = stmt.where(Post.author_id == author_id)
             total = posts_of(author_id)
         stmt = stmt.order_by(Post.created_at.desc(), Post.id.desc())
-        return await paginate(
-            self.session, stmt, total=total, page=page, per_page=per_page
+        if self.reads is None:
+            return await paginate(
+                self.session, stmt, total=total, page=page, per_page=per_page
+            )
+        return await self.reads.run(
+            lambda connection: page_on(
+                connection, stmt, total=total, page=page, per_page=per_page
+            )
         )
 
     async def update(

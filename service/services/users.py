@@ -34,6 +34,7 @@ from service.pagination import USERS_ACTIVE, USERS_LIVE, Page, clamp, counter
 from service.schemas.user import NewUser, UserChanges
 from service.security.passwords import PasswordHasher
 from service.security.tokens import MAX_USER_ID, Identity
+from service.services.reads import OnConnections, ReadRunner
 from service.services.sessions import SessionService
 from service.statements import HotQuery
 
@@ -53,6 +54,7 @@ class UserService:
         hasher: PasswordHasher | None = None,
         *,
         reads: Reads | None = None,
+        display: ReadRunner | None = None,
     ) -> None:
         # A callable is called on first use: the token check, on every
         # request, reads on `reads` and never needs a session.
@@ -61,6 +63,9 @@ class UserService:
         # Where plain-record reads run: by default the session's own connection;
         # the app passes its pooled read connections, held only for the query.
         self.reads = reads or self._session_connection
+        # Where the reads that decide nothing (`record`, `list_page`) run: on
+        # `reads` unless the app passes a runner that may pick a standby.
+        self.display = display or OnConnections(self.reads)
 
     @property
     def session(self) -> AsyncSession:
@@ -82,8 +87,9 @@ class UserService:
         """A live user as a plain record; soft-deleted and unknown: NotFoundError."""
         row = None
         if 0 < user_id <= MAX_USER_ID:
-            async with self.reads() as connection:
-                row = await RECORD.fetch_row(connection, user_id=user_id)
+            row = await self.display.run(
+                lambda connection: RECORD.fetch_row(connection, user_id=user_id)
+            )
         if row is None:
             raise NotFoundError(f"User with id {user_id} not found")
         return UserRecord.from_row(row)
@@ -145,18 +151,21 @@ class UserService:
             (COUNT_ACTIVE, PAGE_ACTIVE) if active_only else (COUNT_LIVE, PAGE_LIVE)
         )
         offset = (page - 1) * per_page
-        async with self.reads() as connection:
-            # One round trip: the page rows carry the total.
+
+        async def read(connection: AsyncConnection) -> Page[UserRecord]:
             found = []
             if offset <= MAX_OFFSET:  # no table has more rows than a bigint counts
                 found = await rows.fetch_all(connection, limit=per_page, offset=offset)
+            # One round trip: the page rows carry the total.
             if found:
                 total = int(found[0]["total"])
             else:
                 counted = await count.fetch_row(connection)
                 total = int(counted["total"]) if counted else 0
-        items = [UserRecord.from_row(row) for row in found]
-        return Page(items=items, page=page, per_page=per_page, total=total)
+            items = [UserRecord.from_row(row) for row in found]
+            return Page(items=items, page=page, per_page=per_page, total=total)
+
+        return await self.display.run(read)
 
     async def register(self, data: NewUser, *, is_admin: bool = False) -> User:
         """Commits; an address a live user has, in any case, is a 400 on `email`."""

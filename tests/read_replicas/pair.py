@@ -21,14 +21,13 @@ from service.replicas import (
     settled_position,
 )
 from tests.ops.servers import (
-    POSTGRES_BIN,
     START_TIMEOUT,
     PostgresCluster,
     _check,
     _private_folder,
     _run,
-    free_port,
 )
+from tests.support import free_port
 
 DATABASE = "service"
 
@@ -38,6 +37,7 @@ class Standby(PostgresCluster):
 
     def __init__(self, primary: PostgresCluster) -> None:
         # No initdb: the data folder is the primary's base backup.
+        self.bin = primary.bin
         self.root = _private_folder("read-replica-standby-")
         self.data = self.root / "data"
         self.log = self.root / "postgres.log"
@@ -46,7 +46,7 @@ class Standby(PostgresCluster):
         try:
             _check(
                 _run(
-                    POSTGRES_BIN / "pg_basebackup",
+                    self.bin / "pg_basebackup",
                     "-h",
                     "127.0.0.1",
                     "-p",

@@ -1,0 +1,52 @@
+"""Without DATABASE_REPLICA_URL no trace of replicas (on the shared test database)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+from quart import Quart
+from quart.typing import TestClientProtocol as Client
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service import create_app
+from service.api.database import SESSIONMAKER_KEY
+from service.config import Settings
+from service.models import User
+
+METRICS_TOKEN = "metrics-token-0123456789abcdef"
+
+
+@pytest.fixture
+async def app(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Quart]:
+    app = create_app(replace(settings, metrics_token=METRICS_TOKEN))
+    app.extensions[SESSIONMAKER_KEY] = sessionmaker
+    async with app.test_app():
+        yield app
+
+
+async def test_reads_log_no_targets_and_export_no_replica_metrics(
+    client: Client,
+    user: User,
+    user_headers: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "service.access")
+    for path in ("/api/v1/users", f"/api/v1/users/{user.id}", "/api/v1/posts"):
+        response = await client.get(path, headers=user_headers)
+        assert response.status_code == 200
+    metrics = await client.get(
+        "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+
+    logged = [r.fields for r in caplog.records if r.name == "service.access"]  # type: ignore[attr-defined]
+    assert len(logged) == 4
+    assert not [
+        entry for entry in logged if "db_reads" in entry or "db_fallbacks" in entry
+    ]
+    assert "db_replica" not in await metrics.get_data(as_text=True)
+    assert await (await client.get("/readyz")).get_json() == {"status": "ready"}
