@@ -7,12 +7,12 @@ from quart.sessions import SecureCookieSessionInterface, SessionMixin
 from quart.wrappers import BaseRequestWebsocket
 
 from service import api, cli, hardening, logs, metrics, otel
-from service.api import database, docs, docs_page, errors, health
+from service.api import database, docs, docs_page, errors, health, limits
 from service.api.deps import HASHER_KEY, MAILER_KEY, SETTINGS_KEY, THROTTLE_KEY
 from service.config import Settings
 from service.mail import Mailer
 from service.security.passwords import PasswordHasher
-from service.throttle import LoginThrottle, create_counter
+from service.throttle import LoginThrottle, create_store
 
 
 class NoCookieSession(SecureCookieSessionInterface):
@@ -59,9 +59,14 @@ def create_app(settings: Settings | None = None) -> Quart:
     @app.before_serving
     async def start_workers() -> None:
         app.extensions[HASHER_KEY] = PasswordHasher(
-            settings.password_hash_threads, nice=settings.password_hash_nice
+            settings.password_hash_threads,
+            nice=settings.password_hash_nice,
+            queue=settings.password_hash_queue,
+            guard=limits.require_declared,
         )
-        app.extensions[THROTTLE_KEY] = LoginThrottle(create_counter(settings), settings)
+        store = create_store(settings)
+        await store.start()
+        app.extensions[THROTTLE_KEY] = LoginThrottle(store, settings)
 
     @app.after_serving
     async def stop_workers() -> None:
@@ -70,7 +75,7 @@ def create_app(settings: Settings | None = None) -> Quart:
             hasher.shutdown()
         throttle: LoginThrottle | None = app.extensions.pop(THROTTLE_KEY, None)
         if throttle is not None:
-            await throttle.counter.close()
+            await throttle.store.close()
 
     return app
 

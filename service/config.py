@@ -118,6 +118,7 @@ class Settings:
         metadata=var("PASSWORD_HASH_THREADS"),
     )
     password_hash_nice: int = field(default=5, metadata=var("PASSWORD_HASH_NICE"))
+    password_hash_queue: int = field(default=64, metadata=var("PASSWORD_HASH_QUEUE"))
     max_content_length: int = field(
         default=1024 * 1024, metadata=var("MAX_CONTENT_LENGTH")
     )
@@ -137,12 +138,26 @@ class Settings:
     )
     # Login throttling: failures per account and per client IP within the window.
     redis_url: str | None = field(default=None, metadata=var("REDIS_URL"))
+    redis_key_prefix: str = field(default="", metadata=var("REDIS_KEY_PREFIX"))
     login_max_failures: int = field(default=10, metadata=var("LOGIN_MAX_FAILURES"))
     login_max_failures_per_ip: int = field(
         default=100, metadata=var("LOGIN_MAX_FAILURES_PER_IP")
     )
     login_window_seconds: int = field(
         default=15 * 60, metadata=var("LOGIN_WINDOW_SECONDS")
+    )
+    # Routes that hash or mail: requests per window, 0 for no limit.
+    registration_max_per_ip: int = field(
+        default=10, metadata=var("REGISTRATION_MAX_PER_IP")
+    )
+    password_reset_max_per_address: int = field(
+        default=3, metadata=var("PASSWORD_RESET_MAX_PER_ADDRESS")
+    )
+    password_reset_max_per_ip: int = field(
+        default=10, metadata=var("PASSWORD_RESET_MAX_PER_IP")
+    )
+    rate_limit_window_seconds: int = field(
+        default=3600, metadata=var("RATE_LIMIT_WINDOW_SECONDS")
     )
     trusted_proxies: tuple[str, ...] = field(
         default=(), metadata=var("TRUSTED_PROXIES")

@@ -42,13 +42,50 @@ def new_request_id() -> str:
     return secrets.token_hex(16)
 
 
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: any of
+# them in a path or header could start a forged line or rewrite the terminal. The
+# backslash too, so that an escape in the log always means an escaped character.
+_CONTROL = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match[0]
+    if char == "\\":
+        return "\\\\"
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+class TextFormatter(logging.Formatter):
+    """One line per record for humans; nothing a client sends can break the line."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802
+        return escape_controls(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802
+        # A traceback keeps its lines, each indented: none can pass for a record.
+        text = super().formatException(ei)
+        return "\n".join("    " + escape_controls(line) for line in text.splitlines())
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802
+        lines = stack_info.splitlines()
+        return "\n".join("    " + escape_controls(line) for line in lines)
+
+
 def init_app(app: Quart, settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stdout)
     if settings.log_format == "json":
         formatter: logging.Formatter = JSONFormatter()
         formatter.converter = time.gmtime
     else:
-        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        formatter = TextFormatter()
     handler.setFormatter(formatter)
     handler.set_name("service")
     root = logging.getLogger()

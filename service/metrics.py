@@ -22,6 +22,15 @@ from service.database import Database
 from service.replicas import FALLBACKS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Any token is a valid HTTP method: one series per made-up method would let a
+# client grow the registry without bound.
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else "other"
 
 
 class PoolCollector(Collector):
@@ -98,7 +107,7 @@ def init_app(app: Quart, settings: Settings) -> None:
     async def observe(response: Response) -> Response:
         # The rule, not the path: ids in paths would make one series per user.
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        key = (request.method, route, response.status_code)
+        key = (method_label(request.method), route, response.status_code)
         counter = counted.get(key)
         if counter is None:
             counter = counted[key] = requests.labels(key[0], route, str(key[2]))

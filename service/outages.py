@@ -6,11 +6,15 @@ import sys
 
 import asyncpg
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 
 def is_unavailable(error: BaseException) -> bool:
     """The database or Redis cannot be reached: a 503, not a fault of ours."""
-    if isinstance(error, OperationalError | OSError) or _redis_unreachable(error):
+    # A pool checkout that timed out: every connection is busy, try again soon.
+    if isinstance(
+        error, OperationalError | OSError | PoolTimeoutError
+    ) or _redis_unreachable(error):
         return True
     if isinstance(error, DBAPIError):
         return error.connection_invalidated or _refused(error.orig)

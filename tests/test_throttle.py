@@ -1,6 +1,6 @@
-"""Login throttling: the counters, the budgets over HTTP, and the client's IP.
+"""Login throttling: the stores, the budgets over HTTP, and the client's IP.
 
-LoginThrottle runs on both counters: in process memory, and in the Redis at
+LoginThrottle runs on both stores: in process memory, and in the Redis at
 REDIS_URL that replicas share (tests/backends.py picks the suite's). Every key a
 test touches is named after a unique email or IP and deleted afterwards.
 """
@@ -23,16 +23,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from service import create_app
 from service.api.database import SESSIONMAKER_KEY
 from service.api.deps import client_ip
-from service.config import Settings
+from service.config import ConfigError, Settings
 from service.errors import TooManyRequestsError
 from service.models import AuthSession, User
 from service.throttle import (
-    Counter,
+    MIN_REDIS_VERSION,
+    Guess,
     LoginThrottle,
-    MemoryCounter,
-    RedisCounter,
+    MemoryStore,
+    RedisStore,
+    Store,
+    Verdict,
     account_key,
+    fold_email,
     ip_key,
+    require_redis_version,
 )
 from tests import backends
 from tests.factories import PASSWORD, make_user
@@ -42,6 +47,7 @@ LOGIN = "/api/v1/auth/login"
 TOO_MANY = {"error": "Too many failed login attempts; try again later"}
 INVALID_CREDENTIALS = {"error": "Invalid email or password"}
 SMALL_LIMITS: dict[str, Any] = {"login_max_failures": 3, "login_max_failures_per_ip": 5}
+ACCOUNT_LIMIT, IP_LIMIT = 3, 5
 
 
 class Names:
@@ -73,61 +79,71 @@ async def names() -> AsyncIterator[Names]:
     yield names
     redis: Redis = Redis.from_url(REDIS_URL)
     try:
-        if names.keys:
-            await redis.delete(*names.keys)
+        keys = [
+            k for key in names.keys for k in (key, f"{key}:holds", f"{key}:settled")
+        ]
+        if keys:
+            await redis.delete(*keys)
     finally:
         await redis.aclose()
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def counter(request: pytest.FixtureRequest) -> AsyncIterator[Counter]:
-    counter: Counter = (
-        MemoryCounter() if request.param == "memory" else RedisCounter(REDIS_URL)
-    )
-    yield counter
-    await counter.close()
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    store: Store = MemoryStore() if request.param == "memory" else RedisStore(REDIS_URL)
+    await store.start()
+    yield store
+    await store.close()
 
 
 def throttle_with(
-    counter: Counter, settings: Settings, *, window: int = 900
+    store: Store, settings: Settings, *, window: int = 900, wait: float = 5.0
 ) -> LoginThrottle:
     return LoginThrottle(
-        counter,
+        store,
         replace(settings, **SMALL_LIMITS, login_window_seconds=window),
+        wait_seconds=wait,
     )
 
 
 async def fail(throttle: LoginThrottle, email: str, ip: str, times: int) -> None:
-    # Every attempt counts before its password is checked; a failure adds nothing more.
     for _ in range(times):
-        await throttle.attempt(email, ip)
+        async with throttle.guess(email, ip) as guess:
+            guess.failed()
+
+
+async def succeed(throttle: LoginThrottle, email: str, ip: str) -> None:
+    async with throttle.guess(email, ip) as guess:
+        guess.succeeded()
 
 
 async def refused(throttle: LoginThrottle, email: str, ip: str) -> TooManyRequestsError:
     with pytest.raises(TooManyRequestsError) as caught:
-        await throttle.attempt(email, ip)
+        async with throttle.guess(email, ip):
+            pass
     return caught.value
 
 
-# --- LoginThrottle on each counter ---------------------------------------------
+# --- LoginThrottle on each store ----------------------------------------------------
 
 
-async def test_check_below_account_limit_passes(
-    counter: Counter, settings: Settings, names: Names
+async def test_failures_below_the_account_limit_leave_a_guess(
+    store: Store, settings: Settings, names: Names
 ) -> None:
-    throttle = throttle_with(counter, settings)
+    throttle = throttle_with(store, settings)
     email, ip = names.email(), names.ip()
-    await fail(throttle, email, ip, 2)
+    await fail(throttle, email, ip, ACCOUNT_LIMIT - 1)
 
-    await throttle.attempt(email, ip)
+    async with throttle.guess(email, ip) as guess:
+        assert [key for key, _ in guess.held] == [ip_key(ip), account_key(email)]
 
 
-async def test_check_at_account_limit_raises_429_with_retry_after(
-    counter: Counter, settings: Settings, names: Names
+async def test_failures_at_the_account_limit_raise_429_with_retry_after(
+    store: Store, settings: Settings, names: Names
 ) -> None:
-    throttle = throttle_with(counter, settings)
+    throttle = throttle_with(store, settings)
     email, ip = names.email(), names.ip()
-    await fail(throttle, email, ip, 3)
+    await fail(throttle, email, ip, ACCOUNT_LIMIT)
 
     error = await refused(throttle, email, ip)
 
@@ -135,109 +151,236 @@ async def test_check_at_account_limit_raises_429_with_retry_after(
     assert 0 < int(error.headers["Retry-After"]) <= 900
 
 
-async def test_account_limit_applies_from_any_ip(
-    counter: Counter, settings: Settings, names: Names
+async def test_attempts_that_did_not_fail_cost_nothing(
+    store: Store, settings: Settings, names: Names
 ) -> None:
-    throttle = throttle_with(counter, settings)
+    # Attempts are not failures: settled without a verdict (an error, a cancelled
+    # request) or with a right password, they leave the budget whole.
+    throttle = throttle_with(store, settings)
+    email, ip = names.email(), names.ip()
+    for _ in range(ACCOUNT_LIMIT * 3):
+        async with throttle.guess(email, ip):
+            pass
+        await succeed(throttle, email, ip)
+
+    await fail(throttle, email, ip, ACCOUNT_LIMIT - 1)
+    assert (await store.hold(account_key(email), ACCOUNT_LIMIT, "probe"))[0] is (
+        Verdict.HELD
+    )
+
+
+class InFlight:
+    """Guesses that hold the account's whole budget until released."""
+
+    def __init__(self, throttle: LoginThrottle, names: Names, email: str) -> None:
+        self.throttle, self.names, self.email = throttle, names, email
+        self.opened: list[Guess] = []
+        self.all_open, self.release = asyncio.Event(), asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, *, right: bool) -> None:
+        self.tasks = [
+            asyncio.create_task(self._guess(right)) for _ in range(ACCOUNT_LIMIT)
+        ]
+        await self.all_open.wait()
+
+    async def _guess(self, right: bool) -> None:
+        async with self.throttle.guess(self.email, self.names.ip()) as guess:
+            self.opened.append(guess)
+            if len(self.opened) == ACCOUNT_LIMIT:
+                self.all_open.set()
+            await self.release.wait()
+            if right:
+                guess.succeeded()
+            else:
+                guess.failed()
+
+    async def settle(self) -> None:
+        self.release.set()
+        await asyncio.gather(*self.tasks)
+
+
+async def test_guesses_in_flight_hold_the_budget_and_later_ones_wait(
+    store: Store, settings: Settings, names: Names
+) -> None:
+    throttle = throttle_with(store, settings, wait=30)
+    in_flight = InFlight(throttle, names, names.email())
+    await in_flight.start(right=True)
+    # The budget is fully held: a later attempt waits instead of being refused,
+    waiting = asyncio.create_task(succeed(throttle, in_flight.email, names.ip()))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+
+    # and proceeds once the guesses in flight turn out right.
+    await in_flight.settle()
+    await asyncio.wait_for(waiting, 30)
+
+
+async def test_failures_in_flight_that_spend_the_budget_refuse_the_waiting(
+    store: Store, settings: Settings, names: Names
+) -> None:
+    throttle = throttle_with(store, settings, wait=30)
+    in_flight = InFlight(throttle, names, names.email())
+    await in_flight.start(right=False)
+    waiting = asyncio.create_task(refused(throttle, in_flight.email, names.ip()))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+
+    await in_flight.settle()
+
+    error = await asyncio.wait_for(waiting, 30)
+    assert error.status_code == 429
+
+
+async def test_a_fully_held_budget_refuses_after_the_bounded_wait(
+    store: Store, settings: Settings, names: Names
+) -> None:
+    throttle = throttle_with(store, settings, wait=0.2)
     email = names.email()
-    for _ in range(3):
-        await throttle.attempt(email, names.ip())
+    for number in range(ACCOUNT_LIMIT):
+        verdict, _ = await store.hold(account_key(email), ACCOUNT_LIMIT, f"h{number}")
+        assert verdict is Verdict.HELD
+
+    error = await refused(throttle, email, names.ip())
+
+    assert int(error.headers["Retry-After"]) >= 1
+
+
+async def test_account_limit_applies_from_any_ip(
+    store: Store, settings: Settings, names: Names
+) -> None:
+    throttle = throttle_with(store, settings)
+    email = names.email()
+    for _ in range(ACCOUNT_LIMIT):
+        await fail(throttle, email, names.ip(), 1)
 
     await refused(throttle, email, names.ip())
 
 
 async def test_account_limit_leaves_other_accounts(
-    counter: Counter, settings: Settings, names: Names
+    store: Store, settings: Settings, names: Names
 ) -> None:
-    throttle = throttle_with(counter, settings)
+    throttle = throttle_with(store, settings)
     ip = names.ip()
-    await fail(throttle, names.email(), ip, 3)
+    await fail(throttle, names.email(), ip, ACCOUNT_LIMIT)
+    other = names.email()
 
-    await throttle.attempt(names.email(), ip)
+    async with throttle.guess(other, ip) as guess:
+        assert account_key(other) in [key for key, _ in guess.held]
 
 
-async def test_account_budget_ignores_letter_case_and_spaces(
-    counter: Counter, settings: Settings, names: Names
+@pytest.mark.parametrize(
+    "variant",
+    [
+        pytest.param(lambda e: f"  {e.upper()} ", id="upper-and-spaces"),
+        # PostgreSQL's lower() folds U+0130 to "i": the lookup finds the account.
+        pytest.param(lambda e: "\u0130" + e[1:], id="capital-dotted-i"),
+        pytest.param(lambda e: e.replace("@", "\u03a3@"), id="final-sigma"),
+    ],
+)
+async def test_account_budget_is_keyed_as_postgresql_folds_the_address(
+    store: Store,
+    settings: Settings,
+    names: Names,
+    variant: Callable[[str], str],
 ) -> None:
-    throttle = throttle_with(counter, settings)
-    email, ip = names.email(), names.ip()
-    await fail(throttle, f"  {email.upper()} ", ip, 3)
+    throttle = throttle_with(store, settings)
+    base = names.email()
+    email = names.track(fold_email(variant(base)))
+    await fail(throttle, variant(base), names.ip(), ACCOUNT_LIMIT)
 
-    await refused(throttle, email, ip)
+    await refused(throttle, email, names.ip())
 
 
 async def test_success_resets_the_account_budget(
-    counter: Counter, settings: Settings, names: Names
+    store: Store, settings: Settings, names: Names
 ) -> None:
-    throttle = throttle_with(counter, settings)
+    throttle = throttle_with(store, settings)
     email, ip = names.email(), names.ip()
-    await fail(throttle, email, ip, 3)
+    await fail(throttle, email, ip, ACCOUNT_LIMIT - 1)
 
-    await throttle.succeeded(email, ip)
+    await succeed(throttle, email, ip)
 
-    await throttle.attempt(email, ip)
+    await fail(throttle, email, ip, ACCOUNT_LIMIT - 1)
+    verdict, _ = await store.hold(account_key(email), ACCOUNT_LIMIT, "probe")
+    assert verdict is Verdict.HELD
 
 
 async def test_success_keeps_the_ip_budget(
-    counter: Counter, settings: Settings, names: Names
+    store: Store, settings: Settings, names: Names
 ) -> None:
-    throttle = throttle_with(counter, settings)
-    email, ip = names.email(), names.ip()
-    for _ in range(4):
-        await throttle.attempt(names.email(), ip)
-    await throttle.attempt(email, ip)
+    throttle = throttle_with(store, settings)
+    ip = names.ip()
+    for _ in range(IP_LIMIT - 1):
+        await fail(throttle, names.email(), ip, 1)
 
-    # A right password takes back only its own attempt from the IP's budget.
-    await throttle.succeeded(email, ip)
+    await succeed(throttle, names.email(), ip)
 
-    await throttle.attempt(names.email(), ip)
+    await fail(throttle, names.email(), ip, 1)
     await refused(throttle, names.email(), ip)
 
 
-async def test_ip_limit_refuses_every_account_from_that_ip(
-    counter: Counter, settings: Settings, names: Names
+async def test_ip_limit_refuses_before_the_account_is_held_or_charged(
+    store: Store, settings: Settings, names: Names
 ) -> None:
-    throttle = throttle_with(counter, settings)
-    ip = names.ip()
-    for _ in range(5):
-        await throttle.attempt(names.email(), ip)
+    throttle = throttle_with(store, settings)
+    ip, victim = names.ip(), names.email()
+    for _ in range(IP_LIMIT):
+        await fail(throttle, names.email(), ip, 1)
 
-    error = await refused(throttle, names.email(), ip)
+    for _ in range(ACCOUNT_LIMIT * 5):
+        error = await refused(throttle, victim, ip)
+        assert 0 < int(error.headers["Retry-After"]) <= 900
 
-    assert 0 < int(error.headers["Retry-After"]) <= 900
+    verdict, _ = await store.hold(account_key(victim), 1, "probe")
+    assert verdict is Verdict.HELD
 
 
 async def test_ip_limit_leaves_other_ips(
-    counter: Counter, settings: Settings, names: Names
+    store: Store, settings: Settings, names: Names
 ) -> None:
-    throttle = throttle_with(counter, settings)
+    throttle = throttle_with(store, settings)
     ip = names.ip()
-    for _ in range(5):
-        await throttle.attempt(names.email(), ip)
+    for _ in range(IP_LIMIT):
+        await fail(throttle, names.email(), ip, 1)
+    await refused(throttle, names.email(), ip)
 
-    await throttle.attempt(names.email(), names.ip())
+    other = names.ip()
+    async with throttle.guess(names.email(), other) as guess:
+        assert ip_key(other) in [key for key, _ in guess.held]
 
 
 async def test_budget_returns_when_the_window_ends(
-    counter: Counter, settings: Settings, names: Names
+    store: Store, settings: Settings, names: Names
 ) -> None:
-    throttle = throttle_with(counter, settings, window=1)
+    throttle = throttle_with(store, settings, window=1)
     email, ip = names.email(), names.ip()
-    await fail(throttle, email, ip, 3)
+    await fail(throttle, email, ip, ACCOUNT_LIMIT)
     await refused(throttle, email, ip)
 
     await asyncio.sleep(1.1)
 
-    await throttle.attempt(email, ip)
+    async with throttle.guess(email, ip) as guess:
+        assert len(guess.held) == 2
 
 
-async def test_redis_counters_are_shared_between_instances(
+async def test_route_limit_counts_requests_in_its_window(
+    store: Store, names: Names
+) -> None:
+    key = names.track(f"limit-{uuid.uuid4().hex}")
+    answers = [await store.hit(key, 2, 600) for _ in range(4)]
+
+    assert [allowed for allowed, _ in answers] == [True, True, False, False]
+    assert all(0 < seconds <= 600 for _, seconds in answers)
+
+
+async def test_redis_stores_are_shared_between_instances(
     settings: Settings, names: Names
 ) -> None:
-    first, second = RedisCounter(REDIS_URL), RedisCounter(REDIS_URL)
+    first, second = RedisStore(REDIS_URL), RedisStore(REDIS_URL)
     try:
         email, ip = names.email(), names.ip()
-        await fail(throttle_with(first, settings), email, ip, 3)
+        await fail(throttle_with(first, settings), email, ip, ACCOUNT_LIMIT)
 
         await refused(throttle_with(second, settings), email, ip)
     finally:
@@ -245,31 +388,102 @@ async def test_redis_counters_are_shared_between_instances(
         await second.close()
 
 
-async def test_redis_keys_expire_with_the_window_and_hide_the_email(
+async def test_redis_keys_always_carry_a_ttl_and_hide_the_email(
     settings: Settings, names: Names
 ) -> None:
-    counter = RedisCounter(REDIS_URL)
+    prefix = f"ttl-{uuid.uuid4().hex[:8]}:"
+    store = RedisStore(REDIS_URL, prefix)
     redis: Redis = Redis.from_url(REDIS_URL)
     try:
+        throttle = throttle_with(store, settings, window=600)
         email, ip = names.email(), names.ip()
-        await throttle_with(counter, settings, window=600).attempt(email, ip)
+        async with throttle.guess(email, ip) as guess:
+            # Held: the holds carry the TTL of the longest hold.
+            keys = await redis.keys(f"{prefix}*")
+            assert sorted(
+                k.decode() if isinstance(k, bytes) else k for k in keys
+            ) == sorted(
+                f"{prefix}{key}:holds" for key in (ip_key(ip), account_key(email))
+            )
+            ttls = [await redis.ttl(key) for key in keys]
+            assert all(0 < ttl <= 30 for ttl in ttls), ttls
+            guess.failed()
+        await store.hit("limit:probe", 5, 600)
 
-        for key in (account_key(email), ip_key(ip)):
-            assert 0 < await redis.ttl(key) <= 600
+        keys = await redis.keys(f"{prefix}*")
+        assert keys
+        for key in keys:
+            assert 0 < await redis.ttl(key) <= 600, key
         assert await redis.keys(f"*{email}*") == []
     finally:
-        await counter.close()
+        keys = await redis.keys(f"{prefix}*")
+        if keys:
+            await redis.delete(*keys)
+        await store.close()
         await redis.aclose()
 
 
-async def test_memory_counters_are_per_instance(
-    settings: Settings, names: Names
-) -> None:
+async def test_memory_stores_are_per_instance(settings: Settings, names: Names) -> None:
     # Without Redis each process counts alone: the documented single-node mode.
     email, ip = names.email(), names.ip()
-    await fail(throttle_with(MemoryCounter(), settings), email, ip, 3)
+    first = throttle_with(MemoryStore(), settings)
+    await fail(first, email, ip, ACCOUNT_LIMIT)
+    await refused(first, email, ip)
 
-    await throttle_with(MemoryCounter(), settings).attempt(email, ip)
+    fresh = throttle_with(MemoryStore(), settings)
+    async with fresh.guess(email, ip) as guess:
+        assert len(guess.held) == 2
+
+
+async def test_memory_store_is_a_capped_lru() -> None:
+    store = MemoryStore(max_keys=100)
+    for number in range(1000):
+        await store.fail(f"login:account:{number}", "h", 900)
+        assert len(store) <= 100
+    # The most recent survive: the budget of an account under attack now is kept.
+    verdict, _ = await store.hold("login:account:999", 1, "probe")
+    assert verdict is Verdict.SPENT
+    verdict, _ = await store.hold("login:account:0", 1, "probe")
+    assert verdict is Verdict.HELD
+
+
+async def test_memory_store_keeps_the_budgets_guesses_hold_past_the_cap() -> None:
+    store = MemoryStore(max_keys=10)
+    assert (await store.hold("held", 1, "guess"))[0] is Verdict.HELD
+    for number in range(100):
+        await store.fail(f"other:{number}", "h", 900)
+
+    assert (await store.hold("held", 1, "another"))[0] is Verdict.BUSY
+
+
+async def test_memory_store_forgets_what_settled_without_failing() -> None:
+    store = MemoryStore()
+    for number in range(1000):
+        await store.hold(f"login:account:{number}", 10, "h")
+        await store.release(f"login:account:{number}", "h")
+
+    assert len(store) == 0
+
+
+@pytest.mark.parametrize("version", ["6.2.14", "5.0.0", "garbage"])
+def test_redis_older_than_the_minimum_is_refused(version: str) -> None:
+    with pytest.raises(ConfigError, match="older than"):
+        require_redis_version(version)
+
+
+@pytest.mark.parametrize("version", ["7.0.0", "7.0.15", "7.2.4", "8.0.2"])
+def test_redis_at_or_past_the_minimum_is_accepted(version: str) -> None:
+    require_redis_version(version)
+    assert MIN_REDIS_VERSION == (7, 0)
+
+
+async def test_redis_store_checks_the_server_version_at_start() -> None:
+    store = RedisStore(REDIS_URL)
+    try:
+        await store.start()
+        assert store.version_checked
+    finally:
+        await store.close()
 
 
 # --- over HTTP ------------------------------------------------------------------

@@ -21,6 +21,13 @@ from service.api.guards import (
     jwt_required,
 )
 from service.api.io import body, document_errors, returns
+from service.api.limits import (
+    LOGIN_BUDGET,
+    RESET_MAIL_PER_ADDRESS,
+    RESET_MAIL_PER_CLIENT,
+    RESET_PER_CLIENT,
+    limited,
+)
 from service.schemas.auth import (
     Credentials,
     ForgotPassword,
@@ -43,7 +50,8 @@ blueprint = Blueprint("auth", __name__, url_prefix="/auth")
 @blueprint.post("/login")
 @body(LoginSchema)
 @returns(TokenPairSchema)
-@document_errors(401, 429)
+@document_errors(401)
+@limited(LOGIN_BUDGET)
 async def login(data: Credentials) -> TokenPair:
     """Exchange an email and password for an access and a refresh token."""
     return await auth_service().login(data["email"], data["password"], client=client())
@@ -70,17 +78,19 @@ async def logout() -> dict[str, str]:
 @jwt_required()
 @body(PasswordChangeSchema)
 @returns(None, status=204)
+@limited(LOGIN_BUDGET)
 async def change_password(data: PasswordChange) -> None:
     """Change one's password; every session of the user ends."""
     user = await user_service().get(get_jwt_identity())
     await auth_service().change_password(
-        user, data["current_password"], data["new_password"]
+        user, data["current_password"], data["new_password"], client=client()
     )
 
 
 @blueprint.post("/password/forgot")
 @body(ForgotPasswordSchema)
 @returns(MessageSchema, status=202)
+@limited(RESET_MAIL_PER_CLIENT, RESET_MAIL_PER_ADDRESS)
 async def forgot_password(data: ForgotPassword) -> dict[str, str]:
     """Mail a reset link; the same answer, in the same time, for any address."""
     mail = await auth_service().forgot_password(data["email"])
@@ -92,6 +102,7 @@ async def forgot_password(data: ForgotPassword) -> dict[str, str]:
 @blueprint.post("/password/reset")
 @body(PasswordResetSchema)
 @returns(None, status=204)
+@limited(RESET_PER_CLIENT)
 async def reset_password(data: PasswordReset) -> None:
     """Set a new password with a reset token; every session of the user ends."""
     await auth_service().reset_password(data["token"], data["new_password"])

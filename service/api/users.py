@@ -17,6 +17,7 @@ from service.api.guards import (
     signed_in_page,
 )
 from service.api.io import View, body, document_errors, read_json, returns
+from service.api.limits import REGISTRATION, limited
 from service.models import UserRecord
 from service.schemas.common import PageQuery, PageQuerySchema
 from service.schemas.post import PostPageSchema
@@ -69,6 +70,7 @@ async def _with_taken_email(error: ValidationError) -> ValidationError:
 @taken_email_reported
 @body(UserCreateSchema)
 @returns(UserSchema, status=201)
+@limited(REGISTRATION)
 async def create_user(data: NewUser) -> UserRecord:
     """Register a new user."""
     return UserRecord.of(await user_service().register(data))

@@ -6,7 +6,7 @@ from typing import TypedDict
 
 from marshmallow import Schema, fields, validate
 
-from service.schemas.common import Email, Text, Timestamp
+from service.schemas.common import Email, Password, Text, Timestamp
 
 
 class Credentials(TypedDict):
@@ -16,7 +16,8 @@ class Credentials(TypedDict):
 
 class LoginSchema(Schema):
     email = Email(required=True)
-    password = Text(required=True)
+    # Only hashed, never stored: a NUL in it is a wrong password (401), as in Flask.
+    password = Password(required=True)
 
 
 class TokenPairSchema(Schema):

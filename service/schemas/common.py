@@ -14,6 +14,10 @@ def _reject_unstorable(value: str) -> None:
     # reached the database in the Flask service and came back as 500s.
     if "\x00" in value:
         raise ValidationError("Must not contain NUL characters.")
+    _reject_unencodable(value)
+
+
+def _reject_unencodable(value: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -28,6 +32,17 @@ class Text(fields.String):
     ) -> str:
         text: str = super()._deserialize(value, attr, data, **kwargs)
         _reject_unstorable(text)
+        return text
+
+
+class Password(fields.String):
+    """A password to check: any text UTF-8 can carry, NUL included."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> str:
+        text: str = super()._deserialize(value, attr, data, **kwargs)
+        _reject_unencodable(text)
         return text
 
 

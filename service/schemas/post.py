@@ -9,7 +9,11 @@ from marshmallow import Schema, fields, validate
 from service.schemas.common import Text, Timestamp, page_schema
 
 TITLE = validate.Length(min=1, max=200)
-CONTENT = validate.Length(min=1)
+# Bounds what a page holds: 100 posts of at most 20,000 characters each stay under
+# 12 MiB of JSON even if every character needed a six-byte escape.
+POST_MAX_LENGTH = 20_000
+# Two validators: an empty body keeps the Flask service's own message.
+CONTENT = [validate.Length(min=1), validate.Length(max=POST_MAX_LENGTH)]
 
 
 class AuthorSchema(Schema):

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
-from service.errors import AuthError, BadRequestError, validation_error
+from service.errors import (
+    AuthError,
+    BadRequestError,
+    TooManyRequestsError,
+    validation_error,
+)
 from service.models import User, UserRecord
 from service.security.passwords import PasswordHasher, needs_rehash
 from service.security.tokens import (
@@ -21,10 +28,14 @@ from service.security.tokens import (
 from service.services.callers import REVOKED, Caller
 from service.services.sessions import SessionService, successor_jti
 from service.services.users import UserService
-from service.throttle import LoginThrottle
+from service.throttle import Guess, LoginThrottle
 
+# Failed and throttled logins, for whoever watches for attacks: the address is
+# the client's as TRUSTED_PROXIES lets it be known, not the nearest proxy's.
+security_logger = logging.getLogger("service.security")
 INVALID_CREDENTIALS = "Invalid email or password"
 DEACTIVATED = "Account is deactivated"
+CURRENT_INCORRECT = "Current password is incorrect."
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +64,17 @@ class Client:
     user_agent: str | None
 
 
+def security_event(event: str, client: Client, **fields: Any) -> None:
+    details = " ".join(f"{name}={value}" for name, value in fields.items())
+    security_logger.warning(
+        "%s client_ip=%s %s",
+        event,
+        client.ip,
+        details,
+        extra={"fields": {"event": event, "client_ip": client.ip, **fields}},
+    )
+
+
 class AuthService:
     def __init__(
         self,
@@ -70,21 +92,42 @@ class AuthService:
 
     async def login(self, email: str, password: str, *, client: Client) -> TokenPair:
         """Start a session; unknown emails cost a hash check, as wrong passwords do."""
-        ip = client.ip or "unknown"
-        if self.throttle:
-            await self.throttle.attempt(email, ip)
+        if self.throttle is None:
+            return await self._login(email, password, client, None)
+        try:
+            async with self.throttle.guess(email, client.ip or "unknown") as guess:
+                return await self._login(email, password, client, guess)
+        except TooManyRequestsError:
+            security_event("login_throttled", client)
+            raise
+
+    async def _login(
+        self, email: str, password: str, client: Client, guess: Guess | None
+    ) -> TokenPair:
         user = await self.users.get_by_email(email)
         password_ok = await self.hasher.verify(
             user.password_hash if user else None, password
         )
         if user is None or not password_ok:
+            if guess is not None:
+                guess.failed()
+            security_event(
+                "login_failed",
+                client,
+                user_id=user.id if user else None,
+                reason="wrong_password" if user else "unknown_email",
+            )
             raise AuthError(INVALID_CREDENTIALS)
-        if self.throttle:
-            await self.throttle.succeeded(email, ip)
+        if guess is not None:
+            guess.succeeded()
         if not user.is_active:
             raise AuthError(DEACTIVATED)
         if needs_rehash(user.password_hash):
-            user.password_hash = await self.hasher.hash(password)
+            rehashed = await self.hasher.hash(password)
+            if not await self.users.replace_password_hash(user, rehashed):
+                # The password changed while this one was checked: it is no
+                # longer the account's, and must not open a session.
+                raise AuthError(INVALID_CREDENTIALS)
         return await self.start_session(user, client=client)
 
     async def start_session(self, user: User, *, client: Client) -> TokenPair:
@@ -114,7 +157,15 @@ class AuthService:
         if rotated is None:
             raise AuthError(REVOKED, legacy_msg=True)
         jti, issued_at = rotated
-        refresh_token, _ = self._refresh_token(user.id, sid, jti=jti, now=issued_at)
+        # The successor ends when its predecessor would have, so every token of
+        # the session ends at its login plus JWT_REFRESH_TOKEN_EXPIRES.
+        refresh_token, _ = self._refresh_token(
+            user.id,
+            sid,
+            jti=jti,
+            now=issued_at,
+            expires_at=int(identity.claims["exp"]),
+        )
         return TokenPair(access_token, refresh_token)
 
     async def logout(self, identity: Identity) -> None:
@@ -130,17 +181,40 @@ class AuthService:
             )
             await self.session.commit()
 
-    async def change_password(self, user: User, current: str, new: str) -> None:
-        """Commits; every session of the user ends, this one included."""
-        if not await self.hasher.verify(user.password_hash, current):
-            raise validation_error("current_password", "Current password is incorrect.")
+    async def change_password(
+        self, user: User, current: str, new: str, *, client: Client
+    ) -> None:
+        """Commits; every session of the user ends, this one included.
+
+        A wrong current password is a failed login: a stolen access token must
+        not make this route an unlimited password oracle.
+        """
+        if self.throttle is None:
+            await self._check_current(user, current, None)
+        else:
+            async with self.throttle.guess(user.email, client.ip or "unknown") as guess:
+                await self._check_current(user, current, guess)
         if current == new:
             raise validation_error(
                 "new_password", "Must differ from the current password."
             )
-        user.password_hash = await self.hasher.hash(new)
+        if not await self.users.replace_password_hash(
+            user, await self.hasher.hash(new)
+        ):
+            raise validation_error("current_password", CURRENT_INCORRECT)
         await self.sessions.revoke_all(user)
         await self.session.commit()
+
+    async def _check_current(
+        self, user: User, current: str, guess: Guess | None
+    ) -> None:
+        if await self.hasher.verify(user.password_hash, current):
+            if guess is not None:
+                guess.succeeded()
+            return
+        if guess is not None:
+            guess.failed()
+        raise validation_error("current_password", CURRENT_INCORRECT)
 
     async def forgot_password(self, email: str) -> Mail | None:
         """The reset mail to send, or None for an unknown or inactive address.
@@ -182,7 +256,11 @@ class AuthService:
             )
         ):
             raise BadRequestError(INVALID_RESET)
-        user.password_hash = await self.hasher.hash(new_password)
+        if not await self.users.replace_password_hash(
+            user, await self.hasher.hash(new_password)
+        ):
+            # A concurrent reset with the same token got there first.
+            raise BadRequestError(INVALID_RESET)
         await self.sessions.revoke_all(user)
         await self.session.commit()
 
@@ -205,13 +283,17 @@ class AuthService:
         *,
         jti: str | None = None,
         now: int | None = None,
+        expires_at: int | None = None,
     ) -> tuple[str, str]:
         jti = jti or successor_jti(session_id)
+        expires_in = self.settings.refresh_token_expires
+        if expires_at is not None and now is not None:
+            expires_in = min(expires_in, max(expires_at - now, 1))
         token = create_token(
             user_id=user_id,
             token_type="refresh",
             key=self.settings.jwt_secret_key,
-            expires_in=self.settings.refresh_token_expires,
+            expires_in=expires_in,
             additional_claims={"sid": session_id},
             now=now,
             jti=jti,

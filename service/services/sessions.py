@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import NotFoundError
 from service.models import AuthSession, RevokedToken, User, utcnow
+
+# What str(uuid.uuid4()) gives, and any shorter run of its characters.
+SESSION_ID = re.compile(r"[0-9A-Za-z-]{1,36}")
 
 
 class SessionService:
@@ -48,8 +52,14 @@ class SessionService:
         ).all()
 
     async def revoke(self, session_id: str, *, user_id: int) -> None:
-        """Commits; 404 for a session that is not a live one of the user."""
-        if not await self.end(session_id, user_id=user_id):
+        """Commits; 404 for a session that is not a live one of the user.
+
+        An id the service cannot have made (a NUL, text past the column's 36
+        characters) names no session: answered before it reaches the database.
+        """
+        if not SESSION_ID.fullmatch(session_id) or not await self.end(
+            session_id, user_id=user_id
+        ):
             raise NotFoundError("Session not found")
 
     async def end(self, session_id: str, *, user_id: int) -> bool:

@@ -18,6 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from service.errors import ConflictError, NotFoundError, validation_error
 from service.models import (
@@ -134,6 +135,21 @@ class UserService:
         if not 0 < user_id <= MAX_USER_ID:
             return None
         return await self.session.scalar(live_users().where(User.id == user_id))
+
+    async def replace_password_hash(self, user: User, new_hash: str) -> bool:
+        """Write `new_hash` only if the row still holds the hash `user` was read
+        with (compare and swap): of two racing writers one wins, the other sees
+        False and must not claim success. The caller commits."""
+        result = await self.session.execute(
+            update(User)
+            .where(User.id == user.id, User.password_hash == user.password_hash)
+            .values(password_hash=new_hash)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        set_committed_value(user, "password_hash", new_hash)
+        return True
 
     async def get_by_email(self, email: str) -> User | None:
         # The database's lower() on both sides: exactly what the unique index

@@ -238,12 +238,12 @@ async def test_login_invalid_body_400(
 @pytest.mark.parametrize(
     ("raw", "field"),
     [
-        (b'{"email": "test@example.com", "password": "pass\\u0000word"}', "password"),
         (b'{"email": "test@example.com", "password": "pass\\ud800word"}', "password"),
         (b'{"email": "te\\u0000st@example.com", "password": "password123"}', "email"),
         (b'{"email": "te\\udc00st@example.com", "password": "password123"}', "email"),
     ],
-    ids=["nul-password", "surrogate-password", "nul-email", "surrogate-email"],
+    # A NUL in the password is a wrong password (401): tests/hostile/test_routes.py.
+    ids=["surrogate-password", "nul-email", "surrogate-email"],
 )
 async def test_login_unstorable_text_400(
     client: Client, user: User, raw: bytes, field: str
