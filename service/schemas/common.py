@@ -24,26 +24,27 @@ def _reject_unencodable(value: str) -> None:
         raise ValidationError("Must be valid Unicode text.") from None
 
 
-class Text(fields.String):
+class _CheckedString(fields.String):
+    """A string that must pass its class's `check` once it is loaded."""
+
+    check = staticmethod(_reject_unstorable)
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> str:
+        text: str = super()._deserialize(value, attr, data, **kwargs)
+        self.check(text)
+        return text
+
+
+class Text(_CheckedString):
     """A string the database can store."""
 
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Any, **kwargs: Any
-    ) -> str:
-        text: str = super()._deserialize(value, attr, data, **kwargs)
-        _reject_unstorable(text)
-        return text
 
-
-class Password(fields.String):
+class Password(_CheckedString):
     """A password to check: any text UTF-8 can carry, NUL included."""
 
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Any, **kwargs: Any
-    ) -> str:
-        text: str = super()._deserialize(value, attr, data, **kwargs)
-        _reject_unencodable(text)
-        return text
+    check = staticmethod(_reject_unencodable)
 
 
 class Email(fields.Email):
