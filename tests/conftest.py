@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
-    create_async_engine,
 )
 
 from service import create_app
@@ -27,7 +26,7 @@ from service.database import make_sessionmaker
 from service.models import User
 from service.models.base import Base
 from tests.factories import login_headers, make_user
-from tests.support import AppMaker, drop_database, migrate, recreate_database
+from tests.support import AppMaker, migrated_database
 
 # Per run, so parallel runs on one server never drop each other's database.
 TEST_DATABASE = f"service_test_{os.getpid()}"
@@ -36,12 +35,8 @@ JWT_KEY = "test-jwt-secret-key-0123456789-abcdefghij"
 
 @pytest.fixture(scope="session")
 async def engine() -> AsyncIterator[AsyncEngine]:
-    url = await recreate_database(TEST_DATABASE)
-    engine = create_async_engine(url)
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
-    await drop_database(TEST_DATABASE)
+    async with migrated_database(TEST_DATABASE) as engine:
+        yield engine
 
 
 @pytest.fixture(scope="session")

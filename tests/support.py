@@ -3,9 +3,10 @@ the API, and a user's JSON as the API answers it (tests/factories.py builds rows
 
 from __future__ import annotations
 
+import json
 import socket
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,7 +17,7 @@ from alembic.config import Config
 from quart import Quart, Response
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.config import normalize_database_url
 from tests import backends
@@ -70,6 +71,18 @@ async def migrate(
 
     async with engine.begin() as connection:
         await connection.run_sync(run)
+
+
+@asynccontextmanager
+async def migrated_database(name: str) -> AsyncIterator[AsyncEngine]:
+    """A new database `name` at Alembic's head, dropped when the block ends."""
+    engine = create_async_engine(await recreate_database(name))
+    await migrate(engine)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        await drop_database(name)
 
 
 def free_port() -> int:
@@ -154,3 +167,18 @@ def user_json(user: UserFields, user_id: int | None = None) -> dict[str, Any]:
         "last_name": user.last_name,
         "updated_at": user.updated_at.isoformat(),
     }
+
+
+def json_log_lines(path: Path, containing: str = "") -> list[dict[str, Any]]:
+    """A served instance's JSON log records, read from its output file."""
+    entries = []
+    for line in path.read_text(errors="replace").splitlines():
+        if containing not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.deploy.dns import LoopbackDNS, Zone
+from tests.support import json_log_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -726,17 +727,7 @@ class Replica:
 
     def log(self, containing: str = "") -> list[dict[str, Any]]:
         """The replica's JSON log lines on stdout, over every start."""
-        entries = []
-        for line in self.out.read_text(errors="replace").splitlines():
-            if containing not in line:
-                continue
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict):
-                entries.append(entry)
-        return entries
+        return json_log_lines(self.out, containing)
 
     def access_log(self, containing: str = "") -> list[dict[str, Any]]:
         return [e for e in self.log(containing) if e.get("logger") == "service.access"]

@@ -9,7 +9,6 @@ same time on one Redis do not share budgets.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
@@ -23,12 +22,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from service.models import User
 from tests import backends
 from tests.factories import make_user
-from tests.support import ROOT, drop_database, free_port, migrate, recreate_database
+from tests.support import ROOT, free_port, json_log_lines, migrated_database
 
 REDIS_URL = backends.redis_url()
 HYPERCORN = Path(sys.executable).parent / "hypercorn"
@@ -55,15 +54,7 @@ class Served:
         )
 
     def log_lines(self) -> list[dict[str, Any]]:
-        lines = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict):
-                lines.append(entry)
-        return lines
+        return json_log_lines(self.log)
 
 
 def loopback_address() -> str:
@@ -130,12 +121,8 @@ async def hostile_engine() -> AsyncIterator[AsyncEngine]:
     and the rest of the suite must not see their users. Named apart from the
     suite's `engine`: overriding a session-scoped fixture here would hand the
     suite's cached `settings` this database."""
-    name = f"service_test_{os.getpid()}_hostile"
-    hostile_engine = create_async_engine(await recreate_database(name))
-    await migrate(hostile_engine)
-    yield hostile_engine
-    await hostile_engine.dispose()
-    await drop_database(name)
+    async with migrated_database(f"service_test_{os.getpid()}_hostile") as engine:
+        yield engine
 
 
 @pytest.fixture(scope="session")
