@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import http.client
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run import (  # noqa: E402
-    BENCH_SECRET,
     BIN,
     CLK_TCK,
     LIST,
@@ -55,6 +53,7 @@ from bench.run import (  # noqa: E402
     out,
     run_wrk,
     seed,
+    service_env,
     start_server,
     wait_ready,
 )
@@ -213,17 +212,7 @@ def main() -> int:
             f"postgresql://postgres@127.0.0.1:{pair.replica.port}", DB
         )
         pg.recreate()
-        env = {
-            k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "VIRTUAL_ENV")
-        }
-        env |= {
-            "APP_ENV": "production",
-            "DATABASE_URL": pg.url(),
-            "SECRET_KEY": BENCH_SECRET,
-            "JWT_SECRET_KEY": BENCH_SECRET[::-1],
-            "METRICS_TOKEN": METRICS_TOKEN,
-            "LOG_LEVEL": "WARNING",
-        }
+        env = service_env(pg.url(), METRICS_TOKEN=METRICS_TOKEN, LOG_LEVEL="WARNING")
         migrated = subprocess.run(  # noqa: S603
             [str(BIN / "alembic"), "upgrade", "head"],
             cwd=ROOT,

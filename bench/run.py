@@ -816,6 +816,21 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def service_env(database_url: str, **extra: str) -> dict[str, str]:
+    """This shell's environment, set up as a production deployment on `database_url`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "VIRTUAL_ENV")}
+    return env | {
+        "APP_ENV": "production",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": BENCH_SECRET,
+        "JWT_SECRET_KEY": BENCH_SECRET[::-1],
+        # Production's mail choice; no reset mail is sent while measuring.
+        "MAIL_BACKEND": "log",
+        "PASSWORD_RESET_URL": "https://bench.invalid/reset-password?token={token}",
+        **extra,
+    }
+
+
 def migrate(env: dict[str, str]) -> None:
     res = subprocess.run(  # noqa: S603
         [str(BIN / "alembic"), "upgrade", "head"],
@@ -859,15 +874,7 @@ def main() -> int:
     try:
         log(f"database {args.db}: create, migrate, seed")
         pg.recreate()
-        env = {
-            k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "VIRTUAL_ENV")
-        }
-        env |= {
-            "APP_ENV": "production",
-            "DATABASE_URL": pg.url(),
-            "SECRET_KEY": BENCH_SECRET,
-            "JWT_SECRET_KEY": BENCH_SECRET[::-1],
-        }
+        env = service_env(pg.url())
         if args.throttle:
             env["LOGIN_MAX_FAILURES"] = env["LOGIN_MAX_FAILURES_PER_IP"] = args.throttle
         migrate(env)
@@ -893,7 +900,9 @@ def main() -> int:
                 "unchecked",
                 "service.asgi:app",
                 port_unchecked,
-                env | {"REVOCATION_CHECK": "false"},
+                # Production refuses the check off; development differs from it
+                # only in what start-up accepts.
+                env | {"REVOCATION_CHECK": "false", "APP_ENV": "development"},
                 args,
             )
             wait_ready(servers["unchecked"], "/healthz", workers)

@@ -33,6 +33,8 @@ PLACEHOLDER_SECRETS = frozenset(
 )
 DEV_SECRET_KEY = "development-secret-key-not-for-production"
 DEV_JWT_SECRET_KEY = "development-jwt-secret-key-not-for-production"
+DEV_PASSWORD_RESET_URL = "http://127.0.0.1:8000/reset-password?token={token}"
+MAIL_BACKENDS = ("smtp", "log")
 
 
 class ConfigError(RuntimeError):
@@ -127,6 +129,10 @@ class Settings:
     metrics_token: str | None = field(default=None, metadata=var("METRICS_TOKEN"))
     # Sessions and revocation.
     revocation_check: bool = field(default=True, metadata=var("REVOCATION_CHECK"))
+    # Flask-era tokens carry no session; true until every client has logged in anew.
+    accept_legacy_tokens: bool = field(
+        default=True, metadata=var("ACCEPT_LEGACY_TOKENS")
+    )
     refresh_rotation: bool = field(
         default=False, metadata=var("REFRESH_TOKEN_ROTATION")
     )
@@ -162,12 +168,12 @@ class Settings:
     trusted_proxies: tuple[str, ...] = field(
         default=(), metadata=var("TRUSTED_PROXIES")
     )
-    # Password reset mail.
+    # Password reset mail: SMTP, or the log (the default only outside production).
     smtp_url: str | None = field(default=None, metadata=var("SMTP_URL"))
+    mail_backend: str | None = field(default=None, metadata=var("MAIL_BACKEND"))
     mail_from: str = field(default="no-reply@localhost", metadata=var("MAIL_FROM"))
     password_reset_url: str = field(
-        default="http://127.0.0.1:8000/reset-password?token={token}",
-        metadata=var("PASSWORD_RESET_URL"),
+        default=DEV_PASSWORD_RESET_URL, metadata=var("PASSWORD_RESET_URL")
     )
     password_reset_expires: int = field(
         default=60 * 60, metadata=var("PASSWORD_RESET_EXPIRES")
@@ -231,6 +237,12 @@ class Settings:
             raise ConfigError("PASSWORD_RESET_URL must contain {token}")
         if "*" in self.cors_origins:
             raise ConfigError("CORS_ORIGINS lists origins; '*' is not allowed")
+        if self.mail_backend not in (None, *MAIL_BACKENDS):
+            raise ConfigError("MAIL_BACKEND must be smtp or log")
+        if self.mail_backend == "smtp" and not self.smtp_url:
+            raise ConfigError("MAIL_BACKEND=smtp needs SMTP_URL")
+        if self.mail_backend == "log" and self.smtp_url:
+            raise ConfigError("MAIL_BACKEND=log and SMTP_URL are both set; choose one")
         if self.database_replica_urls and self.is_sqlite:
             raise ConfigError("DATABASE_REPLICA_URL needs a PostgreSQL DATABASE_URL")
         for url in self.database_replica_urls:
@@ -248,6 +260,25 @@ class Settings:
                 )
             if len(value) < 32:
                 raise ConfigError(f"{name} must be at least 32 characters long")
+        if not self.revocation_check:
+            raise ConfigError(
+                "REVOCATION_CHECK=false is refused in production: tokens of "
+                "logged-out sessions and deleted users would keep working"
+            )
+        if not self.smtp_url and self.mail_backend != "log":
+            raise ConfigError(
+                "SMTP_URL is required in production to send password-reset mail; "
+                "MAIL_BACKEND=log writes it to the log instead, its token masked"
+            )
+        if self.password_reset_url == DEV_PASSWORD_RESET_URL:
+            raise ConfigError(
+                "PASSWORD_RESET_URL is the development default; set your reset "
+                "page's address, with {token} where the token goes"
+            )
+
+    @property
+    def mails_to_log(self) -> bool:
+        return self.mail_backend == "log" or not self.smtp_url
 
     @property
     def is_sqlite(self) -> bool:
@@ -294,7 +325,9 @@ def _items(_key: str, raw: str) -> tuple[str, ...]:
 
 
 def _text(key: str, raw: str) -> str:
-    return raw.upper() if key == "LOG_LEVEL" else raw
+    if key == "LOG_LEVEL":
+        return raw.upper()
+    return raw.lower() if key == "MAIL_BACKEND" else raw
 
 
 # Parsers by the field's annotation (a string: `from __future__ import annotations`).

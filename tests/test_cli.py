@@ -31,6 +31,8 @@ def production_env(**changes: str | None) -> dict[str, str]:
         "DATABASE_URL": PRODUCTION_URL,
         "JWT_SECRET_KEY": PRODUCTION_JWT_KEY,
         "SECRET_KEY": PRODUCTION_SECRET_KEY,
+        "MAIL_BACKEND": "log",
+        "PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
         **changes,
     }
     return {key: value for key, value in env.items() if value is not None}

@@ -28,6 +28,7 @@ SPECIAL: dict[str, tuple[str, Any]] = {
     "secret_key": (" kept as is ", " kept as is "),
     "jwt_secret_key": (" kept as is ", " kept as is "),
     "cors_origins": ("https://a.example", ("https://a.example",)),
+    "mail_backend": ("LOG", "log"),
     "database_replica_urls": (
         "postgres://r1/x, postgresql://r2/x",
         ("postgresql+asyncpg://r1/x", "postgresql+asyncpg://r2/x"),
@@ -87,3 +88,74 @@ def test_the_documented_version_is_the_packages() -> None:
     assert app.extensions["QUART_SCHEMA"].openapi_provider.schema()["info"][
         "version"
     ] == version("service")
+
+
+# Production as a deployment sets it: every check below passes on this.
+PRODUCTION = {
+    "APP_ENV": "production",
+    "DATABASE_URL": "postgresql://app@db/app",
+    "SECRET_KEY": "production-secret-key-0123456789-abcdefgh",
+    "JWT_SECRET_KEY": "production-jwt-secret-key-0123456789-abcd",
+    "SMTP_URL": "smtp://mail.internal:25",
+    "PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
+}
+
+
+def test_production_starts_on_a_complete_deployment() -> None:
+    settings = Settings.from_env(PRODUCTION)
+
+    assert (settings.env, settings.mails_to_log) == ("production", False)
+
+
+@pytest.mark.parametrize(
+    ("changes", "refused"),
+    [
+        ({"REVOCATION_CHECK": "false"}, r"^REVOCATION_CHECK=false is refused"),
+        # No mail server and no explicit choice: reset links would go to the log.
+        ({"SMTP_URL": ""}, r"^SMTP_URL is required in production.*MAIL_BACKEND=log"),
+        (
+            {
+                "PASSWORD_RESET_URL": "http://127.0.0.1:8000/reset-password?token={token}"
+            },
+            r"^PASSWORD_RESET_URL is the development default",
+        ),
+        ({"PASSWORD_RESET_URL": ""}, r"^PASSWORD_RESET_URL is the development default"),
+    ],
+)
+def test_production_refuses_unsafe_settings_naming_them(
+    changes: dict[str, str], refused: str
+) -> None:
+    with pytest.raises(ConfigError, match=refused):
+        Settings.from_env(PRODUCTION | changes)
+
+
+def test_production_logs_reset_mail_only_when_chosen() -> None:
+    settings = Settings.from_env(PRODUCTION | {"SMTP_URL": "", "MAIL_BACKEND": "log"})
+
+    assert settings.mails_to_log
+
+
+@pytest.mark.parametrize(
+    ("changes", "refused"),
+    [
+        ({"MAIL_BACKEND": "sendmail"}, r"^MAIL_BACKEND must be smtp or log$"),
+        ({"MAIL_BACKEND": "smtp"}, r"^MAIL_BACKEND=smtp needs SMTP_URL$"),
+        (
+            {"MAIL_BACKEND": "log", "SMTP_URL": "smtp://mail.internal:25"},
+            r"^MAIL_BACKEND=log and SMTP_URL are both set",
+        ),
+    ],
+)
+def test_mail_backend_refuses_what_it_cannot_do(
+    changes: dict[str, str], refused: str
+) -> None:
+    with pytest.raises(ConfigError, match=refused):
+        Settings.from_env(changes)
+
+
+def test_development_keeps_its_defaults_mail_in_the_log_and_legacy_tokens() -> None:
+    settings = Settings.from_env({})
+
+    assert settings.mails_to_log
+    assert settings.accept_legacy_tokens
+    assert settings.revocation_check

@@ -95,7 +95,7 @@ async def forgot_password(data: ForgotPassword) -> dict[str, str]:
     """Mail a reset link; the same answer, in the same time, for any address."""
     mail = await auth_service().forgot_password(data["email"])
     if mail is not None:
-        current_app.add_background_task(mailer().send, mail.to, mail.subject, mail.text)
+        current_app.add_background_task(mailer().send, mail)
     return {"message": "If the address is registered, a reset link is on its way"}
 
 

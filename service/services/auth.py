@@ -15,6 +15,7 @@ from service.errors import (
     TooManyRequestsError,
     validation_error,
 )
+from service.mail import Mail
 from service.models import User, UserRecord
 from service.security.passwords import PasswordHasher, needs_rehash
 from service.security.tokens import (
@@ -49,13 +50,6 @@ class TokenPair:
 class AccessToken:
     access_token: str
     token_type: str = "bearer"
-
-
-@dataclass(frozen=True, slots=True)
-class Mail:
-    to: str
-    subject: str
-    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +235,7 @@ class AuthService:
                 f"To choose a new password, open this link within {minutes} minutes:\n"
                 f"{link}\n\nIf it was not you, ignore this message.\n"
             ),
+            secret=token,
         )
 
     async def reset_password(self, token: str, new_password: str) -> None:

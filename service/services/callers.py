@@ -30,11 +30,14 @@ async def identify(
     """Decode the token; with revocation on, load and check its user and session.
 
     Revoked sessions and tokens, deleted and deactivated users all answer
-    401 "Token has been revoked".
+    401 "Token has been revoked", and so do Flask-era tokens (no session)
+    once ACCEPT_LEGACY_TOKENS is off: a Flask client logs in again on it.
     """
     identity = decode_token(
         token, key=settings.jwt_secret_key, expected_type=expected_type
     )
+    if identity.session_id is None and not settings.accept_legacy_tokens:
+        raise AuthError(REVOKED, legacy_msg=True)
     if not settings.revocation_check:
         return Caller(identity, None)
     user = await users.token_holder(

@@ -303,6 +303,29 @@ async def test_forgot_without_smtp_logs_the_link(
     assert (await reset(client, found.group(1))).status_code == 204
 
 
+async def test_production_logs_reset_mail_with_its_token_masked(
+    make_app: AppMaker, user: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MAIL_BACKEND=log in production: the log shows a mail went out, and whoever
+    reads the log cannot reset the password with it."""
+    caplog.set_level(logging.INFO, logger="service.mail")
+
+    async with mail_app(make_app, env="production", mail_backend="log") as client:
+        response = await client.post(FORGOT, json={"email": user.email})
+        await eventually(lambda: bool(mail_records(caplog)))
+        [record] = mail_records(caplog)
+        found = LINK.search(record.getMessage())
+        assert found is not None, record.getMessage()
+        logged = found.group(1)
+        refused = await reset(client, logged.removesuffix("…(masked)"))
+
+    assert response.status_code == 202
+    assert user.email in record.getMessage()
+    assert logged.endswith("…(masked)")
+    assert len(logged.removesuffix("…(masked)")) == 8
+    assert (refused.status_code, await refused.get_json()) == (400, INVALID_RESET)
+
+
 async def test_forgot_unreachable_smtp_still_202_and_logs_failure(
     settings: Settings,
     make_app: AppMaker,

@@ -52,6 +52,7 @@ from tests.deploy.stack import (
     log_time,
     make_workdir,
 )
+from tests.differential.servers import RESET_MAIL
 from tests.support import ADMIN_DSN, drop_database, recreate_database
 
 pytestmark = pytest.mark.skipif(
@@ -919,8 +920,9 @@ FLASK_PROBE = (
 def test_image_started_with_the_flask_environment_serves_on_5000_in_production(
     deployment: Deployment, port_env: str | None, port: int
 ) -> None:
-    # As `docker run -e FLASK_ENV=production -e DATABASE_URL=... image`: only
-    # the Flask service's variables, the image's ENTRYPOINT and CMD unchanged.
+    # As `docker run -e FLASK_ENV=production -e DATABASE_URL=... image`: the
+    # Flask service's variables, plus the reset mail's that production needs
+    # (docs/MIGRATING.md); the image's ENTRYPOINT and CMD unchanged.
     # A network namespace of its own stands for the container's: port 5000
     # of this shared host may be anyone's.
     env = deployment.runtime.env(BASE_IMAGE_ENV)
@@ -932,6 +934,7 @@ def test_image_started_with_the_flask_environment_serves_on_5000_in_production(
             "DATABASE_URL": deployment.database_url.replace("+asyncpg", ""),
             "SECRET_KEY": deployment.secrets["SECRET_KEY"],
             "JWT_SECRET_KEY": deployment.secrets["JWT_SECRET_KEY"],
+            **RESET_MAIL,
         }
     )
     if port_env is not None:

@@ -203,6 +203,14 @@ class Server:
             stop_group(process)
 
 
+# What production needs beyond the Flask deployment's variables (docs/MIGRATING.md):
+# the Flask service had no reset mail.
+RESET_MAIL = {
+    "MAIL_BACKEND": "log",
+    "PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
+}
+
+
 def base_env() -> dict[str, str]:
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_CACHE_HOME")
     return {key: os.environ[key] for key in keep if key in os.environ} | {
@@ -270,6 +278,7 @@ def service_env(
             "LOG_LEVEL": "WARNING",
             "PASSWORD_HASH_THREADS": "2",
         }
+        | RESET_MAIL
         | dict(extra or {})
     )
 

@@ -13,6 +13,7 @@ from service.config import ConfigError, Settings
 from tests.differential.servers import (
     FLASK_APP,
     JWT_KEY,
+    RESET_MAIL,
     SECRET_KEY,
     flask_env,
     flask_python,
@@ -25,12 +26,14 @@ FLASK_URL = "postgresql://app:pw@db.internal:5432/app"
 
 
 def flask_deployment(**changes: str) -> dict[str, str]:
-    """What the Flask service's container had: FLASK_ENV, DATABASE_URL, two keys."""
+    """What the Flask service's container had (FLASK_ENV, DATABASE_URL, two keys),
+    plus the reset-mail settings production needs here."""
     return {
         "FLASK_ENV": "production",
         "DATABASE_URL": FLASK_URL,
         "SECRET_KEY": SECRET_KEY,
         "JWT_SECRET_KEY": JWT_KEY,
+        **RESET_MAIL,
     } | changes
 
 
@@ -68,6 +71,9 @@ def test_an_unknown_flask_env_stops_the_start_naming_flask_env() -> None:
         ({"SECRET_KEY": "dev-secret-key-change-me-0123456789"}, "SECRET_KEY"),
         ({"JWT_SECRET_KEY": "short"}, "JWT_SECRET_KEY"),
         ({"DATABASE_URL": ""}, "DATABASE_URL"),
+        # The Flask service had no reset mail: production asks where it goes.
+        ({"MAIL_BACKEND": ""}, "SMTP_URL"),
+        ({"PASSWORD_RESET_URL": ""}, "PASSWORD_RESET_URL"),
     ],
 )
 def test_what_cannot_carry_over_stops_the_start_naming_the_setting(
