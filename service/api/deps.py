@@ -7,7 +7,12 @@ from functools import lru_cache, partial
 
 from quart import current_app, request
 
-from service.api.database import read_connection, request_reads, request_session
+from service.api.database import (
+    hot_connection,
+    read_connection,
+    request_reads,
+    request_session,
+)
 from service.config import Settings
 from service.mail import Mailer
 from service.security.passwords import PasswordHasher
@@ -46,6 +51,7 @@ def user_service(*, readonly: bool = False) -> UserService:
         partial(request_session, readonly=readonly),
         hasher(),
         reads=read_connection,
+        checks=hot_connection,
         display=request_reads() if readonly else None,
     )
 

@@ -37,7 +37,7 @@ from service.security.passwords import PasswordHasher
 from service.security.tokens import MAX_USER_ID, Identity
 from service.services.reads import OnConnections, ReadRunner
 from service.services.sessions import SessionService
-from service.statements import HotQuery
+from service.statements import HotConnection, HotQuery
 
 EMAIL_TAKEN = "Email already registered."
 LIVE_EMAIL_INDEX = "uq_users_email_lower_live"
@@ -46,6 +46,7 @@ MAX_OFFSET = 2**63 - 1
 
 
 Reads = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+Checks = Callable[[], AbstractAsyncContextManager[HotConnection]]
 
 
 class UserService:
@@ -55,6 +56,7 @@ class UserService:
         hasher: PasswordHasher | None = None,
         *,
         reads: Reads | None = None,
+        checks: Checks | None = None,
         display: ReadRunner | None = None,
     ) -> None:
         # A callable is called on first use: the token check, on every
@@ -64,6 +66,8 @@ class UserService:
         # Where plain-record reads run: by default the session's own connection;
         # the app passes its pooled read connections, held only for the query.
         self.reads = reads or self._session_connection
+        # The token check's HotQuery reads: a pooled driver connection will do.
+        self.checks: Checks = checks or self.reads
         # Where the reads that decide nothing (`record`, `list_page`) run: on
         # `reads` unless the app passes a runner that may pick a standby.
         self.display = display or OnConnections(self.reads)
@@ -102,7 +106,7 @@ class UserService:
 
         Marks the session used at most once per `touch_interval` seconds.
         """
-        async with self.reads() as connection:
+        async with self.checks() as connection:
             if identity.session_id is not None:
                 row = await SESSION_USER.fetch_row(
                     connection, user_id=identity.user_id, session_id=identity.session_id
@@ -254,7 +258,7 @@ def live_users() -> Select[User]:
 
 
 async def _touch(
-    connection: AsyncConnection,
+    connection: HotConnection,
     session_id: str,
     last_used_at: datetime,
     touch_interval: float,
