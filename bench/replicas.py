@@ -39,10 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run import (  # noqa: E402
-    BIN,
     CLK_TCK,
     LIST,
     RESULTS,
+    SERVE_BIN,
     Postgres,
     Server,
     Stream,
@@ -55,6 +55,7 @@ from bench.run import (  # noqa: E402
     seed,
     service_env,
     start_server,
+    sync_serving_venv,
     wait_ready,
 )
 from tests.read_replicas.pair import ReplicatedPair  # noqa: E402
@@ -212,9 +213,10 @@ def main() -> int:
             f"postgresql://postgres@127.0.0.1:{pair.replica.port}", DB
         )
         pg.recreate()
+        sync_serving_venv()
         env = service_env(pg.url(), METRICS_TOKEN=METRICS_TOKEN, LOG_LEVEL="WARNING")
         migrated = subprocess.run(  # noqa: S603
-            [str(BIN / "alembic"), "upgrade", "head"],
+            [str(SERVE_BIN / "alembic"), "upgrade", "head"],
             cwd=ROOT,
             env=env,
             capture_output=True,
