@@ -169,6 +169,14 @@ def user_json(user: UserFields, user_id: int | None = None) -> dict[str, Any]:
     }
 
 
+# What production needs beyond the Flask deployment's variables (docs/MIGRATING.md):
+# the Flask service had no reset mail.
+RESET_MAIL = {
+    "MAIL_BACKEND": "log",
+    "PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
+}
+
+
 def json_log_lines(path: Path, containing: str = "") -> list[dict[str, Any]]:
     """A served instance's JSON log records, read from its output file."""
     entries = []

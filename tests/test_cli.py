@@ -14,7 +14,7 @@ from quart import Quart
 
 from service import create_app
 from service.config import ConfigError, Settings
-from tests.support import alembic_config
+from tests.support import RESET_MAIL, alembic_config
 
 PRODUCTION_JWT_KEY = "prod-jwt-secret-0123456789abcdefghijklmno"
 PRODUCTION_SECRET_KEY = "prod-app-secret-0123456789abcdefghijklmno"
@@ -31,8 +31,7 @@ def production_env(**changes: str | None) -> dict[str, str]:
         "DATABASE_URL": PRODUCTION_URL,
         "JWT_SECRET_KEY": PRODUCTION_JWT_KEY,
         "SECRET_KEY": PRODUCTION_SECRET_KEY,
-        "MAIL_BACKEND": "log",
-        "PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
+        **RESET_MAIL,
         **changes,
     }
     return {key: value for key, value in env.items() if value is not None}

@@ -52,8 +52,7 @@ from tests.deploy.stack import (
     log_time,
     make_workdir,
 )
-from tests.differential.servers import RESET_MAIL
-from tests.support import ADMIN_DSN, drop_database, recreate_database
+from tests.support import ADMIN_DSN, RESET_MAIL, drop_database, recreate_database
 
 pytestmark = pytest.mark.skipif(
     HAPROXY is None, reason="no haproxy (.ci/run installs Debian's haproxy)"

@@ -29,7 +29,7 @@ from pathlib import Path
 import asyncpg
 
 from tests.deploy.stack import stop_group
-from tests.support import ADMIN_DSN, ROOT, free_port
+from tests.support import ADMIN_DSN, RESET_MAIL, ROOT, free_port
 
 FLASK_APP = ROOT / "tests" / "flask_original"
 FLASK_LOCK = FLASK_APP / "requirements.lock"
@@ -201,14 +201,6 @@ class Server:
         process, self.process = self.process, None
         if process is not None:
             stop_group(process)
-
-
-# What production needs beyond the Flask deployment's variables (docs/MIGRATING.md):
-# the Flask service had no reset mail.
-RESET_MAIL = {
-    "MAIL_BACKEND": "log",
-    "PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
-}
 
 
 def base_env() -> dict[str, str]:

@@ -13,14 +13,13 @@ from service.config import ConfigError, Settings
 from tests.differential.servers import (
     FLASK_APP,
     JWT_KEY,
-    RESET_MAIL,
     SECRET_KEY,
     flask_env,
     flask_python,
     service_env,
     venv_bin,
 )
-from tests.support import ROOT
+from tests.support import RESET_MAIL, ROOT
 
 FLASK_URL = "postgresql://app:pw@db.internal:5432/app"
 

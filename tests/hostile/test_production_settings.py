@@ -10,21 +10,22 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.security.tokens import create_token
-from tests.factories import PASSWORD
+from service.config import Settings
+from tests.factories import PASSWORD, flask_token_for
 from tests.hostile.conftest import Served, committed_user, serve, stop
+from tests.support import RESET_MAIL, bearer
 
 LOGIN = "/api/v1/auth/login"
 FORGOT = "/api/v1/auth/password/forgot"
 RESET = "/api/v1/auth/password/reset"
 ME = "/api/v1/users/me"
+REFRESH = "/api/v1/auth/refresh"
 JWT_KEY = "hostile-production-jwt-key-0123456789-abcdef"
 PRODUCTION = {
     "APP_ENV": "production",
     "SECRET_KEY": "hostile-production-secret-0123456789-abcdef",
     "JWT_SECRET_KEY": JWT_KEY,
-    "MAIL_BACKEND": "log",
-    "PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
+    **RESET_MAIL,
 }
 LOGGED_LINK = re.compile(r"https://app\.example\.com/reset\?token=(\S+)")
 REVOKED = {"msg": "Token has been revoked", "error": "Token has been revoked"}
@@ -115,28 +116,16 @@ async def test_flask_era_tokens_are_refused_once_legacy_tokens_are_off(
     production: Served, hostile_engine: AsyncEngine
 ) -> None:
     user = await committed_user(hostile_engine)
-    flask_access = create_token(
-        user_id=user.id,
-        token_type="access",
-        key=JWT_KEY,
-        expires_in=900,
-        additional_claims={"is_admin": False},
-    )
-    flask_refresh = create_token(
-        user_id=user.id, token_type="refresh", key=JWT_KEY, expires_in=900
-    )
+    # As the Flask service minted them: signed with the served instance's key.
+    signer = Settings(jwt_secret_key=JWT_KEY)
+    flask_access = flask_token_for(signer, user)
+    flask_refresh = flask_token_for(signer, user, token_type="refresh")
 
     async with production.client() as client:
-        me = await client.get(ME, headers={"Authorization": f"Bearer {flask_access}"})
-        refresh = await client.post(
-            "/api/v1/auth/refresh", headers={"Authorization": f"Bearer {flask_refresh}"}
-        )
-        login = await client.post(
-            LOGIN, json={"email": user.email, "password": PASSWORD}
-        )
-        session_me = await client.get(
-            ME, headers={"Authorization": f"Bearer {login.json()['access_token']}"}
-        )
+        me = await client.get(ME, headers=bearer(flask_access))
+        refresh = await client.post(REFRESH, headers=bearer(flask_refresh))
+        login = await client.post(LOGIN, json=credentials(user.email))
+        session_me = await client.get(ME, headers=bearer(login.json()["access_token"]))
 
     assert (me.status_code, me.json()) == (401, REVOKED)
     assert (refresh.status_code, refresh.json()) == (401, REVOKED)
