@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from quart import Blueprint, Quart
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy.ext.asyncio import (
@@ -27,6 +28,13 @@ from service.models import User
 from service.models.base import Base
 from tests.factories import login_headers, make_user
 from tests.support import AppMaker, migrated_database
+
+# The suite that gates CI gives the same result run after run: Hypothesis draws
+# the same examples every time (`ci`). `make diff` explores with fresh random
+# examples (`explore`); what it finds is kept as an explicit @example.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", derandomize=False, database=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Per run, so parallel runs on one server never drop each other's database.
 TEST_DATABASE = f"service_test_{os.getpid()}"

@@ -1,7 +1,9 @@
 """The same request sequences to the Flask original and to this service.
 
 CI runs DIFFERENTIAL_EXAMPLES sequences (120: about 1-2 minutes on a loaded 2-core
-machine, up to 8 requests each); `make diff` runs 3000.
+machine, up to 8 requests each), the same ones every run (the `ci` Hypothesis profile,
+tests/conftest.py), then the sequences an exploration once found, kept below as
+examples; `make diff` runs 3000 fresh random ones (`HYPOTHESIS_PROFILE=explore`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 from tests.differential.harness import Harness, Op
 from tests.differential.strategies import sequences
@@ -25,6 +27,12 @@ EXAMPLES = int(os.environ.get("DIFFERENTIAL_EXAMPLES", "120"))
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(operations=sequences())
+# Found by exploration: a negative per_page (deviation D13).
+@example(
+    operations=[
+        Op("list", args=(("page", None), ("per_page", "-1"), ("active_only", None)))
+    ]
+)
 def test_flask_and_service_answer_alike(harness: Harness, operations: list[Op]) -> None:
     harness.run(operations)
 
