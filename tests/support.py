@@ -4,7 +4,6 @@ the API, and a user's JSON as the API answers it (tests/factories.py builds rows
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
@@ -83,14 +82,6 @@ async def migrated_database(name: str) -> AsyncIterator[AsyncEngine]:
     finally:
         await engine.dispose()
         await drop_database(name)
-
-
-def free_port() -> int:
-    """A loopback port free now (servers that cannot be given port 0 take it)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def bearer(token: str) -> dict[str, str]:

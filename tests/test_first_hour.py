@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.ops.servers import ServedApp, clean_environment, run_entry_point
-from tests.support import ROOT, free_port
+from tests.ports import free_port
+from tests.support import ROOT
 
 EXAMPLE = ROOT / "examples" / "client.py"
 

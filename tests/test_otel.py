@@ -25,7 +25,7 @@ from service.config import ConfigError, Settings
 from service.models import User
 from service.services.users import SESSION_USER
 from tests.factories import PASSWORD
-from tests.support import free_port
+from tests.ports import free_port
 
 ME = "/api/v1/users/me"
 DRIVER_METHODS = ("execute", "fetch", "fetchrow", "fetchval")

@@ -36,7 +36,8 @@ from tests.factories import (
     make_user,
     utcnow,
 )
-from tests.support import AppMaker, bearer, free_port, post_login
+from tests.ports import free_port
+from tests.support import AppMaker, bearer, post_login
 
 FORGOT = "/api/v1/auth/password/forgot"
 RESET = "/api/v1/auth/password/reset"

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.deploy.dns import LoopbackDNS, Zone
+from tests.ports import free_port, free_port_on_every_loopback
 from tests.support import json_log_lines
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -540,21 +541,6 @@ async def fetch(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def free_port_on_every_loopback() -> int:
-    """A TCP port free on 0.0.0.0, hence on every 127.0.0.x address."""
-    with socket.socket() as probe:
-        probe.bind(("0.0.0.0", 0))  # noqa: S104 (bound only to pick a port)
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def get_status(url: str) -> int | None:

@@ -45,13 +45,13 @@ from tests.deploy.stack import (
     StackError,
     bearer,
     fetch,
-    free_port_on_every_loopback,
     haproxy_version,
     hypercorn_settings,
     image_user,
     log_time,
     make_workdir,
 )
+from tests.ports import free_port_on_every_loopback
 from tests.support import ADMIN_DSN, RESET_MAIL, drop_database, recreate_database
 
 pytestmark = pytest.mark.skipif(

@@ -29,7 +29,8 @@ from pathlib import Path
 import asyncpg
 
 from tests.deploy.stack import stop_group
-from tests.support import ADMIN_DSN, RESET_MAIL, ROOT, free_port
+from tests.ports import free_port
+from tests.support import ADMIN_DSN, RESET_MAIL, ROOT
 
 FLASK_APP = ROOT / "tests" / "flask_original"
 FLASK_LOCK = FLASK_APP / "requirements.lock"

@@ -29,7 +29,8 @@ from tests.differential.servers import (
     venv_bin,
     workdir,
 )
-from tests.support import ROOT, free_port
+from tests.ports import free_port
+from tests.support import ROOT
 
 GUIDE = ROOT / "docs" / "MIGRATING.md"
 # Each command starts Python afresh; on a loaded 2-core machine that is slow.

@@ -33,7 +33,7 @@ from tests.differential.servers import (
     unique_database,
     workdir,
 )
-from tests.support import free_port
+from tests.ports import free_port
 
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 pytestmark = pytest.mark.skipif(

@@ -27,7 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from service.models import User
 from tests import backends
 from tests.factories import make_user
-from tests.support import ROOT, free_port, json_log_lines, migrated_database
+from tests.ports import free_port
+from tests.support import ROOT, json_log_lines, migrated_database
 
 REDIS_URL = backends.redis_url()
 HYPERCORN = Path(sys.executable).parent / "hypercorn"

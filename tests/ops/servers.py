@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import free_port
+from tests.ports import free_port
 
 
 def _user_exists(name: str) -> bool:

@@ -27,7 +27,7 @@ from tests.ops.servers import (
     _private_folder,
     _run,
 )
-from tests.support import free_port
+from tests.ports import free_port
 
 DATABASE = "service"
 
