@@ -6,13 +6,15 @@ from quart import Quart
 from quart.sessions import SecureCookieSessionInterface, SessionMixin
 from quart.wrappers import BaseRequestWebsocket
 
-from service import api, cli, hardening, logs, metrics, otel
-from service.api import database, docs, docs_page, errors, health, limits
+from service import api, cli
+from service.api import error_handlers, headers, health, limits, openapi, swagger_ui
 from service.api.deps import HASHER_KEY, MAILER_KEY, SETTINGS_KEY, THROTTLE_KEY
 from service.config import Settings
+from service.db import request as database
 from service.mail import Mailer
 from service.security.passwords import PasswordHasher
-from service.throttle import LoginThrottle, create_store
+from service.telemetry import logs, metrics, tracing
+from service.throttle.stores import LoginThrottle, create_store
 
 
 class NoCookieSession(SecureCookieSessionInterface):
@@ -44,16 +46,16 @@ def create_app(settings: Settings | None = None) -> Quart:
     logs.init_app(app, settings)
     metrics.init_app(app, settings)
     database.init_app(app, settings)
-    errors.register_error_handlers(app)
-    hardening.init_app(app, settings)
+    error_handlers.register_error_handlers(app)
+    headers.init_app(app, settings)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(health.blueprint)
-    docs.init_app(app)
-    docs_page.init_app(app, title=docs.TITLE, enabled=settings.docs_enabled)
+    openapi.init_app(app)
+    swagger_ui.init_app(app, title=openapi.TITLE, enabled=settings.docs_enabled)
     unwrap_make_response(app)
     cli.register(app, settings)
     # Last: its before_request reads the request id logs' hook has set.
-    otel.init_app(app)
+    tracing.init_app(app)
 
     # Started and stopped with serving, so an app can serve again after a stop.
     @app.before_serving
@@ -83,7 +85,7 @@ def create_app(settings: Settings | None = None) -> Quart:
 def unwrap_make_response(app: Quart) -> None:
     """Build every response with Quart's own make_response, not quart-schema's.
 
-    quart-schema (docs.init_app) wraps it to turn pydantic/msgspec models into
+    quart-schema (openapi.init_app) wraps it to turn pydantic/msgspec models into
     JSON; views here return dicts and marshmallow dumps, and the wrapper cost
     ~80 us of every request's CPU (measured in-process).
     """

@@ -12,7 +12,7 @@ from quart import Quart
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
-from service.database import create_engine, make_sessionmaker
+from service.db.engine import create_engine, make_sessionmaker
 from service.schemas.user import UserCreateSchema
 from service.security.passwords import PasswordHasher
 from service.services.users import UserService

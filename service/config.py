@@ -11,7 +11,7 @@ from typing import Any, Literal, Self
 
 import dotenv
 
-from service.cpu import cpu_share
+from service.security.cpu import cpu_share
 
 Environment = Literal["development", "testing", "production"]
 
@@ -180,7 +180,7 @@ class Settings:
     )
     cors_origins: tuple[str, ...] = field(default=(), metadata=var("CORS_ORIGINS"))
     docs_enabled: bool = field(default=True, metadata=var("DOCS_ENABLED"))
-    # PostgreSQL hot standbys for reads that decide nothing (service/replicas.py).
+    # PostgreSQL hot standbys for reads that decide nothing (service/db/replicas.py).
     database_replica_urls: tuple[str, ...] = field(
         default=(), metadata=var("DATABASE_REPLICA_URL")
     )

@@ -1,4 +1,4 @@
-"""Errors the service raises on purpose; service/api/errors.py answers them as JSON.
+"""Errors the service raises on purpose; service/api/error_handlers.py answers them.
 
 AppError (500)
 ├── BadRequestError (400)

@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from service import create_app
-from service.api.database import SESSIONMAKER_KEY
 from service.config import Settings
-from service.database import make_sessionmaker
+from service.db.engine import make_sessionmaker
+from service.db.request import SESSIONMAKER_KEY
 from service.models import User
 from service.models.base import Base
 from tests.factories import login_headers, make_user

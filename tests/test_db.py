@@ -20,12 +20,12 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from service import create_app
-from service.api.database import DATABASE_KEY, SESSIONMAKER_KEY, read_connection
 from service.config import Settings
-from service.database import Database
+from service.db.engine import Database
+from service.db.request import DATABASE_KEY, SESSIONMAKER_KEY, read_connection
+from service.db.statements import HotQuery
 from service.models import User
 from service.security.passwords import PasswordHasher
-from service.statements import HotQuery
 from tests.factories import login_headers, make_user
 from tests.support import AppMaker
 

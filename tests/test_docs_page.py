@@ -23,9 +23,9 @@ from quart.typing import TestClientProtocol as Client
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import create_app
-from service.api.database import SESSIONMAKER_KEY
-from service.api.docs_page import SERVED, VERSION
+from service.api.swagger_ui import SERVED, VERSION
 from service.config import Settings
+from service.db.request import SESSIONMAKER_KEY
 from tests.ops.servers import ServedApp, clean_environment
 from tests.support import ROOT
 

@@ -1,4 +1,5 @@
-"""service/otel.py: spans for requests and queries, or nothing installed at all."""
+"""service/telemetry/tracing.py: spans for requests and queries, or nothing installed
+at all."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ from opentelemetry.trace import SpanKind
 from quart import Quart
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service import create_app, otel
-from service.api.database import SESSIONMAKER_KEY
+from service import create_app
 from service.config import ConfigError, Settings
+from service.db.request import SESSIONMAKER_KEY
 from service.models import User
 from service.services.users import SESSION_USER
+from service.telemetry import tracing as otel
 from tests.factories import PASSWORD
 from tests.ports import free_port
 

@@ -15,8 +15,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import create_app
-from service.api.database import SESSIONMAKER_KEY
 from service.config import Settings
+from service.db.request import SESSIONMAKER_KEY
 from service.models import User
 from tests.support import alembic_config, bearer, login
 

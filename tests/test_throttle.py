@@ -21,12 +21,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import create_app
-from service.api.database import SESSIONMAKER_KEY
 from service.api.deps import client_ip
 from service.config import ConfigError, Settings
+from service.db.request import SESSIONMAKER_KEY
 from service.errors import TooManyRequestsError
 from service.models import AuthSession, User
-from service.throttle import (
+from service.throttle.stores import (
     MIN_REDIS_VERSION,
     Guess,
     LoginThrottle,

@@ -7,20 +7,20 @@ from functools import lru_cache, partial
 
 from quart import current_app, request
 
-from service.api.database import (
+from service.config import Settings
+from service.db.request import (
     hot_connection,
     read_connection,
     request_reads,
     request_session,
 )
-from service.config import Settings
 from service.mail import Mailer
 from service.security.passwords import PasswordHasher
 from service.services.auth import AuthService, Client
 from service.services.posts import PostService
 from service.services.sessions import SessionService
 from service.services.users import UserService
-from service.throttle import LoginThrottle
+from service.throttle.stores import LoginThrottle
 
 SETTINGS_KEY = "settings"
 HASHER_KEY = "password_hasher"

@@ -8,9 +8,9 @@ from typing import Any
 from quart import Blueprint
 from sqlalchemy import text
 
-from service.api.database import replica_set, request_session
 from service.api.deps import settings
 from service.api.io import document_errors, returns
+from service.db.request import replica_set, request_session
 from service.errors import UnavailableError
 from service.schemas.common import ReadinessSchema, StatusSchema
 

@@ -14,8 +14,8 @@ from quart import current_app, request
 from quart_schema import document_querystring, document_request, document_response
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
+from service.api.wire_json import fast_json
 from service.schemas.common import Timestamp
-from service.wire_json import fast_json
 
 View = Callable[..., Awaitable[Any]]
 # The view's attribute naming the schema @returns dumps its result with.

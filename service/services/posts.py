@@ -6,12 +6,12 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager
 
+from service.db.pagination import POSTS_VISIBLE, Page, counter, paginate, posts_of
+from service.db.reads import ReadRunner, page_on, scalar_on
 from service.errors import ForbiddenError, NotFoundError
 from service.models import NOT_DELETED, Post, UserRecord
-from service.pagination import POSTS_VISIBLE, Page, counter, paginate, posts_of
 from service.schemas.post import NewPost, PostChanges
 from service.security.tokens import MAX_USER_ID
-from service.services.reads import ReadRunner, page_on, scalar_on
 
 
 class PostService:

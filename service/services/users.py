@@ -20,6 +20,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from service.db.pagination import USERS_ACTIVE, USERS_LIVE, Page, clamp, counter
+from service.db.reads import OnConnections, ReadRunner
+from service.db.statements import HotConnection, HotQuery
 from service.errors import ConflictError, NotFoundError, validation_error
 from service.models import (
     LIVE,
@@ -31,13 +34,10 @@ from service.models import (
     UserRecord,
     utcnow,
 )
-from service.pagination import USERS_ACTIVE, USERS_LIVE, Page, clamp, counter
 from service.schemas.user import NewUser, UserChanges
 from service.security.passwords import PasswordHasher
 from service.security.tokens import MAX_USER_ID, Identity
-from service.services.reads import OnConnections, ReadRunner
 from service.services.sessions import SessionService
-from service.statements import HotConnection, HotQuery
 
 EMAIL_TAKEN = "Email already registered."
 LIVE_EMAIL_INDEX = "uq_users_email_lower_live"

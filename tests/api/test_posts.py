@@ -15,8 +15,8 @@ from quart.typing import TestClientProtocol as Client
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.api.database import ENGINE_KEY
 from service.config import Settings
+from service.db.request import ENGINE_KEY
 from service.models import Post, User
 from tests.factories import at, login_headers, make_user, utcnow
 
@@ -704,8 +704,8 @@ async def test_list_posts_loads_authors_in_the_page_query(
     body = await response.get_json()
     assert len(body["posts"]) == 20
     assert {p["author"]["id"] for p in body["posts"]} == {a.id for a in authors}
-    # The count and the page, none per post or per author. (The token check
-    # runs on the driver itself, service.statements.HotQuery, unseen by these events.)
+    # The count and the page, none per post or per author. (The token check runs
+    # on the driver itself, service.db.statements.HotQuery, unseen by these events.)
     assert len(statements) == 2, statements
 
 

@@ -14,7 +14,7 @@ import service.schemas.auth
 import service.schemas.common
 import service.schemas.post
 import service.schemas.user
-from service.wire_json import fast_json
+from service.api.wire_json import fast_json
 
 ASCII = st.text(st.characters(max_codepoint=0x7E))
 # Mostly ASCII (the fast path), some of all of Unicode and lone surrogates.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from service.config import Settings
-from service.cpu import cpu_share, quota_cores, visible_cores
+from service.security.cpu import cpu_share, quota_cores, visible_cores
 
 
 @pytest.mark.parametrize(

@@ -19,13 +19,13 @@ from quart.typing import TestClientProtocol as Client
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import create_app
-from service.api.database import SESSIONMAKER_KEY
 from service.config import Settings
+from service.db.request import SESSIONMAKER_KEY
 from service.errors import UnavailableError
-from service.logs import TextFormatter
 from service.schemas.post import POST_MAX_LENGTH
 from service.security.passwords import PasswordHasher
 from service.services.auth import security_logger
+from service.telemetry.logs import TextFormatter
 from tests.factories import PASSWORD, make_user
 from tests.hostile.conftest import serve, stop
 

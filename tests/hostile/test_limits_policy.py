@@ -10,11 +10,11 @@ from quart import Quart
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import create_app
-from service.api.database import SESSIONMAKER_KEY
 from service.api.deps import hasher
 from service.api.limits import declared_limits
 from service.config import Settings
-from service.throttle import RedisStore
+from service.db.request import SESSIONMAKER_KEY
+from service.throttle.stores import RedisStore
 from tests.hostile.conftest import REDIS_URL
 
 # The routes that hash (login, registration, password change and reset) or mail.

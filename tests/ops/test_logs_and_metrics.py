@@ -23,10 +23,10 @@ from quart.typing import TestClientProtocol as Client
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service import create_app
-from service.api.database import ENGINE_KEY
 from service.config import Settings
-from service.logs import JSONFormatter
+from service.db.request import ENGINE_KEY
 from service.models import User
+from service.telemetry.logs import JSONFormatter
 from tests.support import AppMaker, bearer
 
 METRICS_TOKEN = "metrics-token-0123456789abcdef"

@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sqlalchemy.pool import QueuePool
 
 from service import create_app
-from service.api.database import ENGINE_KEY
 from service.config import Settings
+from service.db.request import ENGINE_KEY
 from tests.factories import flask_token_for, make_user
 from tests.ops.servers import SERVICE_USER, PgBouncer
 from tests.support import ADMIN_DSN, database_url, drop_database, migrate

@@ -14,7 +14,7 @@ import shutil
 
 import asyncpg
 
-from service.replicas import (
+from service.db.replicas import (
     PRIMARY_POSITION_SQL,
     WAL_LAYOUT_SQL,
     parse_lsn,

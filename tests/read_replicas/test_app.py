@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from service import create_app
 from service.config import ConfigError, Settings
+from service.db.replicas import parse_lsn
 from service.models import User
-from service.replicas import parse_lsn
 from tests.factories import PASSWORD, flask_token_for, make_user
 from tests.read_replicas.pair import DATABASE, ReplicatedPair
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from service.replicas import (
+from service.db.replicas import (
     BEHIND,
     DOWN,
     FAILED,

@@ -12,8 +12,8 @@ from quart.typing import TestClientProtocol as Client
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import create_app
-from service.api.database import SESSIONMAKER_KEY
 from service.config import Settings
+from service.db.request import SESSIONMAKER_KEY
 from service.models import User
 
 METRICS_TOKEN = "metrics-token-0123456789abcdef"

@@ -10,8 +10,8 @@ from marshmallow import ValidationError
 from quart import Quart, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from service.db.outages import is_unavailable
 from service.errors import AppError
-from service.outages import is_unavailable
 
 # The name operators filter the log on, from before the handlers moved here.
 logger = logging.getLogger("service.errors")

@@ -2,7 +2,7 @@
 
 Display reads (lists, single users and posts, counts) go through a
 `ReadRunner`, which may send them to a caught-up standby
-(service/replicas.py). Everything that decides access or precedes a write
+(service/db/replicas.py). Everything that decides access or precedes a write
 reads the service's own session on the primary instead.
 """
 
@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from service.pagination import Page, paginate
+from service.db.pagination import Page, paginate
 
 T = TypeVar("T")
 

@@ -22,9 +22,9 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import greenlet_spawn
 
 from service.config import Settings, prepare_sqlite_file
+from service.db.replicas import ReplicaSet, create_replica_set
+from service.db.statements import HotConnection
 from service.models.base import sqlite_unicode_lower
-from service.replicas import ReplicaSet, create_replica_set
-from service.statements import HotConnection
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

@@ -35,10 +35,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from service.statements import HotQuery
+from service.db.statements import HotQuery
 
 T = TypeVar("T")
-logger = logging.getLogger(__name__)
+# The name operators filter the log on, from before the move to this module.
+logger = logging.getLogger("service.replicas")
 
 # The first usable byte of a WAL page follows its header (amd64: MAXALIGN 8).
 SHORT_PAGE_HEADER = 24

@@ -1,5 +1,5 @@
 """Where a request gets its database: the one place that picks each request's
-session and read connection (service/database.py holds the engine)."""
+session and read connection (service/db/engine.py holds the engine)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from quart import Quart, current_app, g
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from service.config import Settings
-from service.database import Database
-from service.replicas import ReplicaSet, RequestReads
-from service.services.reads import OnSession, ReadRunner
-from service.statements import HotConnection
+from service.db.engine import Database
+from service.db.reads import OnSession, ReadRunner
+from service.db.replicas import ReplicaSet, RequestReads
+from service.db.statements import HotConnection
 
 DATABASE_KEY = "database"
 ENGINE_KEY = "db_engine"
@@ -114,7 +114,7 @@ def replica_set() -> ReplicaSet | None:
 def request_reads() -> ReadRunner:
     """Where this request's reads that decide nothing run.
 
-    A caught-up standby, when there are replicas (service/replicas.py); the
+    A caught-up standby, when there are replicas (service/db/replicas.py); the
     primary's pooled read connections otherwise. A request that has begun
     writing reads its own transaction: it must see what it wrote.
     """

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
-from service.outages import is_connection_lost
+from service.db.outages import is_connection_lost
 
 _ASYNCPG = asyncpg_dialect()  # type: ignore[no-untyped-call]
 Statement = TextClause | TextualSelect | Select[Any] | Insert | Update

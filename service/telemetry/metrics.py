@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 from werkzeug.exceptions import NotFound
 
-from service.api.database import DATABASE_KEY, ENGINE_KEY
 from service.config import Settings
-from service.database import Database
-from service.replicas import FALLBACKS
+from service.db.engine import Database
+from service.db.replicas import FALLBACKS
+from service.db.request import DATABASE_KEY, ENGINE_KEY
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Any token is a valid HTTP method: one series per made-up method would let a

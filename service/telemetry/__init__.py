@@ -1,0 +1,2 @@
+"""What the service tells its operators: logs, Prometheus metrics, OpenTelemetry
+traces."""
