@@ -14,7 +14,8 @@ from service.db import request as database
 from service.mail import Mailer
 from service.security.passwords import PasswordHasher
 from service.telemetry import logs, metrics, tracing
-from service.throttle.stores import LoginThrottle, create_store
+from service.throttle.lifecycle import create_store
+from service.throttle.login import LoginThrottle
 
 
 class NoCookieSession(SecureCookieSessionInterface):

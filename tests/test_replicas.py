@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from service import create_app
 from service.config import Settings
 from service.models import AuthSession, RevokedToken, User
-from service.throttle.stores import account_key, ip_key
+from service.throttle.keys import account_key, ip_key
 from tests import backends
 from tests.factories import PASSWORD, flask_token_for, make_user
 from tests.support import bearer, login, post_login

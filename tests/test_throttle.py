@@ -26,19 +26,14 @@ from service.config import ConfigError, Settings
 from service.db.request import SESSIONMAKER_KEY
 from service.errors import TooManyRequestsError
 from service.models import AuthSession, User
-from service.throttle.stores import (
+from service.throttle.keys import account_key, fold_email, ip_key
+from service.throttle.login import Guess, LoginThrottle
+from service.throttle.redis_store import (
     MIN_REDIS_VERSION,
-    Guess,
-    LoginThrottle,
-    MemoryStore,
     RedisStore,
-    Store,
-    Verdict,
-    account_key,
-    fold_email,
-    ip_key,
     require_redis_version,
 )
+from service.throttle.stores import MemoryStore, Store, Verdict
 from tests import backends
 from tests.factories import PASSWORD, make_user
 

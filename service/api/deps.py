@@ -20,7 +20,7 @@ from service.services.auth import AuthService, Client
 from service.services.posts import PostService
 from service.services.sessions import SessionService
 from service.services.users import UserService
-from service.throttle.stores import LoginThrottle
+from service.throttle.login import LoginThrottle
 
 SETTINGS_KEY = "settings"
 HASHER_KEY = "password_hasher"

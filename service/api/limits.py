@@ -20,7 +20,9 @@ from quart import current_app, has_request_context, request
 
 from service.api.deps import THROTTLE_KEY, client_ip, settings
 from service.api.io import View, document_errors
-from service.throttle.stores import LoginThrottle, RouteLimit, fold_email
+from service.throttle.keys import fold_email
+from service.throttle.login import LoginThrottle
+from service.throttle.windows import RouteLimit
 
 LIMITS_ATTR = "route_limits"
 TOO_MANY = "Too many requests; try again later"

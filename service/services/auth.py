@@ -29,7 +29,7 @@ from service.security.tokens import (
 from service.services.callers import REVOKED, Caller
 from service.services.sessions import SessionService, successor_jti
 from service.services.users import UserService
-from service.throttle.stores import Guess, LoginThrottle
+from service.throttle.login import Guess, LoginThrottle
 
 # Failed and throttled logins, for whoever watches for attacks: the address is
 # the client's as TRUSTED_PROXIES lets it be known, not the nearest proxy's.

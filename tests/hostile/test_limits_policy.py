@@ -14,7 +14,7 @@ from service.api.deps import hasher
 from service.api.limits import declared_limits
 from service.config import Settings
 from service.db.request import SESSIONMAKER_KEY
-from service.throttle.stores import RedisStore
+from service.throttle.redis_store import RedisStore
 from tests.hostile.conftest import REDIS_URL
 
 # The routes that hash (login, registration, password change and reset) or mail.

@@ -1,0 +1,43 @@
+"""What budgets are counted under: emails folded as PostgreSQL folds them, client
+addresses (an IPv6 /64 as one), and digests so that a store never holds an address."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+
+
+def fold_email(email: str) -> str:
+    """What PostgreSQL's lower() makes of an address (glibc/C.UTF-8 towlower: one
+    code point at a time), which is how the login lookup compares it."""
+    return "".join(_fold_char(char) for char in email.strip())
+
+
+def _fold_char(char: str) -> str:
+    lowered = char.lower()
+    # str.lower() applies full case mapping; towlower the simple one. They differ
+    # only where the full mapping is longer: U+0130 (İ) lowers to i + U+0307.
+    if len(lowered) == 1:
+        return lowered
+    return "i" if char == "\u0130" else char
+
+
+def account_key(email: str) -> str:
+    """The address folded as the login lookup folds it, so that every spelling of
+    one account shares its budget; hashed so that Redis never holds it."""
+    return f"login:account:{digest(fold_email(email))}"
+
+
+def ip_key(ip: str) -> str:
+    # One IPv6 client usually holds a whole /64: budget it as one address.
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return f"login:ip:{digest(ip)}"
+    if address.version == 6:
+        return f"login:ip:{ipaddress.ip_network(f'{address}/64', strict=False)}"
+    return f"login:ip:{address}"
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
