@@ -86,107 +86,207 @@ def prepare_sqlite_file(url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
-def var(name: str) -> dict[str, str]:
-    """A Settings field's metadata: the environment variable it is read from."""
-    return {"env": name}
+Parser = Callable[[str, str], Any]
+
+
+def var(name: str, parse: Parser, *, exact: bool = False) -> dict[str, Any]:
+    """A Settings field's metadata: the environment variable it is read from, and
+    how its text (`parse(name, text)`) becomes the field's value.
+
+    Blank or unset leaves the default, unless `exact`: then the text is taken as
+    it is, even empty (secrets: validate() refuses the empty ones).
+    """
+    return {"env": name, "parse": parse, "exact": exact}
+
+
+def number(kind: type[int] | type[float]) -> Parser:
+    def parse(key: str, raw: str) -> int | float:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, not {raw!r}") from None
+        if value < 0:
+            raise ConfigError(f"{key} must not be negative")
+        return value
+
+    return parse
+
+
+integer, decimal = number(int), number(float)
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def boolean(key: str, raw: str) -> bool:
+    # Strict: `DB_STATEMENT_CACHE=disable` must not leave the cache on.
+    word = raw.lower()
+    if word not in _TRUE | _FALSE:
+        raise ConfigError(
+            f"{key} must be true or false (or 1/0, yes/no, on/off), not {raw!r}"
+        )
+    return word in _TRUE
+
+
+def text(_key: str, raw: str) -> str:
+    return raw
+
+
+def lowercase(_key: str, raw: str) -> str:
+    return raw.lower()
+
+
+def uppercase(_key: str, raw: str) -> str:
+    return raw.upper()
+
+
+def items(_key: str, raw: str) -> tuple[str, ...]:
+    """A comma-separated list; blank items are dropped."""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def sqlalchemy_url(_key: str, raw: str) -> str:
+    return normalize_database_url(raw)
+
+
+def sqlalchemy_urls(key: str, raw: str) -> tuple[str, ...]:
+    return tuple(map(normalize_database_url, items(key, raw)))
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    env: Environment = field(default="development", metadata=var("APP_ENV"))
+    env: Environment = field(default="development", metadata=var("APP_ENV", lowercase))
     database_url: str = field(
-        default_factory=default_database_url, metadata=var("DATABASE_URL")
+        default_factory=default_database_url,
+        metadata=var("DATABASE_URL", sqlalchemy_url),
     )
-    secret_key: str = field(default=DEV_SECRET_KEY, metadata=var("SECRET_KEY"))
+    secret_key: str = field(
+        default=DEV_SECRET_KEY, metadata=var("SECRET_KEY", text, exact=True)
+    )
     jwt_secret_key: str = field(
-        default=DEV_JWT_SECRET_KEY, metadata=var("JWT_SECRET_KEY")
+        default=DEV_JWT_SECRET_KEY, metadata=var("JWT_SECRET_KEY", text, exact=True)
     )
     access_token_expires: int = field(
-        default=15 * 60, metadata=var("JWT_ACCESS_TOKEN_EXPIRES")
+        default=15 * 60, metadata=var("JWT_ACCESS_TOKEN_EXPIRES", integer)
     )
     refresh_token_expires: int = field(
-        default=30 * 24 * 3600, metadata=var("JWT_REFRESH_TOKEN_EXPIRES")
+        default=30 * 24 * 3600, metadata=var("JWT_REFRESH_TOKEN_EXPIRES", integer)
     )
-    db_pool_size: int = field(default=10, metadata=var("DB_POOL_SIZE"))
-    db_max_overflow: int = field(default=10, metadata=var("DB_MAX_OVERFLOW"))
-    db_pool_timeout: float = field(default=10.0, metadata=var("DB_POOL_TIMEOUT"))
-    db_statement_cache: bool = field(default=True, metadata=var("DB_STATEMENT_CACHE"))
-    db_connect_timeout: float = field(default=5.0, metadata=var("DB_CONNECT_TIMEOUT"))
-    db_command_timeout: float = field(default=5.0, metadata=var("DB_COMMAND_TIMEOUT"))
-    db_pool_pre_ping: bool = field(default=False, metadata=var("DB_POOL_PRE_PING"))
-    readiness_timeout: float = field(default=2.0, metadata=var("READINESS_TIMEOUT"))
+    db_pool_size: int = field(default=10, metadata=var("DB_POOL_SIZE", integer))
+    db_max_overflow: int = field(default=10, metadata=var("DB_MAX_OVERFLOW", integer))
+    db_pool_timeout: float = field(
+        default=10.0, metadata=var("DB_POOL_TIMEOUT", decimal)
+    )
+    db_statement_cache: bool = field(
+        default=True, metadata=var("DB_STATEMENT_CACHE", boolean)
+    )
+    db_connect_timeout: float = field(
+        default=5.0, metadata=var("DB_CONNECT_TIMEOUT", decimal)
+    )
+    db_command_timeout: float = field(
+        default=5.0, metadata=var("DB_COMMAND_TIMEOUT", decimal)
+    )
+    db_pool_pre_ping: bool = field(
+        default=False, metadata=var("DB_POOL_PRE_PING", boolean)
+    )
+    readiness_timeout: float = field(
+        default=2.0, metadata=var("READINESS_TIMEOUT", decimal)
+    )
     password_hash_threads: int = field(
         default_factory=cpu_share,
-        metadata=var("PASSWORD_HASH_THREADS"),
+        metadata=var("PASSWORD_HASH_THREADS", integer),
     )
-    password_hash_nice: int = field(default=5, metadata=var("PASSWORD_HASH_NICE"))
-    password_hash_queue: int = field(default=64, metadata=var("PASSWORD_HASH_QUEUE"))
+    password_hash_nice: int = field(
+        default=5, metadata=var("PASSWORD_HASH_NICE", integer)
+    )
+    password_hash_queue: int = field(
+        default=64, metadata=var("PASSWORD_HASH_QUEUE", integer)
+    )
     max_content_length: int = field(
-        default=1024 * 1024, metadata=var("MAX_CONTENT_LENGTH")
+        default=1024 * 1024, metadata=var("MAX_CONTENT_LENGTH", integer)
     )
-    log_level: str = field(default="INFO", metadata=var("LOG_LEVEL"))
-    log_format: str = field(default="json", metadata=var("LOG_FORMAT"))
-    metrics_token: str | None = field(default=None, metadata=var("METRICS_TOKEN"))
+    log_level: str = field(default="INFO", metadata=var("LOG_LEVEL", uppercase))
+    log_format: str = field(default="json", metadata=var("LOG_FORMAT", text))
+    metrics_token: str | None = field(default=None, metadata=var("METRICS_TOKEN", text))
     # Sessions and revocation.
-    revocation_check: bool = field(default=True, metadata=var("REVOCATION_CHECK"))
+    revocation_check: bool = field(
+        default=True, metadata=var("REVOCATION_CHECK", boolean)
+    )
     # Flask-era tokens carry no session; true until every client has logged in anew.
     accept_legacy_tokens: bool = field(
-        default=True, metadata=var("ACCEPT_LEGACY_TOKENS")
+        default=True, metadata=var("ACCEPT_LEGACY_TOKENS", boolean)
     )
     refresh_rotation: bool = field(
-        default=False, metadata=var("REFRESH_TOKEN_ROTATION")
+        default=False, metadata=var("REFRESH_TOKEN_ROTATION", boolean)
     )
     refresh_grace_seconds: int = field(
-        default=10, metadata=var("REFRESH_GRACE_SECONDS")
+        default=10, metadata=var("REFRESH_GRACE_SECONDS", integer)
     )
     session_touch_interval: int = field(
-        default=60, metadata=var("SESSION_TOUCH_INTERVAL")
+        default=60, metadata=var("SESSION_TOUCH_INTERVAL", integer)
     )
     # Login throttling: failures per account and per client IP within the window.
-    redis_url: str | None = field(default=None, metadata=var("REDIS_URL"))
-    redis_key_prefix: str = field(default="", metadata=var("REDIS_KEY_PREFIX"))
-    login_max_failures: int = field(default=10, metadata=var("LOGIN_MAX_FAILURES"))
+    redis_url: str | None = field(default=None, metadata=var("REDIS_URL", text))
+    redis_key_prefix: str = field(default="", metadata=var("REDIS_KEY_PREFIX", text))
+    login_max_failures: int = field(
+        default=10, metadata=var("LOGIN_MAX_FAILURES", integer)
+    )
     login_max_failures_per_ip: int = field(
-        default=100, metadata=var("LOGIN_MAX_FAILURES_PER_IP")
+        default=100, metadata=var("LOGIN_MAX_FAILURES_PER_IP", integer)
     )
     login_window_seconds: int = field(
-        default=15 * 60, metadata=var("LOGIN_WINDOW_SECONDS")
+        default=15 * 60, metadata=var("LOGIN_WINDOW_SECONDS", integer)
     )
     # Routes that hash or mail: requests per window, 0 for no limit.
     registration_max_per_ip: int = field(
-        default=10, metadata=var("REGISTRATION_MAX_PER_IP")
+        default=10, metadata=var("REGISTRATION_MAX_PER_IP", integer)
     )
     password_reset_max_per_address: int = field(
-        default=3, metadata=var("PASSWORD_RESET_MAX_PER_ADDRESS")
+        default=3, metadata=var("PASSWORD_RESET_MAX_PER_ADDRESS", integer)
     )
     password_reset_max_per_ip: int = field(
-        default=10, metadata=var("PASSWORD_RESET_MAX_PER_IP")
+        default=10, metadata=var("PASSWORD_RESET_MAX_PER_IP", integer)
     )
     rate_limit_window_seconds: int = field(
-        default=3600, metadata=var("RATE_LIMIT_WINDOW_SECONDS")
+        default=3600, metadata=var("RATE_LIMIT_WINDOW_SECONDS", integer)
     )
     trusted_proxies: tuple[str, ...] = field(
-        default=(), metadata=var("TRUSTED_PROXIES")
+        default=(), metadata=var("TRUSTED_PROXIES", items)
     )
     # Password reset mail: SMTP, or the log (the default only outside production).
-    smtp_url: str | None = field(default=None, metadata=var("SMTP_URL"))
-    mail_backend: str | None = field(default=None, metadata=var("MAIL_BACKEND"))
-    mail_from: str = field(default="no-reply@localhost", metadata=var("MAIL_FROM"))
+    smtp_url: str | None = field(default=None, metadata=var("SMTP_URL", text))
+    mail_backend: str | None = field(
+        default=None, metadata=var("MAIL_BACKEND", lowercase)
+    )
+    mail_from: str = field(
+        default="no-reply@localhost", metadata=var("MAIL_FROM", text)
+    )
     password_reset_url: str = field(
-        default=DEV_PASSWORD_RESET_URL, metadata=var("PASSWORD_RESET_URL")
+        default=DEV_PASSWORD_RESET_URL, metadata=var("PASSWORD_RESET_URL", text)
     )
     password_reset_expires: int = field(
-        default=60 * 60, metadata=var("PASSWORD_RESET_EXPIRES")
+        default=60 * 60, metadata=var("PASSWORD_RESET_EXPIRES", integer)
     )
-    cors_origins: tuple[str, ...] = field(default=(), metadata=var("CORS_ORIGINS"))
-    docs_enabled: bool = field(default=True, metadata=var("DOCS_ENABLED"))
+    cors_origins: tuple[str, ...] = field(
+        default=(), metadata=var("CORS_ORIGINS", items)
+    )
+    docs_enabled: bool = field(default=True, metadata=var("DOCS_ENABLED", boolean))
     # PostgreSQL hot standbys for reads that decide nothing (service/db/replicas.py).
     database_replica_urls: tuple[str, ...] = field(
-        default=(), metadata=var("DATABASE_REPLICA_URL")
+        default=(), metadata=var("DATABASE_REPLICA_URL", sqlalchemy_urls)
     )
-    db_replica_max_lag: float = field(default=5.0, metadata=var("DB_REPLICA_MAX_LAG"))
+    db_replica_max_lag: float = field(
+        default=5.0, metadata=var("DB_REPLICA_MAX_LAG", decimal)
+    )
     db_replica_status_ttl: float = field(
-        default=0.005, metadata=var("DB_REPLICA_STATUS_TTL")
+        default=0.005, metadata=var("DB_REPLICA_STATUS_TTL", decimal)
+    )
+    # OpenTelemetry traces (telemetry/tracing.py): on when the endpoint is set;
+    # the exporter reads the other OTEL_EXPORTER_OTLP_* variables itself.
+    otel_exporter_otlp_endpoint: str | None = field(
+        default=None, metadata=var("OTEL_EXPORTER_OTLP_ENDPOINT", text)
+    )
+    otel_service_name: str = field(
+        default="service", metadata=var("OTEL_SERVICE_NAME", text)
     )
 
     @classmethod
@@ -197,11 +297,11 @@ class Settings:
         values: dict[str, Any] = {}
         for each in fields(cls):
             key: str = each.metadata["env"]  # every field has one
-            if key in _READ_AS_IS:
-                if key in env:
-                    values[each.name] = env[key]
-            elif raw := env.get(key, "").strip():
-                values[each.name] = _PARSERS[str(each.type)](key, raw)
+            raw = env.get(key)
+            if raw is not None and not each.metadata["exact"]:
+                raw = raw.strip() or None
+            if raw is not None:
+                values[each.name] = each.metadata["parse"](key, raw)
         # A Flask deployment's FLASK_ENV still selects the configuration.
         source = "APP_ENV"
         if "env" not in values and (flask_env := env.get("FLASK_ENV", "").strip()):
@@ -211,14 +311,8 @@ class Settings:
             raise ConfigError(
                 f"{source} must be development, testing or production, not {name!r}"
             )
-        if "database_url" in values:
-            values["database_url"] = normalize_database_url(values["database_url"])
-        elif name == "production":
+        if "database_url" not in values and name == "production":
             raise ConfigError("DATABASE_URL is required in production")
-        if "database_replica_urls" in values:
-            values["database_replica_urls"] = tuple(
-                map(normalize_database_url, values["database_replica_urls"])
-            )
         settings = cls(**values)
         settings.validate()
         return settings
@@ -291,54 +385,3 @@ class Settings:
             "TESTING": self.env == "testing",
             "PROPAGATE_EXCEPTIONS": False,
         }
-
-
-def _number(kind: type[int] | type[float]) -> Callable[[str, str], Any]:
-    def parse(key: str, raw: str) -> int | float:
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise ConfigError(f"{key} must be a number, not {raw!r}") from None
-        if value < 0:
-            raise ConfigError(f"{key} must not be negative")
-        return value
-
-    return parse
-
-
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
-
-
-def _boolean(key: str, raw: str) -> bool:
-    # Strict: `DB_STATEMENT_CACHE=disable` must not leave the cache on.
-    word = raw.lower()
-    if word not in _TRUE | _FALSE:
-        raise ConfigError(
-            f"{key} must be true or false (or 1/0, yes/no, on/off), not {raw!r}"
-        )
-    return word in _TRUE
-
-
-def _items(_key: str, raw: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in raw.split(",") if item.strip())
-
-
-def _text(key: str, raw: str) -> str:
-    if key == "LOG_LEVEL":
-        return raw.upper()
-    return raw.lower() if key == "MAIL_BACKEND" else raw
-
-
-# Parsers by the field's annotation (a string: `from __future__ import annotations`).
-_PARSERS: dict[str, Callable[[str, str], Any]] = {
-    "int": _number(int),
-    "float": _number(float),
-    "bool": _boolean,
-    "tuple[str, ...]": _items,
-    "str": _text,
-    "str | None": _text,
-    "Environment": lambda _key, raw: raw.lower(),
-}
-# Secrets are taken exactly as given, even empty (validate() refuses those).
-_READ_AS_IS = frozenset({"SECRET_KEY", "JWT_SECRET_KEY"})
