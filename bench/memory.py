@@ -43,9 +43,10 @@ async def measure(
     logins: int, methods: int, direct: int, concurrency: int
 ) -> dict[str, object]:
     from service import create_app
-    from service.api.deps import HASHER_KEY, THROTTLE_KEY
+    from service.api.hashing import HASHER_KEY
     from service.config import Settings
     from service.security.passwords import PasswordHasher
+    from service.throttle.lifecycle import THROTTLE_KEY
 
     class WrongAtOnce(PasswordHasher):
         async def verify(self, password_hash: str | None, password: str) -> bool:

@@ -22,8 +22,7 @@ from sqlalchemy.ext.asyncio import (
 
 from service import create_app
 from service.config import Settings
-from service.db.engine import make_sessionmaker
-from service.db.request import SESSIONMAKER_KEY
+from service.db.engine import Database, make_sessionmaker
 from service.models import User
 from service.models.base import Base
 from tests.factories import login_headers, make_user
@@ -81,6 +80,13 @@ def sessionmaker(
 
 
 @pytest.fixture
+def database(engine: AsyncEngine, committed: None) -> Database:
+    """The production Database on the suite's engine, for an app the test makes:
+    `create_app(settings, database=database)` opens no engine of its own."""
+    return Database(engine)
+
+
+@pytest.fixture
 async def session(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:
@@ -123,27 +129,25 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
 
 @pytest.fixture
-def bound_sessionmaker(connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
+def bound_database(connection: AsyncConnection) -> Database:
     # Services commit as in production; each commit only releases a savepoint
     # inside the test's transaction, which is rolled back at the end.
-    return async_sessionmaker(
-        bind=connection,
-        expire_on_commit=False,
-        join_transaction_mode="create_savepoint",
-    )
+    return Database.on_connection(connection)
 
 
 @pytest.fixture
-def make_bound_app(
-    settings: Settings, bound_sessionmaker: async_sessionmaker[AsyncSession]
-) -> AppMaker:
+def bound_sessionmaker(bound_database: Database) -> async_sessionmaker[AsyncSession]:
+    return bound_database.sessions
+
+
+@pytest.fixture
+def make_bound_app(settings: Settings, bound_database: Database) -> AppMaker:
     """`async with make_bound_app(**changes) as app`: every session of the app on
-    the test's transaction (SESSIONMAKER_KEY), no engine of its own."""
+    the test's transaction (Database.on_connection), no engine of its own."""
 
     @asynccontextmanager
     async def serve(**changes: Any) -> AsyncIterator[Quart]:
-        app = create_app(replace(settings, **changes))
-        app.extensions[SESSIONMAKER_KEY] = bound_sessionmaker
+        app = create_app(replace(settings, **changes), database=bound_database)
         async with app.test_app():
             yield app
 

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import (
 from service import create_app
 from service.config import Settings
 from service.db.engine import Database
-from service.db.request import DATABASE_KEY, SESSIONMAKER_KEY, read_connection
+from service.db.request import app_database, read_connection
 from service.db.statements import HotQuery
 from service.models import User
 from service.security.passwords import PasswordHasher
@@ -102,7 +102,7 @@ async def test_the_default_app_reads_through_its_own_database(
 ) -> None:
     user = await make_user(session)
     headers = await login_headers(session, settings, user)
-    database = app.extensions[DATABASE_KEY]
+    database = app_database(app)
     slots = database.read_slots._value
 
     response = await client.get(f"/api/v1/users/{user.id}", headers=headers)
@@ -111,7 +111,7 @@ async def test_the_default_app_reads_through_its_own_database(
     assert (await response.get_json())["id"] == user.id
     # Production's path: its own engine, autocommit reads, every read slot back.
     assert isinstance(database, Database)
-    assert app.extensions[SESSIONMAKER_KEY] is database.sessions
+    assert database.read_sessions is not None  # autocommit reads of their own
     assert database.read_engine.get_execution_options()["isolation_level"] == (
         "AUTOCOMMIT"
     )
@@ -120,6 +120,7 @@ async def test_the_default_app_reads_through_its_own_database(
 
 async def test_a_bound_app_sees_the_tests_uncommitted_rows(
     make_bound_app: AppMaker,
+    bound_database: Database,
     bound_sessionmaker: async_sessionmaker[AsyncSession],
     engine: AsyncEngine,
     settings: Settings,
@@ -129,7 +130,7 @@ async def test_a_bound_app_sees_the_tests_uncommitted_rows(
         headers = await login_headers(session, settings, user)
 
     async with make_bound_app() as app:
-        assert DATABASE_KEY not in app.extensions  # no engine of its own
+        assert app_database(app) is bound_database  # no engine of its own
         response = await app.test_client().get("/api/v1/users/me", headers=headers)
 
     assert response.status_code == 200

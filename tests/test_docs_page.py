@@ -20,12 +20,11 @@ from typing import Any
 
 import pytest
 from quart.typing import TestClientProtocol as Client
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import create_app
 from service.api.swagger_ui import SERVED, VERSION
 from service.config import Settings
-from service.db.request import SESSIONMAKER_KEY
+from service.db.engine import Database
 from tests.ops.servers import ServedApp, clean_environment
 from tests.support import ROOT
 
@@ -99,10 +98,9 @@ async def test_docs_files_outside_the_list_answer_json_404(
 
 
 async def test_docs_enabled_false_leaves_the_page_out(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    settings: Settings, database: Database
 ) -> None:
-    app = create_app(replace(settings, docs_enabled=False))
-    app.extensions[SESSIONMAKER_KEY] = sessionmaker
+    app = create_app(replace(settings, docs_enabled=False), database=database)
     client = app.test_client()
 
     for path in ("/docs", f"/docs/{VERSION}/swagger-ui-bundle.js"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 
 import asyncpg
 import pytest
@@ -18,13 +19,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 )
 from opentelemetry.trace import SpanKind
 from quart import Quart
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import create_app
 from service.config import ConfigError, Settings
-from service.db.request import SESSIONMAKER_KEY
+from service.db.engine import Database
+from service.db.request import app_database
 from service.models import User
-from service.services.users import SESSION_USER
+from service.services.callers import SESSION_USER
 from service.telemetry import tracing as otel
 from tests.factories import PASSWORD
 from tests.ports import free_port
@@ -44,11 +45,10 @@ def exporter() -> Iterator[InMemorySpanExporter]:
 @pytest.fixture
 async def traced_app(
     settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    database: Database,
     exporter: InMemorySpanExporter,
 ) -> AsyncIterator[Quart]:
-    app = create_app(settings)
-    app.extensions[SESSIONMAKER_KEY] = sessionmaker
+    app = create_app(settings, database=database)
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     otel.instrument(app, provider)
@@ -132,14 +132,15 @@ async def test_orm_queries_are_spans_too(
 async def test_failed_query_span_is_marked_error(
     traced_app: Quart, exporter: InMemorySpanExporter, user: User
 ) -> None:
-    async with traced_app.app_context():
-        sessionmaker = traced_app.extensions[SESSIONMAKER_KEY]
-        async with sessionmaker() as session:
-            raw = await (await session.connection()).get_raw_connection()
-            driver: asyncpg.Connection = raw.driver_connection
-            with pytest.raises(asyncpg.UndefinedTableError):
-                await driver.fetchrow("SELECT 1 FROM no_such_table")
-            await session.rollback()
+    async with (
+        traced_app.app_context(),
+        app_database(traced_app).sessions() as session,
+    ):
+        raw = await (await session.connection()).get_raw_connection()
+        driver: asyncpg.Connection = raw.driver_connection
+        with pytest.raises(asyncpg.UndefinedTableError):
+            await driver.fetchrow("SELECT 1 FROM no_such_table")
+        await session.rollback()
 
     (span,) = [
         span
@@ -170,9 +171,10 @@ async def test_with_the_endpoint_create_app_installs_the_exporter(
 ) -> None:
     # A loopback port nothing listens on: no span is exported here.
     endpoint = f"http://127.0.0.1:{free_port()}"
+    # The setting turns tracing on; the exporter reads its endpoint itself.
     monkeypatch.setenv(otel.ENDPOINT_VARIABLE, endpoint)
 
-    app = create_app(settings)
+    app = create_app(replace(settings, otel_exporter_otlp_endpoint=endpoint))
 
     assert isinstance(app.asgi_app, OpenTelemetryMiddleware)
     assert hasattr(asyncpg.Connection.fetchrow, "__wrapped__")
@@ -188,4 +190,6 @@ def test_endpoint_without_the_extra_installed_is_a_clear_error(
     monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace.export", None)
 
     with pytest.raises(ConfigError, match=r"install the otel extra"):
-        create_app(settings)
+        create_app(
+            replace(settings, otel_exporter_otlp_endpoint="http://127.0.0.1:4318")
+        )

@@ -12,11 +12,10 @@ from alembic import command
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import create_app
 from service.config import Settings
-from service.db.request import SESSIONMAKER_KEY
+from service.db.request import app_database
 from service.models import User
 from tests.support import alembic_config, bearer, login
 
@@ -66,8 +65,7 @@ async def register(client: Client, email: str) -> dict[str, Any]:
 
 
 async def make_admin(app: Quart, email: str) -> None:
-    sessionmaker: async_sessionmaker[AsyncSession] = app.extensions[SESSIONMAKER_KEY]
-    async with sessionmaker() as session:
+    async with app_database(app).sessions() as session:
         await session.execute(
             update(User).where(User.email == email).values(is_admin=True)
         )
@@ -75,8 +73,7 @@ async def make_admin(app: Quart, email: str) -> None:
 
 
 async def count_rows(app: Quart, email: str) -> int:
-    sessionmaker: async_sessionmaker[AsyncSession] = app.extensions[SESSIONMAKER_KEY]
-    async with sessionmaker() as session:
+    async with app_database(app).sessions() as session:
         count = await session.scalar(
             select(func.count()).where(func.lower(User.email) == email.lower())
         )

@@ -18,12 +18,12 @@ import pytest
 from quart.typing import TestClientProtocol as Client
 from redis.asyncio import Redis
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import create_app
 from service.api.deps import client_ip
 from service.config import ConfigError, Settings
-from service.db.request import SESSIONMAKER_KEY
+from service.db.engine import Database
 from service.errors import TooManyRequestsError
 from service.models import AuthSession, User
 from service.throttle.keys import account_key, fold_email, ip_key
@@ -488,13 +488,12 @@ MakeClient = Callable[..., Awaitable[Client]]
 
 @pytest.fixture
 async def make_client(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    settings: Settings, database: Database
 ) -> AsyncIterator[MakeClient]:
     async with AsyncExitStack() as stack:
 
         async def make(**changes: Any) -> Client:
-            app = create_app(replace(settings, **changes))
-            app.extensions[SESSIONMAKER_KEY] = sessionmaker
+            app = create_app(replace(settings, **changes), database=database)
             test_app = app.test_app()
             await test_app.startup()
             stack.push_async_callback(test_app.shutdown)
@@ -763,12 +762,13 @@ async def test_client_ip(
 
 
 async def test_login_with_redis_unreachable_answers_503_not_500(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    settings: Settings, database: Database
 ) -> None:
     # A throttle store outage is no fault of the service's code: like a database
     # outage it is a 503 the client may retry, not a logged 500.
-    app = create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"))
-    app.extensions[SESSIONMAKER_KEY] = sessionmaker
+    app = create_app(
+        replace(settings, redis_url="redis://127.0.0.1:1/0"), database=database
+    )
     async with app.test_app():
         response = await app.test_client().post(
             LOGIN, json={"email": "nobody@example.com", "password": PASSWORD}

@@ -8,3 +8,6 @@ blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 blueprint.register_blueprint(users.blueprint)
 blueprint.register_blueprint(auth.blueprint)
 blueprint.register_blueprint(posts.blueprint)
+
+# Every answer under these may carry tokens (unknown paths and methods too).
+NO_STORE_UNDER = (f"{blueprint.url_prefix}{auth.blueprint.url_prefix}/",)

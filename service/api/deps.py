@@ -1,40 +1,33 @@
-"""Typed access to what the app holds: settings, hasher, throttle, services, client."""
+"""Typed access to what the app holds: settings, mailer, services, the client."""
 
 from __future__ import annotations
 
 import ipaddress
-from functools import lru_cache, partial
+from functools import lru_cache
 
-from quart import current_app, request
+from quart import Quart, current_app, request
 
+from service.api.hashing import hasher
 from service.config import Settings
-from service.db.request import (
-    hot_connection,
-    read_connection,
-    request_reads,
-    request_session,
-)
+from service.db.request import request_reads, request_session
 from service.mail import Mailer
-from service.security.passwords import PasswordHasher
 from service.services.auth import AuthService, Client
 from service.services.posts import PostService
 from service.services.sessions import SessionService
 from service.services.users import UserService
-from service.throttle.login import LoginThrottle
+from service.throttle.lifecycle import app_throttle
 
 SETTINGS_KEY = "settings"
-HASHER_KEY = "password_hasher"
-THROTTLE_KEY = "login_throttle"
 MAILER_KEY = "mailer"
+
+
+def init_app(app: Quart, settings: Settings) -> None:
+    app.extensions[SETTINGS_KEY] = settings
+    app.extensions[MAILER_KEY] = Mailer(settings)
 
 
 def settings() -> Settings:
     value: Settings = current_app.extensions[SETTINGS_KEY]
-    return value
-
-
-def hasher() -> PasswordHasher:
-    value: PasswordHasher = current_app.extensions[HASHER_KEY]
     return value
 
 
@@ -43,25 +36,19 @@ def mailer() -> Mailer:
     return value
 
 
+# `readonly`: a route that only shows. Its session is an autocommit one, and
+# its display reads may go to a caught-up standby; once a request has a
+# transactional session, its display reads run in that transaction instead.
+
+
 def user_service(*, readonly: bool = False) -> UserService:
-    # Plain-record reads (token checks, lists, one user) always take a pooled
-    # read connection; `readonly` picks the session for the ORM ones, and
-    # lets the reads that decide nothing go to a caught-up standby.
     return UserService(
-        partial(request_session, readonly=readonly),
-        hasher(),
-        reads=read_connection,
-        checks=hot_connection,
-        display=request_reads() if readonly else None,
+        request_session(readonly=readonly), hasher(), reads=request_reads
     )
 
 
 def post_service(*, readonly: bool = False) -> PostService:
-    # `readonly`: its reads decide nothing, and may go to a caught-up standby.
-    return PostService(
-        request_session(readonly=readonly),
-        reads=request_reads() if readonly else None,
-    )
+    return PostService(request_session(readonly=readonly), reads=request_reads)
 
 
 def session_service(*, readonly: bool = False) -> SessionService:
@@ -69,8 +56,9 @@ def session_service(*, readonly: bool = False) -> SessionService:
 
 
 def auth_service() -> AuthService:
-    throttle: LoginThrottle | None = current_app.extensions.get(THROTTLE_KEY)
-    return AuthService(request_session(), hasher(), settings(), throttle)
+    return AuthService(
+        request_session(), hasher(), settings(), app_throttle(current_app)
+    )
 
 
 def client() -> Client:

@@ -7,14 +7,15 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from marshmallow import Schema
-from quart import g, request
+from quart import request
 from quart_schema import security_scheme
 
 from service.api.deps import settings, user_service
-from service.api.io import View, document_errors, query, returns
+from service.api.io import View, document_errors
+from service.db.request import hot_connection
 from service.errors import AuthError, ForbiddenError, InvalidTokenError
 from service.models import UserRecord
+from service.request_state import request_state
 from service.security.tokens import Identity
 from service.services.callers import Caller, identify
 
@@ -30,20 +31,6 @@ def jwt_required(refresh: bool = False) -> Callable[[View], View]:
 
         security_scheme([{"bearer": []}])(wrapper)
         return document_errors(401, 422)(wrapper)
-
-    return decorator
-
-
-def signed_in_page(
-    route: Callable[[View], View], query_schema: type[Schema], page_schema: type[Schema]
-) -> Callable[[View], View]:
-    """A list route: a signed-in caller, a page query in, one page out.
-
-    `route` is the blueprint's rule, e.g. `blueprint.get("")`.
-    """
-
-    def decorator(view: View) -> View:
-        return route(jwt_required()(query(query_schema)(returns(page_schema)(view))))
 
     return decorator
 
@@ -81,21 +68,25 @@ def self_or_admin_required(param: str) -> Callable[[View], View]:
 async def verify_jwt_in_request(refresh: bool = False) -> Caller:
     token = _token_from_header(request.headers.get("Authorization", ""))
     caller = await identify(
-        user_service(), token, "refresh" if refresh else "access", settings()
+        token,
+        "refresh" if refresh else "access",
+        settings(),
+        connect=hot_connection,
     )
-    g.caller = caller
+    state = request_state()
+    state.identity, state.user = caller.identity, caller.user
     return caller
 
 
 def current_caller() -> Caller:
-    caller: Caller | None = g.get("caller")
-    if caller is None:
-        raise RuntimeError("no verified token: decorate the view with @jwt_required()")
-    return caller
+    return Caller(current_identity(), request_state().user)
 
 
 def current_identity() -> Identity:
-    return current_caller().identity
+    identity = request_state().identity
+    if identity is None:
+        raise RuntimeError("no verified token: decorate the view with @jwt_required()")
+    return identity
 
 
 def get_jwt_identity() -> int:
@@ -107,13 +98,14 @@ def get_jwt() -> dict[str, Any]:
 
 
 async def get_current_user() -> UserRecord:
-    """The caller's live row: read with the token check, or now."""
-    caller = current_caller()
-    if caller.user is not None:
-        return caller.user
-    user = await user_service().record(caller.identity.user_id)
-    g.caller = Caller(caller.identity, user)
-    return user
+    """The caller's live row: read with the token check, or now (with revocation
+    not checked, never in production)."""
+    state = request_state()
+    if state.user is None:
+        state.user = await user_service(readonly=True).record(
+            current_identity().user_id
+        )
+    return state.user
 
 
 def _token_from_header(header: str) -> str:

@@ -11,7 +11,11 @@ CORS_METHODS = "GET, HEAD, POST, PATCH, DELETE, OPTIONS"
 CORS_HEADERS = "Authorization, Content-Type, X-Request-ID"
 
 
-def init_app(app: Quart, settings: Settings) -> None:
+def init_app(
+    app: Quart, settings: Settings, *, no_store_under: tuple[str, ...]
+) -> None:
+    """`no_store_under`: path prefixes whose answers must not be cached, the
+    unknown and refused paths among them (every answer there may carry tokens)."""
     allowed_origins = frozenset(settings.cors_origins)
 
     @app.after_request
@@ -22,7 +26,7 @@ def init_app(app: Quart, settings: Settings) -> None:
         headers.setdefault("X-Frame-Options", "DENY")
         if response.mimetype == "application/json":
             headers.setdefault("Content-Security-Policy", JSON_CSP)
-        if request.path.startswith("/api/v1/auth/"):
+        if request.path.startswith(no_store_under):
             # Tokens must not linger in shared or browser caches.
             headers["Cache-Control"] = "no-store"
             headers["Pragma"] = "no-cache"

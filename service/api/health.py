@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from quart import Blueprint
+from quart import Blueprint, current_app
 from sqlalchemy import text
 
 from service.api.deps import settings
 from service.api.io import document_errors, returns
-from service.db.request import replica_set, request_session
+from service.db.request import app_database, request_session
 from service.errors import UnavailableError
 from service.schemas.common import ReadinessSchema, StatusSchema
 
@@ -39,6 +39,6 @@ async def readyz() -> dict[str, Any]:
     except Exception as error:
         raise UnavailableError("Database unavailable") from error
     answer: dict[str, Any] = {"status": "ready"}
-    if (replicas := replica_set()) is not None:
+    if (replicas := app_database(current_app).replicas) is not None:
         answer["replicas"] = await replicas.report()
     return answer

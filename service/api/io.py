@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
-from marshmallow import Schema, fields, missing
+from marshmallow import Schema, ValidationError, fields, missing
 from marshmallow.decorators import POST_DUMP, PRE_DUMP
 from quart import current_app, request
 from quart_schema import document_querystring, document_request, document_response
@@ -40,15 +40,29 @@ NOT_JSON = (
 )
 
 
-def body(schema_cls: type[Schema]) -> Callable[[View], View]:
-    """Load the JSON body with the schema and pass it to the view as `data`."""
+def body(
+    schema_cls: type[Schema],
+    *,
+    invalid: Callable[[ValidationError, Any], Awaitable[ValidationError]] | None = None,
+) -> Callable[[View], View]:
+    """Load the JSON body with the schema and pass it to the view as `data`.
+
+    `invalid(error, payload)`, when given, may say more about a body the schema
+    refused (a service's rule, such as a taken address) before the 400 is raised.
+    """
     schema = schema_cls()
 
     def decorator(view: View) -> View:
         @wraps(view)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             payload = await read_json()
-            return await view(*args, data=schema.load(payload), **kwargs)
+            try:
+                data = schema.load(payload)
+            except ValidationError as error:
+                if invalid is None:
+                    raise
+                raise await invalid(error, payload) from None
+            return await view(*args, data=data, **kwargs)
 
         document_request(schema_cls)(wrapper)
         return document_errors(400, 413, 415)(wrapper)

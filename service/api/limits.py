@@ -18,10 +18,10 @@ from typing import Any
 
 from quart import current_app, has_request_context, request
 
-from service.api.deps import THROTTLE_KEY, client_ip, settings
+from service.api.deps import client_ip, settings
 from service.api.io import View, document_errors
 from service.throttle.keys import fold_email
-from service.throttle.login import LoginThrottle
+from service.throttle.lifecycle import app_throttle
 from service.throttle.windows import RouteLimit
 
 LIMITS_ATTR = "route_limits"
@@ -64,7 +64,7 @@ def limited(*limits: Limit) -> Callable[[View], View]:
         @wraps(view)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             config = settings()
-            throttle: LoginThrottle = current_app.extensions[THROTTLE_KEY]
+            throttle = app_throttle(current_app)
             for limit in limits:
                 if limit is LOGIN_BUDGET:
                     continue

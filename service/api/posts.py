@@ -7,13 +7,8 @@ from typing import Any
 from quart import Blueprint
 
 from service.api.deps import post_service
-from service.api.guards import (
-    get_current_user,
-    get_jwt_identity,
-    jwt_required,
-    signed_in_page,
-)
-from service.api.io import body, document_errors, returns
+from service.api.guards import get_current_user, get_jwt_identity, jwt_required
+from service.api.io import body, document_errors, query, returns
 from service.models import Post
 from service.schemas.common import PageQuery, PageQuerySchema
 from service.schemas.post import (
@@ -28,7 +23,10 @@ from service.schemas.post import (
 blueprint = Blueprint("posts", __name__, url_prefix="/posts")
 
 
-@signed_in_page(blueprint.get(""), PageQuerySchema, PostPageSchema)
+@blueprint.get("")
+@jwt_required()
+@query(PageQuerySchema)
+@returns(PostPageSchema)
 async def list_posts(query_args: PageQuery) -> dict[str, Any]:
     """List posts, newest first."""
     posts = post_service(readonly=True)

@@ -56,23 +56,28 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return engine
 
 
+DEFAULT_READ_SLOTS = 10
+
+
 def make_sessionmaker(bind: Any) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(bind=bind, expire_on_commit=False)
 
 
 class Database:
-    """One process's engine, and the two ways to it.
+    """One process's engine, and the ways to it.
 
     Writes get transactional sessions. Reads get autocommit sessions and
     connections: no BEGIN and ROLLBACK, two round trips fewer per request
     (their few writes, a session's "last used", are single statements).
+    `Database.open(settings)` makes the engines; a test binds the app to its own
+    engine with `Database(engine)` or to its transaction with `on_connection`.
     """
 
     def __init__(
         self,
         engine: AsyncEngine,
         *,
-        read_slots: int,
+        read_slots: int = DEFAULT_READ_SLOTS,
         replicas: ReplicaSet | None = None,
     ) -> None:
         self.engine = engine
@@ -80,13 +85,23 @@ class Database:
         self.replicas = replicas
         self.sessions = make_sessionmaker(engine)
         self.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self.read_sessions = make_sessionmaker(self.read_engine)
+        # None: reads share the request's one session (a test's transaction).
+        self.read_sessions: async_sessionmaker[AsyncSession] | None = make_sessionmaker(
+            self.read_engine
+        )
         # asyncio.Queue, under SQLAlchemy's pool, lets a newcomer take a
         # connection a woken waiter was about to get, and the waiter queues
         # again at the back: at 1000 connections some requests starved past 5 s.
         # asyncio.Semaphore is first come, first served; with at most pool_size
         # reads checked out, the pool's own queue never has to wait.
         self.read_slots = asyncio.Semaphore(max(read_slots, 1))
+
+    @classmethod
+    def on_connection(cls, connection: AsyncConnection) -> Database:
+        """Every session and read on `connection`, inside the transaction its
+        owner holds (a test's: requests see its rows, and it rolls them back).
+        Services commit as in production; each commit releases a savepoint."""
+        return _OnConnection(connection)
 
     @classmethod
     def open(cls, settings: Settings) -> Database:
@@ -104,9 +119,6 @@ class Database:
                 check_timeout=min(settings.db_connect_timeout, 1.0),
             )
         return cls(engine, read_slots=settings.db_pool_size, replicas=replicas)
-
-    def session(self, *, readonly: bool) -> AsyncSession:
-        return (self.read_sessions if readonly else self.sessions)()
 
     @asynccontextmanager
     async def read_connection(self) -> AsyncIterator[AsyncConnection]:
@@ -143,6 +155,30 @@ class Database:
         if self.replicas is not None:
             await self.replicas.dispose()
         await self.engine.dispose()
+
+
+class _OnConnection(Database):
+    def __init__(self, connection: AsyncConnection) -> None:
+        super().__init__(connection.engine)
+        self.connection = connection
+        self.sessions = async_sessionmaker(
+            bind=connection,
+            expire_on_commit=False,
+            join_transaction_mode="create_savepoint",
+        )
+        # Two sessions on one connection would roll back each other's savepoints.
+        self.read_sessions = None
+
+    @asynccontextmanager
+    async def read_connection(self) -> AsyncIterator[AsyncConnection]:
+        yield self.connection
+
+    @asynccontextmanager
+    async def hot_connection(self) -> AsyncIterator[HotConnection]:
+        yield self.connection
+
+    async def close(self) -> None:
+        return None  # the connection is its owner's to close
 
 
 def _replace_closed_connection(

@@ -9,7 +9,6 @@ reads the service's own session on the primary instead.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Select
@@ -24,19 +23,6 @@ class ReadRunner(Protocol):
     async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """`work` on some connection; it may run more than once (a retry)."""
         ...
-
-
-class OnConnections:
-    """Reads on connections from one source (the app's pooled primary reads)."""
-
-    def __init__(
-        self, connect: Callable[[], AbstractAsyncContextManager[AsyncConnection]]
-    ) -> None:
-        self.connect = connect
-
-    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        async with self.connect() as connection:
-            return await work(connection)
 
 
 class OnSession:

@@ -1,50 +1,59 @@
-"""Where a request gets its database: the one place that picks each request's
-session and read connection (service/db/engine.py holds the engine)."""
+"""Where a request gets its database: the app's Database (db/engine.py), opened
+and closed with serving, and each request's sessions and read runner."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TypeVar
 
-from quart import Quart, current_app, g
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from quart import Quart, current_app
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from service.config import Settings
 from service.db.engine import Database
-from service.db.reads import OnSession, ReadRunner
-from service.db.replicas import ReplicaSet, RequestReads
+from service.db.reads import OnSession
+from service.db.replicas import RequestReads
 from service.db.statements import HotConnection
+from service.request_state import request_state
 
+T = TypeVar("T")
 DATABASE_KEY = "database"
-ENGINE_KEY = "db_engine"
-# Set before serving, it binds every session to that sessionmaker (a test's
-# connection) and no engine is created.
-SESSIONMAKER_KEY = "db_sessionmaker"
 
 
-def init_app(app: Quart, settings: Settings) -> None:
+def init_app(app: Quart, settings: Settings, database: Database | None = None) -> None:
+    """Serve on `database` (a test's), or on one opened from the settings."""
+
     @app.before_serving
     async def open_database() -> None:
-        if SESSIONMAKER_KEY in app.extensions:  # a test bound it to its connection
-            return
-        database = Database.open(settings)
-        app.extensions[DATABASE_KEY] = database
-        app.extensions[ENGINE_KEY] = database.engine
-        app.extensions[SESSIONMAKER_KEY] = database.sessions
+        app.extensions[DATABASE_KEY] = database or Database.open(settings)
 
     @app.after_serving
     async def close_database() -> None:
-        database: Database | None = app.extensions.pop(DATABASE_KEY, None)
-        if database is not None:
-            app.extensions.pop(ENGINE_KEY, None)
-            app.extensions.pop(SESSIONMAKER_KEY, None)
-            await database.close()
+        opened: Database | None = app.extensions.pop(DATABASE_KEY, None)
+        # The app closes only what it opened; a given database is its giver's.
+        if opened is not None and database is None:
+            await opened.close()
 
     @app.teardown_appcontext
     async def close_sessions(_exc: BaseException | None) -> None:
-        sessions: dict[bool, AsyncSession] | None = g.pop("db_sessions", None)
-        for session in (sessions or {}).values():
-            await session.close()
+        state = request_state()
+        for session in (state.session, state.read_session):
+            if session is not None:
+                await session.close()
+        state.session = state.read_session = None
+
+
+def app_database(app: Quart) -> Database:
+    """The database `app` serves on (only while it serves)."""
+    database: Database = app.extensions[DATABASE_KEY]
+    return database
+
+
+def serving_database(app: Quart) -> Database | None:
+    """The database `app` serves on, None when it does not serve."""
+    database: Database | None = app.extensions.get(DATABASE_KEY)
+    return database
 
 
 def request_session(*, readonly: bool = False) -> AsyncSession:
@@ -53,75 +62,44 @@ def request_session(*, readonly: bool = False) -> AsyncSession:
     `readonly=True`: an autocommit session. Once the request has a
     transactional session, its reads use that one too, so they see its writes.
     """
-    database: Database | None = current_app.extensions.get(DATABASE_KEY)
-    if database is None:
-        readonly = False  # bound to a test's connection: one session on it
-    sessions: dict[bool, AsyncSession] | None = g.get("db_sessions")
-    if sessions is None:
-        sessions = g.db_sessions = {}
-    if readonly and False in sessions:
-        return sessions[False]
-    session = sessions.get(readonly)
-    if session is None:
-        if database is not None:
-            session = database.session(readonly=readonly)
-        else:
-            bound: async_sessionmaker[AsyncSession]
-            bound = current_app.extensions[SESSIONMAKER_KEY]
-            session = bound()
-        sessions[readonly] = session
-    return session
+    state = request_state()
+    if state.session is not None:
+        return state.session
+    database = app_database(current_app)
+    if readonly and database.read_sessions is not None:
+        if state.read_session is None:
+            state.read_session = database.read_sessions()
+        return state.read_session
+    state.session = database.sessions()
+    return state.session
 
 
-@asynccontextmanager
-async def read_connection() -> AsyncIterator[AsyncConnection]:
-    """A connection for this request's quick reads, held only around them.
-
-    A test that bound the sessionmaker to its own connection gets that
-    connection, so requests see the test's rows.
-    """
-    database: Database | None = current_app.extensions.get(DATABASE_KEY)
-    if database is None:
-        bind = current_app.extensions[SESSIONMAKER_KEY].kw["bind"]
-        yield (
-            bind
-            if isinstance(bind, AsyncConnection)
-            else await request_session(readonly=True).connection()
-        )
-        return
-    async with database.read_connection() as connection:
-        yield connection
+def read_connection() -> AbstractAsyncContextManager[AsyncConnection]:
+    """A connection for this request's quick reads, held only around them."""
+    return app_database(current_app).read_connection()
 
 
-@asynccontextmanager
-async def hot_connection() -> AsyncIterator[HotConnection]:
-    """The token check's connection (Database.hot_connection); in a test bound to
-    its own connection, that one."""
-    database: Database | None = current_app.extensions.get(DATABASE_KEY)
-    if database is None:
-        async with read_connection() as connection:
-            yield connection
-        return
-    async with database.hot_connection() as connection:
-        yield connection
+def hot_connection() -> AbstractAsyncContextManager[HotConnection]:
+    """The token check's connection (Database.hot_connection)."""
+    return app_database(current_app).hot_connection()
 
 
-def replica_set() -> ReplicaSet | None:
-    database: Database | None = current_app.extensions.get(DATABASE_KEY)
-    return database.replicas if database is not None else None
+class RequestReadRunner:
+    """Where this request's reads that decide nothing run, chosen when they run.
 
-
-def request_reads() -> ReadRunner:
-    """Where this request's reads that decide nothing run.
-
-    A caught-up standby, when there are replicas (service/db/replicas.py); the
+    A caught-up standby, when there are replicas (db/replicas.py); the
     primary's pooled read connections otherwise. A request that has begun
     writing reads its own transaction: it must see what it wrote.
     """
-    sessions: dict[bool, AsyncSession] | None = g.get("db_sessions")
-    if sessions and False in sessions:
-        return OnSession(sessions[False])
-    reads: RequestReads | None = g.get("db_reads")
-    if reads is None:
-        reads = g.db_reads = RequestReads(replica_set(), read_connection)
-    return reads
+
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        state = request_state()
+        if state.session is not None:
+            return await OnSession(state.session).run(work)
+        if state.reads is None:
+            database = app_database(current_app)
+            state.reads = RequestReads(database.replicas, database.read_connection)
+        return await state.reads.run(work)
+
+
+request_reads = RequestReadRunner()

@@ -86,12 +86,6 @@ class UserRecord:
     updated_at: datetime
 
     @classmethod
-    def of(cls, user: User) -> UserRecord:
-        return cls.from_row(
-            {column: getattr(user, column) for column in cls.__dataclass_fields__}
-        )
-
-    @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> UserRecord:
         return cls(
             id=row["id"],

@@ -12,6 +12,7 @@ from service.config import Settings
 from service.errors import (
     AuthError,
     BadRequestError,
+    NotFoundError,
     TooManyRequestsError,
     validation_error,
 )
@@ -133,12 +134,12 @@ class AuthService:
             user.id, auth_session.id
         )
         await self.session.commit()
-        access_token = self.access_token_for(UserRecord.of(user), auth_session.id)
+        access_token = self.access_token_for(user, auth_session.id)
         return TokenPair(access_token, refresh_token)
 
     async def refresh(self, caller: Caller) -> AccessToken | TokenPair:
         identity = caller.identity
-        user = caller.user or await self.users.record(identity.user_id)
+        user = caller.user or await self.users.get(identity.user_id)
         if not user.is_active:
             raise AuthError(DEACTIVATED)
         sid = identity.session_id
@@ -242,13 +243,12 @@ class AuthService:
         """Commits; the token works once (it is bound to the hash it replaces)."""
         key = self.settings.secret_key
         user_id, fingerprint = decode_reset_token(token, key=key)
-        user = await self.users.find(user_id)
-        if (
-            user is None
-            or not user.is_active
-            or not reset_fingerprint_matches(
-                fingerprint, key=key, password_hash=user.password_hash
-            )
+        try:
+            user = await self.users.get(user_id)
+        except NotFoundError:
+            raise BadRequestError(INVALID_RESET) from None
+        if not user.is_active or not reset_fingerprint_matches(
+            fingerprint, key=key, password_hash=user.password_hash
         ):
             raise BadRequestError(INVALID_RESET)
         if not await self.users.replace_password_hash(
@@ -259,7 +259,7 @@ class AuthService:
         await self.sessions.revoke_all(user)
         await self.session.commit()
 
-    def access_token_for(self, user: UserRecord, session_id: str | None) -> str:
+    def access_token_for(self, user: User | UserRecord, session_id: str | None) -> str:
         claims: dict[str, object] = {"is_admin": user.is_admin}
         if session_id is not None:
             claims["sid"] = session_id

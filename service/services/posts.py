@@ -6,8 +6,8 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager
 
-from service.db.pagination import POSTS_VISIBLE, Page, counter, paginate, posts_of
-from service.db.reads import ReadRunner, page_on, scalar_on
+from service.db.pagination import POSTS_VISIBLE, Page, counter, posts_of
+from service.db.reads import OnSession, ReadRunner, page_on, scalar_on
 from service.errors import ForbiddenError, NotFoundError
 from service.models import NOT_DELETED, Post, UserRecord
 from service.schemas.post import NewPost, PostChanges
@@ -19,28 +19,25 @@ class PostService:
         self, session: AsyncSession, *, reads: ReadRunner | None = None
     ) -> None:
         self.session = session
-        # Where `get` and `list_page` read: the session (whose objects an edit
-        # changes), unless the app passes a runner for reads that decide
-        # nothing (it may pick a standby).
-        self.reads = reads
+        # Where the reads that decide nothing (`get`, `list_page`) run: the app
+        # passes a runner that may pick a caught-up standby; without one, the
+        # session's connection. Edits load what they change on the session.
+        self.reads = reads or OnSession(session)
 
     async def create(self, data: NewPost, *, author_id: int) -> Post:
         post = Post(author_id=author_id, title=data["title"], content=data["content"])
         self.session.add(post)
         await self.session.commit()
-        return await self.get(post.id)
+        return await self._load(post.id)
 
     async def get(self, post_id: int) -> Post:
-        """A visible post: its author is not soft-deleted."""
+        """A visible post to show: its author is not soft-deleted."""
         post: Post | None = None
         if 0 < post_id <= MAX_USER_ID:
             statement = visible_posts().where(Post.id == post_id)
-            if self.reads is None:
-                post = await self.session.scalar(statement)
-            else:
-                post = await self.reads.run(
-                    lambda connection: scalar_on(connection, statement)
-                )
+            post = await self.reads.run(
+                lambda connection: scalar_on(connection, statement)
+            )
         if post is None:
             raise NotFoundError(f"Post with id {post_id} not found")
         return post
@@ -54,10 +51,6 @@ class PostService:
             stmt = stmt.where(Post.author_id == author_id)
             total = posts_of(author_id)
         stmt = stmt.order_by(Post.created_at.desc(), Post.id.desc())
-        if self.reads is None:
-            return await paginate(
-                self.session, stmt, total=total, page=page, per_page=per_page
-            )
         return await self.reads.run(
             lambda connection: page_on(
                 connection, stmt, total=total, page=page, per_page=per_page
@@ -82,9 +75,18 @@ class PostService:
         await self.session.commit()
 
     async def _editable(self, post_id: int, by: UserRecord) -> Post:
-        post = await self.get(post_id)
+        post = await self._load(post_id)
         if post.author_id != by.id and not by.is_admin:
             raise ForbiddenError("Not authorized")
+        return post
+
+    async def _load(self, post_id: int) -> Post:
+        """A visible post on the session, to change or to answer a change with."""
+        post = None
+        if 0 < post_id <= MAX_USER_ID:
+            post = await self.session.scalar(visible_posts().where(Post.id == post_id))
+        if post is None:
+            raise NotFoundError(f"Post with id {post_id} not found")
         return post
 
 

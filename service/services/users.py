@@ -1,17 +1,21 @@
-"""Users: registration, reads, changes and soft delete."""
+"""Users: registration, reads, changes and soft delete.
+
+Changes, and the reads that decide something (a login's lookup, the user a
+change applies to), go through the service's session and give `User` rows; the
+reads that only show (a user, a page of users) go through its read runner and
+give `UserRecord`s, read without the ORM.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime
+from typing import Any
 
+from marshmallow import ValidationError
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Select,
     bindparam,
-    exists,
     func,
     select,
     update,
@@ -21,22 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from service.db.pagination import USERS_ACTIVE, USERS_LIVE, Page, clamp, counter
-from service.db.reads import OnConnections, ReadRunner
-from service.db.statements import HotConnection, HotQuery
+from service.db.reads import OnSession, ReadRunner
+from service.db.statements import HotQuery
 from service.errors import ConflictError, NotFoundError, validation_error
-from service.models import (
-    LIVE,
-    NOT_DELETED,
-    USER_COLUMNS,
-    AuthSession,
-    RevokedToken,
-    User,
-    UserRecord,
-    utcnow,
-)
+from service.models import LIVE, NOT_DELETED, USER_COLUMNS, User, UserRecord, utcnow
 from service.schemas.user import NewUser, UserChanges
 from service.security.passwords import PasswordHasher
-from service.security.tokens import MAX_USER_ID, Identity
+from service.security.tokens import MAX_USER_ID
 from service.services.sessions import SessionService
 
 EMAIL_TAKEN = "Email already registered."
@@ -45,38 +40,19 @@ EMAIL_TAKEN_BY_ANOTHER = "Email already registered by another user"
 MAX_OFFSET = 2**63 - 1
 
 
-Reads = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
-Checks = Callable[[], AbstractAsyncContextManager[HotConnection]]
-
-
 class UserService:
     def __init__(
         self,
-        session: AsyncSession | Callable[[], AsyncSession],
+        session: AsyncSession,
         hasher: PasswordHasher | None = None,
         *,
-        reads: Reads | None = None,
-        checks: Checks | None = None,
-        display: ReadRunner | None = None,
+        reads: ReadRunner | None = None,
     ) -> None:
-        # A callable is called on first use: the token check, on every
-        # request, reads on `reads` and never needs a session.
-        self._session = session
+        self.session = session
         self._hasher = hasher
-        # Where plain-record reads run: by default the session's own connection;
-        # the app passes its pooled read connections, held only for the query.
-        self.reads = reads or self._session_connection
-        # The token check's HotQuery reads: a pooled driver connection will do.
-        self.checks: Checks = checks or self.reads
-        # Where the reads that decide nothing (`record`, `list_page`) run: on
-        # `reads` unless the app passes a runner that may pick a standby.
-        self.display = display or OnConnections(self.reads)
-
-    @property
-    def session(self) -> AsyncSession:
-        if not isinstance(self._session, AsyncSession):
-            self._session = self._session()
-        return self._session
+        # Where the reads that decide nothing run: the app passes a runner that
+        # may pick a caught-up standby; without one, the session's connection.
+        self.reads = reads or OnSession(session)
 
     @property
     def hasher(self) -> PasswordHasher:
@@ -84,61 +60,26 @@ class UserService:
             raise RuntimeError("this UserService was made without a PasswordHasher")
         return self._hasher
 
-    @asynccontextmanager
-    async def _session_connection(self) -> AsyncIterator[AsyncConnection]:
-        yield await self.session.connection()
-
     async def record(self, user_id: int) -> UserRecord:
-        """A live user as a plain record; soft-deleted and unknown: NotFoundError."""
+        """A live user to show; soft-deleted and unknown: NotFoundError."""
         row = None
         if 0 < user_id <= MAX_USER_ID:
-            row = await self.display.run(
+            row = await self.reads.run(
                 lambda connection: RECORD.fetch_row(connection, user_id=user_id)
             )
         if row is None:
             raise NotFoundError(f"User with id {user_id} not found")
         return UserRecord.from_row(row)
 
-    async def token_holder(
-        self, identity: Identity, *, touch_interval: float
-    ) -> UserRecord | None:
-        """The token's live, active user, if its session (or jti) is not revoked.
-
-        Marks the session used at most once per `touch_interval` seconds.
-        """
-        async with self.checks() as connection:
-            if identity.session_id is not None:
-                row = await SESSION_USER.fetch_row(
-                    connection, user_id=identity.user_id, session_id=identity.session_id
-                )
-                if row is not None:
-                    await _touch(
-                        connection,
-                        identity.session_id,
-                        row["last_used_at"],
-                        touch_interval,
-                    )
-            else:
-                row = await SESSIONLESS_USER.fetch_row(
-                    connection, user_id=identity.user_id, jti=identity.jti
-                )
-                if row is not None and _before_cutoff(
-                    identity, row["tokens_valid_after"]
-                ):
-                    row = None
-        return None if row is None else UserRecord.from_row(row)
-
     async def get(self, user_id: int) -> User:
-        """A live user; soft-deleted and unknown ids raise NotFoundError alike."""
-        user = await self.find(user_id)
+        """A live user to change or decide on; soft-deleted and unknown ids raise
+        NotFoundError alike."""
+        user = None
+        if 0 < user_id <= MAX_USER_ID:
+            user = await self.session.scalar(live_users().where(User.id == user_id))
         if user is None:
             raise NotFoundError(f"User with id {user_id} not found")
         return user
-
-    async def find(self, user_id: int) -> User | None:
-        if not 0 < user_id <= MAX_USER_ID:
-            return None
-        return await self.session.scalar(live_users().where(User.id == user_id))
 
     async def replace_password_hash(self, user: User, new_hash: str) -> bool:
         """Write `new_hash` only if the row still holds the hash `user` was read
@@ -185,7 +126,7 @@ class UserService:
             items = [UserRecord.from_row(row) for row in found]
             return Page(items=items, page=page, per_page=per_page, total=total)
 
-        return await self.display.run(read)
+        return await self.reads.run(read)
 
     async def register(self, data: NewUser, *, is_admin: bool = False) -> User:
         """Commits; an address a live user has, in any case, is a 400 on `email`."""
@@ -208,6 +149,24 @@ class UserService:
             raise validation_error("email", EMAIL_TAKEN) from None
         await self.session.commit()
         return user
+
+    async def with_taken_email(
+        self, error: ValidationError, payload: Any
+    ) -> ValidationError:
+        """A taken address reported with the body's other errors, as Flask does.
+
+        Flask's schema checks the address among its fields, so one 400 lists it
+        next to, say, an unknown field; the unique index alone would report it
+        only once the rest of the body is valid.
+        """
+        messages = error.messages
+        # An "email" error already says what is wrong with the address.
+        if not isinstance(messages, dict) or "email" in messages:
+            return error
+        email = payload.get("email") if isinstance(payload, dict) else None
+        if not isinstance(email, str) or await self.get_by_email(email) is None:
+            return error
+        return ValidationError({**messages, "email": [EMAIL_TAKEN]})
 
     async def update(self, user_id: int, changes: UserChanges) -> User:
         """Commits; deactivation ends every session of the user."""
@@ -257,26 +216,6 @@ def live_users() -> Select[User]:
     return select(User).where(NOT_DELETED)
 
 
-async def _touch(
-    connection: HotConnection,
-    session_id: str,
-    last_used_at: datetime,
-    touch_interval: float,
-) -> None:
-    now = utcnow()
-    # A write per request would cost a commit each; a minute's precision will do.
-    if (now - last_used_at).total_seconds() >= touch_interval:
-        await TOUCH_SESSION.execute(connection, session_id=session_id, now=now)
-
-
-def _before_cutoff(identity: Identity, cutoff: datetime | None) -> bool:
-    """A session-less (Flask-era) token issued before the user's last revoke-all."""
-    return (
-        cutoff is not None
-        and identity.issued_at < cutoff.replace(tzinfo=UTC).timestamp()
-    )
-
-
 def _count(counted: str) -> HotQuery:
     return HotQuery(select(counter(counted).scalar_subquery().label("total")))
 
@@ -301,27 +240,4 @@ COUNT_LIVE, PAGE_LIVE = _count(USERS_LIVE), _page(NOT_DELETED, USERS_LIVE)
 COUNT_ACTIVE, PAGE_ACTIVE = _count(USERS_ACTIVE), _page(LIVE, USERS_ACTIVE)
 RECORD = HotQuery(
     select(*USER_COLUMNS).where(User.id == bindparam("user_id"), NOT_DELETED)
-)
-# A revoked session, a deleted or a deactivated user all make the row disappear.
-SESSION_USER = HotQuery(
-    select(*USER_COLUMNS, AuthSession.last_used_at)
-    .join(AuthSession, AuthSession.user_id == User.id)
-    .where(
-        User.id == bindparam("user_id"),
-        AuthSession.id == bindparam("session_id"),
-        AuthSession.revoked_at.is_(None),
-        LIVE,
-    )
-)
-SESSIONLESS_USER = HotQuery(
-    select(*USER_COLUMNS, User.tokens_valid_after).where(
-        User.id == bindparam("user_id"),
-        LIVE,
-        ~exists().where(RevokedToken.jti == bindparam("jti")),
-    )
-)
-TOUCH_SESSION = HotQuery(
-    update(AuthSession)
-    .where(AuthSession.id == bindparam("session_id"))
-    .values(last_used_at=bindparam("now"))
 )

@@ -11,9 +11,11 @@ import time
 from typing import Any
 
 import orjson
-from quart import Quart, Response, g, has_request_context, request
+from quart import Quart, Response, has_request_context, request
 
 from service.config import Settings
+from service.db.replicas import RequestReads
+from service.request_state import request_state
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Echoed back into a header and the logs: keep it short and plain.
@@ -32,7 +34,7 @@ class JSONFormatter(logging.Formatter):
         }
         entry.update(getattr(record, "fields", {}))
         if "request_id" not in entry and has_request_context():
-            entry["request_id"] = g.get("request_id")
+            entry["request_id"] = request_state().request_id or None
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         try:
@@ -108,18 +110,19 @@ def init_app(app: Quart, settings: Settings) -> None:
 
     @app.before_request
     async def start_request() -> None:
-        g.started = time.perf_counter()
+        state = request_state()
+        state.started = time.perf_counter()
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = (
+        state.request_id = (
             incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else new_request_id()
         )
 
     @app.after_request
     async def log_request(response: Response) -> Response:
-        request_id = g.get("request_id") or new_request_id()
+        state = request_state()
+        request_id = state.request_id or new_request_id()
         response.headers[REQUEST_ID_HEADER] = request_id
         if access_logger.isEnabledFor(logging.INFO):
-            caller = g.get("caller")
             access_logger.info(
                 "%s %s %s",
                 request.method,
@@ -131,24 +134,23 @@ def init_app(app: Quart, settings: Settings) -> None:
                         "path": request.path,
                         "status": response.status_code,
                         "duration_ms": round(
-                            (time.perf_counter() - g.get("started", 0)) * 1000, 2
+                            (time.perf_counter() - state.started) * 1000, 2
                         ),
-                        "user_id": caller.identity.user_id
-                        if caller is not None
+                        "user_id": state.identity.user_id
+                        if state.identity is not None
                         else None,
                         "request_id": request_id,
                         "remote_addr": request.remote_addr,
-                        **_read_targets(),
+                        **_read_targets(state.reads),
                     }
                 },
             )
         return response
 
 
-def _read_targets() -> dict[str, Any]:
+def _read_targets(reads: RequestReads | None) -> dict[str, Any]:
     """With read replicas: where this request's display reads went, and why not
     to a standby when they did not."""
-    reads = g.get("db_reads")
     if reads is None or reads.replicas is None:
         return {}
     return {"db_reads": dict(reads.targets), "db_fallbacks": dict(reads.fallbacks)}

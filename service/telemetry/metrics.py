@@ -10,16 +10,15 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from quart import Quart, Response, current_app, g, request
+from quart import Quart, Response, request
 from quart_schema import hide
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 from werkzeug.exceptions import NotFound
 
 from service.config import Settings
-from service.db.engine import Database
 from service.db.replicas import FALLBACKS
-from service.db.request import DATABASE_KEY, ENGINE_KEY
+from service.db.request import serving_database
+from service.request_state import request_state
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Any token is a valid HTTP method: one series per made-up method would let a
@@ -40,8 +39,8 @@ class PoolCollector(Collector):
         self.app = app
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        engine: AsyncEngine | None = self.app.extensions.get(ENGINE_KEY)
-        pool = engine.sync_engine.pool if engine is not None else None
+        database = serving_database(self.app)
+        pool = database.engine.sync_engine.pool if database is not None else None
         if not isinstance(pool, QueuePool):
             return
         for name, value, text in (
@@ -59,7 +58,7 @@ class ReplicaCollector(Collector):
         self.app = app
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        database: Database | None = self.app.extensions.get(DATABASE_KEY)
+        database = serving_database(self.app)
         replicas = database.replicas if database is not None else None
         if replicas is None:
             return
@@ -112,8 +111,8 @@ def init_app(app: Quart, settings: Settings) -> None:
         if counter is None:
             counter = counted[key] = requests.labels(key[0], route, str(key[2]))
         counter.inc()
-        started = g.get("started")
-        if started is not None:
+        started = request_state().started
+        if started:
             histogram = timed.get(key[:2])
             if histogram is None:
                 histogram = timed[key[:2]] = latency.labels(key[0], route)
@@ -123,7 +122,7 @@ def init_app(app: Quart, settings: Settings) -> None:
     @app.get("/metrics")
     @hide
     async def metrics() -> Response:
-        expected = current_app.extensions["settings"].metrics_token
+        expected = settings.metrics_token
         presented = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if not expected or not hmac.compare_digest(
             presented.encode(), expected.encode()

@@ -14,13 +14,12 @@ hook; the request path is the same code as without the extra.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from quart import Quart, g, request
+from quart import Quart, request
 
-from service.config import ConfigError
+from service.config import ConfigError, Settings
+from service.request_state import request_state
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -30,13 +29,9 @@ REQUEST_ID_ATTRIBUTE = "request.id"
 PROVIDER_KEY = "otel_tracer_provider"
 
 
-def enabled(environ: Mapping[str, str] | None = None) -> bool:
-    return bool((os.environ if environ is None else environ).get(ENDPOINT_VARIABLE))
-
-
-def init_app(app: Quart) -> None:
+def init_app(app: Quart, settings: Settings) -> None:
     """Trace to OTEL_EXPORTER_OTLP_ENDPOINT when it is set; otherwise do nothing."""
-    if not enabled():
+    if not settings.otel_exporter_otlp_endpoint:
         return
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
@@ -50,8 +45,9 @@ def init_app(app: Quart) -> None:
             f"{ENDPOINT_VARIABLE} is set but OpenTelemetry is not installed: "
             "install the otel extra (pip install 'service[otel]')"
         ) from None
-    name = os.environ.get("OTEL_SERVICE_NAME") or "service"
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
+    provider = TracerProvider(
+        resource=Resource.create({SERVICE_NAME: settings.otel_service_name})
+    )
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     instrument(app, provider)
 
@@ -76,7 +72,7 @@ def instrument(app: Quart, provider: TracerProvider) -> None:
         tracer_provider=provider
     )
 
-    # After logs' own before_request: g.request_id is set by then.
+    # After logs' own before_request: the request id is set by then.
     @app.before_request
     async def name_request_span() -> None:
         span = trace.get_current_span()
@@ -85,7 +81,7 @@ def instrument(app: Quart, provider: TracerProvider) -> None:
         if request.url_rule is not None:
             span.update_name(f"{request.method} {request.url_rule.rule}")
             span.set_attribute("http.route", request.url_rule.rule)
-        if request_id := g.get("request_id"):
+        if request_id := request_state().request_id:
             span.set_attribute(REQUEST_ID_ATTRIBUTE, request_id)
 
     @app.after_serving

@@ -16,7 +16,7 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
-from service.db.request import ENGINE_KEY
+from service.db.request import app_database
 from service.models import Post, User
 from tests.factories import at, login_headers, make_user, utcnow
 
@@ -98,7 +98,7 @@ def count_selects(app: Quart) -> Iterator[list[str]]:
         if statement.lstrip().upper().startswith("SELECT"):
             statements.append(statement)
 
-    target = app.extensions[ENGINE_KEY].sync_engine
+    target = app_database(app).engine.sync_engine
     event.listen(target, "before_cursor_execute", record)
     try:
         yield statements

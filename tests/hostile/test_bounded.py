@@ -16,11 +16,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import create_app
 from service.config import Settings
-from service.db.request import SESSIONMAKER_KEY
+from service.db.engine import Database
 from service.errors import UnavailableError
 from service.schemas.post import POST_MAX_LENGTH
 from service.security.passwords import PasswordHasher
@@ -34,14 +34,11 @@ LOGIN = "/api/v1/auth/login"
 
 
 @pytest.fixture
-async def started_app(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[Any]:
+async def started_app(settings: Settings, database: Database) -> AsyncIterator[Any]:
     started: list[Any] = []
 
     async def make(**changes: Any) -> Quart:
-        app = create_app(replace(settings, **changes))
-        app.extensions[SESSIONMAKER_KEY] = sessionmaker
+        app = create_app(replace(settings, **changes), database=database)
         test_app = app.test_app()
         await test_app.startup()
         started.append(test_app)

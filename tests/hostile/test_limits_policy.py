@@ -7,13 +7,12 @@ from dataclasses import replace
 from typing import Any
 
 from quart import Quart
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import create_app
-from service.api.deps import hasher
+from service.api.hashing import hasher
 from service.api.limits import declared_limits
 from service.config import Settings
-from service.db.request import SESSIONMAKER_KEY
+from service.db.engine import Database
 from service.throttle.redis_store import RedisStore
 from tests.hostile.conftest import REDIS_URL
 
@@ -42,15 +41,14 @@ def test_every_route_that_hashes_or_mails_declares_its_limit(app: Quart) -> None
 
 
 async def test_a_route_that_hashes_without_a_limit_is_refused(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    settings: Settings, database: Database
 ) -> None:
-    app = create_app(settings)
+    app = create_app(settings, database=database)
 
     @app.post("/unlimited")
     async def unlimited() -> dict[str, Any]:
         return {"hash": await hasher().hash("password")}
 
-    app.extensions[SESSIONMAKER_KEY] = sessionmaker
     async with app.test_app():
         response = await app.test_client().post("/unlimited")
 
@@ -58,7 +56,7 @@ async def test_a_route_that_hashes_without_a_limit_is_refused(
 
 
 async def test_route_limits_are_shared_through_redis(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    settings: Settings, database: Database
 ) -> None:
     prefix = f"policy-{id(settings)}-"
     shared = replace(
@@ -67,11 +65,12 @@ async def test_route_limits_are_shared_through_redis(
         redis_key_prefix=prefix,
         registration_max_per_ip=1,
     )
-    first, second = create_app(shared), create_app(shared)
+    first, second = (
+        create_app(shared, database=database),
+        create_app(shared, database=database),
+    )
     body = {"password": "long-enough-password", "first_name": "A", "last_name": "B"}
     peer = {"client": ("192.0.2.77", 50000)}
-    for app in (first, second):
-        app.extensions[SESSIONMAKER_KEY] = sessionmaker
     try:
         async with first.test_app(), second.test_app():
             created = await first.test_client().post(

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service import create_app
 from service.config import Settings
-from service.db.request import ENGINE_KEY
+from service.db.request import app_database
 from service.models import User
 from service.telemetry.logs import JSONFormatter
 from tests.support import AppMaker, bearer
@@ -402,7 +402,7 @@ async def test_metrics_pool_checked_out_counts_connections_in_use(
     engine_app: Quart,
 ) -> None:
     client = engine_app.test_client()
-    engine: AsyncEngine = engine_app.extensions[ENGINE_KEY]
+    engine: AsyncEngine = app_database(engine_app).engine
 
     async with engine.connect():
         samples = await scrape(client)

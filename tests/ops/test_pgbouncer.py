@@ -27,7 +27,7 @@ from sqlalchemy.pool import QueuePool
 
 from service import create_app
 from service.config import Settings
-from service.db.request import ENGINE_KEY
+from service.db.request import app_database
 from tests.factories import flask_token_for, make_user
 from tests.ops.servers import SERVICE_USER, PgBouncer
 from tests.support import ADMIN_DSN, database_url, drop_database, migrate
@@ -170,7 +170,7 @@ async def load(pgbouncer: PgBouncer) -> Load:
                 result.outcomes += await asyncio.gather(
                     *(one_request(client, n, headers) for n in range(CONCURRENCY))
                 )
-            engine: AsyncEngine = app.extensions[ENGINE_KEY]
+            engine: AsyncEngine = app_database(app).engine
             pool = engine.sync_engine.pool
             assert isinstance(pool, QueuePool)
             result.client_connections = pool.checkedin()

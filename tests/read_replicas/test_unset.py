@@ -9,22 +9,18 @@ from dataclasses import replace
 import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service import create_app
 from service.config import Settings
-from service.db.request import SESSIONMAKER_KEY
+from service.db.engine import Database
 from service.models import User
 
 METRICS_TOKEN = "metrics-token-0123456789abcdef"
 
 
 @pytest.fixture
-async def app(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[Quart]:
-    app = create_app(replace(settings, metrics_token=METRICS_TOKEN))
-    app.extensions[SESSIONMAKER_KEY] = sessionmaker
+async def app(settings: Settings, database: Database) -> AsyncIterator[Quart]:
+    app = create_app(replace(settings, metrics_token=METRICS_TOKEN), database=database)
     async with app.test_app():
         yield app
 
