@@ -56,10 +56,11 @@ fmt: install ## format and fix lint
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
-lint: install ## ruff format --check, ruff check, mypy --strict
+lint: install ## ruff format --check, ruff check, mypy --strict, lint-imports (the layers)
 	$(RUN) ruff format --check .
 	$(RUN) ruff check .
 	$(RUN) mypy
+	$(RUN) lint-imports
 
 test: install ## the test suite (PostgreSQL at 127.0.0.1:5432, see README)
 	$(RUN) pytest
