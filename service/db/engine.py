@@ -1,4 +1,5 @@
-"""The engine: its options, its lifecycle, and the connections reads and writes get."""
+"""The engine: its options, and Database, the sessions and connections reads and
+writes get (opened and closed with serving by db/request.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Primitives with no I/O of their own: JWTs, password hashing, the CPU share."""

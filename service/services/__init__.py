@@ -1,0 +1,1 @@
+"""The rules: one class per resource bound to the request's session; no Quart."""
