@@ -76,7 +76,7 @@ def postgres_dsn() -> str:
             return configured
     # Imported here: the ops helpers import pytest machinery a plain run of the
     # machine's servers does not need.
-    from tests.ops.servers import EMBEDDED_POSTGRES_BIN, PostgresCluster
+    from tests.system.harness import EMBEDDED_POSTGRES_BIN, PostgresCluster
 
     if not (EMBEDDED_POSTGRES_BIN / "pg_ctl").exists():
         raise RuntimeError(

@@ -242,7 +242,7 @@ async def test_login_invalid_body_400(
         (b'{"email": "te\\u0000st@example.com", "password": "password123"}', "email"),
         (b'{"email": "te\\udc00st@example.com", "password": "password123"}', "email"),
     ],
-    # A NUL in the password is a wrong password (401): tests/hostile/test_routes.py.
+    # A NUL in the password is a wrong password (401): system/test_hostile_routes.py.
     ids=["surrogate-password", "nul-email", "surrogate-email"],
 )
 async def test_login_unstorable_text_400(

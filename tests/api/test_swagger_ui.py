@@ -26,8 +26,8 @@ from service import create_app
 from service.api.swagger_ui import SERVED, VERSION
 from service.config import Settings
 from service.db.request import SESSIONMAKER_KEY
-from tests.ops.servers import ServedApp, clean_environment
 from tests.support import ROOT
+from tests.system.harness import ServedApp, clean_environment
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Network off for the browser: no name resolves but the served instance's.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.stack import (
+from tests.system.stack import (
     COMPOSE,
     DOCKERFILE,
     HAPROXY,

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.deploy.stack import stop_group
 from tests.ports import free_port
 from tests.support import ADMIN_DSN, RESET_MAIL, ROOT
+from tests.system.stack import stop_group
 
 FLASK_APP = ROOT / "tests" / "flask_original"
 FLASK_LOCK = FLASK_APP / "requirements.lock"

@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.stack import make_workdir, stop_group
 from tests.differential.servers import (
     Database,
     Server,
@@ -34,6 +33,7 @@ from tests.differential.servers import (
     workdir,
 )
 from tests.ports import free_port
+from tests.system.stack import make_workdir, stop_group
 
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 pytestmark = pytest.mark.skipif(

@@ -15,7 +15,7 @@ from service.api.limits import declared_limits
 from service.config import Settings
 from service.db.request import SESSIONMAKER_KEY
 from service.throttle.redis_store import RedisStore
-from tests.hostile.conftest import REDIS_URL
+from tests.system.conftest import REDIS_URL
 
 # The routes that hash (login, registration, password change and reset) or mail.
 HASH_OR_MAIL = {

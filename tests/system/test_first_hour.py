@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.servers import ServedApp, clean_environment, run_entry_point
 from tests.ports import free_port
 from tests.support import ROOT
+from tests.system.harness import ServedApp, clean_environment, run_entry_point
 
 EXAMPLE = ROOT / "examples" / "client.py"
 

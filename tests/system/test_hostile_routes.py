@@ -21,8 +21,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from service.config import DEV_SECRET_KEY
 from service.security.tokens import INVALID_RESET, create_reset_token
 from tests.factories import PASSWORD
-from tests.hostile.conftest import Served, committed_user, serve, stop
 from tests.support import ADMIN_DSN
+from tests.system.conftest import Served, committed_user, serve, stop
 
 LOGIN = "/api/v1/auth/login"
 USERS = "/api/v1/users"

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
 from tests.factories import PASSWORD, flask_token_for
-from tests.hostile.conftest import Served, committed_user, serve, stop
 from tests.support import RESET_MAIL, bearer
+from tests.system.conftest import Served, committed_user, serve, stop
 
 LOGIN = "/api/v1/auth/login"
 FORGOT = "/api/v1/auth/password/forgot"

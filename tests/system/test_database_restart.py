@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from service import create_app
 from service.config import Settings
 from tests.factories import PASSWORD, flask_token_for, make_user
-from tests.ops.servers import PostgresCluster
 from tests.support import migrate
+from tests.system.harness import PostgresCluster
 
 DATABASE = "service"
 ME = "/api/v1/users/me"

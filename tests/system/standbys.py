@@ -20,14 +20,14 @@ from service.db.replicas import (
     parse_lsn,
     settled_position,
 )
-from tests.ops.servers import (
+from tests.ports import free_port
+from tests.system.harness import (
     START_TIMEOUT,
     PostgresCluster,
     _check,
     _private_folder,
     _run,
 )
-from tests.ports import free_port
 
 DATABASE = "service"
 

@@ -27,7 +27,7 @@ from service.security.passwords import PasswordHasher
 from service.services.auth import security_logger
 from service.telemetry.logs import TextFormatter
 from tests.factories import PASSWORD, make_user
-from tests.hostile.conftest import serve, stop
+from tests.system.conftest import serve, stop
 
 METRICS_TOKEN = "metrics-token-0123456789abcdef"
 LOGIN = "/api/v1/auth/login"

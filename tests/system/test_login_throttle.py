@@ -13,7 +13,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.factories import PASSWORD
-from tests.hostile.conftest import Served, committed_user
+from tests.system.conftest import Served, committed_user
 
 LOGIN = "/api/v1/auth/login"
 TOO_MANY = {"error": "Too many failed login attempts; try again later"}

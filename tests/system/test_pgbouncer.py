@@ -29,9 +29,9 @@ from service import create_app
 from service.config import Settings
 from service.db.request import ENGINE_KEY
 from tests.factories import flask_token_for, make_user
-from tests.ops.servers import SERVICE_USER, PgBouncer
 from tests.support import ADMIN_DSN, database_url, drop_database, migrate
 from tests.support import recreate_database as create_database
+from tests.system.harness import SERVICE_USER, PgBouncer
 
 DATABASE = f"service_pgbouncer_{os.getpid()}"
 SERVER_CONNECTIONS = 2

@@ -27,7 +27,7 @@ from service.config import ConfigError, Settings
 from service.db.replicas import parse_lsn
 from service.models import User
 from tests.factories import PASSWORD, flask_token_for, make_user
-from tests.read_replicas.pair import DATABASE, ReplicatedPair
+from tests.system.standbys import DATABASE, ReplicatedPair
 
 JWT_KEY = "test-jwt-secret-key-0123456789-abcdefghij"
 METRICS_TOKEN = "metrics-token-0123456789abcdef"

@@ -4,7 +4,7 @@ The module builds the image the Dockerfile's way into a fresh virtualenv, runs
 compose's `migrate` command, starts two replicas with the image's ENTRYPOINT,
 CMD, ENV and USER, each on its own 127.0.0.x address, and puts
 deploy/haproxy.cfg in front of them, finding them through a DNS server on the
-loopback (see tests/deploy/stack.py for what differs from Docker, and why).
+loopback (see tests/system/stack.py for what differs from Docker, and why).
 Every request goes through the load balancer.
 """
 
@@ -32,8 +32,10 @@ import pytest
 from dnslib import DNSRecord
 
 from tests import backends
-from tests.deploy.dns import LoopbackDNS, Zone
-from tests.deploy.stack import (
+from tests.ports import free_port_on_every_loopback
+from tests.support import ADMIN_DSN, RESET_MAIL, drop_database, recreate_database
+from tests.system.dns import LoopbackDNS, Zone
+from tests.system.stack import (
     BASE_IMAGE_ENV,
     HAPROXY,
     ROOT,
@@ -51,8 +53,6 @@ from tests.deploy.stack import (
     log_time,
     make_workdir,
 )
-from tests.ports import free_port_on_every_loopback
-from tests.support import ADMIN_DSN, RESET_MAIL, drop_database, recreate_database
 
 pytestmark = pytest.mark.skipif(
     HAPROXY is None, reason="no haproxy (.ci/run installs Debian's haproxy)"

@@ -25,7 +25,7 @@ from service.db.replicas import (
     parse_lsn,
     settled_position,
 )
-from tests.read_replicas.pair import DATABASE, ReplicatedPair
+from tests.system.standbys import DATABASE, ReplicatedPair
 
 IS_STANDBY = text("SELECT pg_is_in_recovery()")
 

@@ -22,13 +22,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from service.models import User
 from tests import backends
 from tests.factories import make_user
 from tests.ports import free_port
-from tests.support import ROOT, json_log_lines, migrated_database
+from tests.support import ROOT, json_log_lines, migrate, migrated_database
+from tests.system.standbys import ReplicatedPair
 
 REDIS_URL = backends.redis_url()
 HYPERCORN = Path(sys.executable).parent / "hypercorn"
@@ -167,3 +168,32 @@ def served_small(
     )
     yield instance
     stop(process)
+
+
+# The primary + standby pair, made once per run and only if a test asks for it.
+
+
+@pytest.fixture(scope="session")
+async def pair() -> AsyncIterator[ReplicatedPair]:
+    pair = ReplicatedPair()
+    try:
+        await pair.create_database()
+        engine = create_async_engine(pair.primary_url())
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+        await pair.wait_caught_up()
+        yield pair
+    finally:
+        pair.remove()
+
+
+@pytest.fixture
+async def held_back(pair: ReplicatedPair) -> AsyncIterator[ReplicatedPair]:
+    """The standby applies each write 2 s late for the test, then catches up."""
+    await pair.hold_back(2.0)
+    try:
+        yield pair
+    finally:
+        await pair.release()

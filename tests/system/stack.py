@@ -4,7 +4,7 @@ No Docker engine exists on these machines, so `Deployment` does what the image
 and compose.yaml do, step by step, from the same files: the Dockerfile's build
 commands into a fresh virtualenv, its runtime layout, ENV, USER and CMD,
 compose's environment and migrate command, and deploy/haproxy.cfg in front,
-finding the replicas through a DNS server the tests control (tests/deploy/dns.py).
+finding the replicas through a DNS server the tests control (tests/system/dns.py).
 What differs is only what one shared host forces (addresses, ports, paths),
 and each difference is named where it is made.
 """
@@ -34,9 +34,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.deploy.dns import LoopbackDNS, Zone
 from tests.ports import free_port, free_port_on_every_loopback
 from tests.support import json_log_lines
+from tests.system.dns import LoopbackDNS, Zone
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
