@@ -17,7 +17,7 @@ pytest 9.2 (AttributeError: 'Function' object has no attribute '_nodeid').
 SCHEMATHESIS_MAX_EXAMPLES (default 10) sets the examples per operation, caller
 and generation mode; setting it also turns off derandomisation, so a longer run
 explores new input each time:
-    SCHEMATHESIS_MAX_EXAMPLES=200 pytest tests/test_schemathesis.py
+    SCHEMATHESIS_MAX_EXAMPLES=200 pytest tests/parity/test_schemathesis.py
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.differential import deviations
-from tests.differential.harness import OPERATIONS
-from tests.differential.strategies import BAD_TOKENS, USER_TOKENS
+from tests.parity import deviations
+from tests.parity.differential import OPERATIONS
+from tests.parity.strategies import BAD_TOKENS, USER_TOKENS
 
 TOKEN_KINDS = set(BAD_TOKENS) | set(USER_TOKENS)
 

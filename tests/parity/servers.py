@@ -1,6 +1,6 @@
 """The Flask original (gunicorn) and this service (hypercorn), each served for real.
 
-The original runs from tests/flask_original/ in a virtualenv of its own, built
+The original runs from tests/parity/flask_original/ in a virtualenv of its own, built
 once from its hash-locked requirements with the project's uv and cached under
 the user's cache folder (marshmallow 3 there, 4 here). Each server gets a
 PostgreSQL database of its own, created and dropped here; the service's is
@@ -32,7 +32,7 @@ from tests.ports import free_port
 from tests.support import ADMIN_DSN, RESET_MAIL, ROOT
 from tests.system.stack import stop_group
 
-FLASK_APP = ROOT / "tests" / "flask_original"
+FLASK_APP = ROOT / "tests" / "parity" / "flask_original"
 FLASK_LOCK = FLASK_APP / "requirements.lock"
 UV = ROOT / ".tools" / "bin" / "uv"
 START_TIMEOUT = 60.0

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.differential.servers import (
+from tests.parity.servers import (
     Database,
     Server,
     flask_server,

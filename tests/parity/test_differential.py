@@ -13,8 +13,8 @@ import os
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 
-from tests.differential.harness import Harness, Op
-from tests.differential.strategies import sequences
+from tests.parity.differential import Harness, Op
+from tests.parity.strategies import sequences
 
 COLLECT = os.environ.get("DIFFERENTIAL_COLLECT") == "1"
 EXAMPLES = int(os.environ.get("DIFFERENTIAL_EXAMPLES", "120"))

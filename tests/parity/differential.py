@@ -6,7 +6,7 @@ with each server's own ids and tokens filled in. The answers are compared on
 status, content type and body bytes, after what must differ is normalized: ids
 become the harness's labels, timestamps and tokens placeholders.
 
-A difference is either listed in docs/MIGRATING.md (tests/differential/
+A difference is either listed in docs/MIGRATING.md (tests/parity/
 deviations.py reads it) or a failure. After an allowed difference the two
 databases may disagree about the users involved, so those users are left out
 of the rest of the sequence, and lists (which show every user) are compared
@@ -26,9 +26,9 @@ from typing import Any
 
 from werkzeug.security import generate_password_hash
 
-from tests.differential.deviations import Deviation
-from tests.differential.servers import JWT_KEY, Database
 from tests.flask_tokens import FlaskIssuer, alg_none
+from tests.parity.deviations import Deviation
+from tests.parity.servers import JWT_KEY, Database
 
 FLASK, SERVICE = "flask", "service"
 SIDES = (FLASK, SERVICE)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.differential.servers import (
+from tests.parity.servers import (
     FLASK_APP,
     Database,
     flask_create_tables,

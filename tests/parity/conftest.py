@@ -7,9 +7,9 @@ from contextlib import ExitStack
 
 import pytest
 
-from tests.differential import deviations
-from tests.differential.harness import FLASK, SERVICE, Harness
-from tests.differential.servers import (
+from tests.parity import deviations
+from tests.parity.differential import FLASK, SERVICE, Harness
+from tests.parity.servers import (
     Database,
     flask_create_tables,
     flask_server,

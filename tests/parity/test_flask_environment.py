@@ -10,7 +10,7 @@ import pytest
 
 from service import create_app
 from service.config import ConfigError, Settings
-from tests.differential.servers import (
+from tests.parity.servers import (
     FLASK_APP,
     JWT_KEY,
     SECRET_KEY,
