@@ -3,7 +3,6 @@ the API, and a user's JSON as the API answers it (tests/factories.py builds rows
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
@@ -166,18 +165,3 @@ RESET_MAIL = {
     "MAIL_BACKEND": "log",
     "PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
 }
-
-
-def json_log_lines(path: Path, containing: str = "") -> list[dict[str, Any]]:
-    """A served instance's JSON log records, read from its output file."""
-    entries = []
-    for line in path.read_text(errors="replace").splitlines():
-        if containing not in line:
-            continue
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict):
-            entries.append(entry)
-    return entries

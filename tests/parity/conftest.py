@@ -44,12 +44,11 @@ def harness() -> Iterator[Harness]:
         migrated = service_migrate(databases[SERVICE].url)
         assert migrated.returncode == 0, migrated.stderr
         servers = {
-            FLASK: flask_server(databases[FLASK].url, folder),
-            SERVICE: service_server(databases[SERVICE].url, folder, NO_THROTTLE),
+            FLASK: stack.enter_context(flask_server(databases[FLASK].url, folder)),
+            SERVICE: stack.enter_context(
+                service_server(databases[SERVICE].url, folder, NO_THROTTLE)
+            ),
         }
-        for server in servers.values():
-            stack.callback(server.stop)
-            server.start()
         harness = Harness(
             {side: server.port for side, server in servers.items()},
             databases,

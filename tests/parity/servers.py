@@ -14,28 +14,24 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
-import http.client
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 
 from tests.ports import free_port
 from tests.support import ADMIN_DSN, RESET_MAIL, ROOT
-from tests.system.stack import stop_group
+from tests.system.harness import SERVE_TIMEOUT, ServedApp, Server, responds
 
 FLASK_APP = ROOT / "tests" / "parity" / "flask_original"
 FLASK_LOCK = FLASK_APP / "requirements.lock"
 UV = ROOT / ".tools" / "bin" / "uv"
-START_TIMEOUT = 60.0
 # Both servers sign with this key, so a token minted once is valid on both.
 JWT_KEY = "differential-jwt-key-0123456789-abcdefghij"
 SECRET_KEY = "differential-secret-key-0123456789-abcdefg"
@@ -148,62 +144,6 @@ class Database:
             self._connection = None
 
 
-@dataclass
-class Server:
-    """One HTTP server process in its own process group, logging to files."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    cwd: Path
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        argv = [part.replace("{port}", str(self.port)) for part in self.argv]
-        with (
-            (self.workdir / f"{self.name}.out").open("ab") as out,
-            (self.workdir / f"{self.name}.err").open("ab") as err,
-        ):
-            self.process = subprocess.Popen(  # noqa: S603 (our own argv)
-                argv,
-                cwd=self.cwd,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                process_group=0,
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{self.logs()}")
-            with contextlib.suppress(OSError):
-                connection = http.client.HTTPConnection(
-                    "127.0.0.1", self.port, timeout=5
-                )
-                try:
-                    connection.request("GET", "/api/v1/users")
-                    connection.getresponse().read()
-                    return
-                finally:
-                    connection.close()
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not answer:\n{self.logs()}")
-
-    def logs(self) -> str:
-        return "".join(
-            path.read_text(errors="replace")[-4000:]
-            for path in sorted(self.workdir.glob(f"{self.name}.*"))
-        )
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None:
-            stop_group(process)
-
-
 def base_env() -> dict[str, str]:
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_CACHE_HOME")
     return {key: os.environ[key] for key in keep if key in os.environ} | {
@@ -237,11 +177,12 @@ def flask_create_tables(database_url: str) -> None:
 
 
 def flask_server(database_url: str, workdir: Path, *, workers: int = 2) -> Server:
+    """The Flask original under gunicorn on a free loopback port, started."""
+    port = free_port()
     # The seed's gunicorn.conf.py, with the bind and worker count the host
     # needs; gunicorn >= 27's control socket sits at a fixed path that two
     # servers on one host would share.
     return Server(
-        "flask",
         [
             str(flask_python()),
             "-m",
@@ -249,16 +190,23 @@ def flask_server(database_url: str, workdir: Path, *, workers: int = 2) -> Serve
             "-c",
             "gunicorn.conf.py",
             "--bind",
-            "127.0.0.1:{port}",
+            f"127.0.0.1:{port}",
             "--workers",
             str(workers),
             "--no-control-socket",
             "wsgi:app",
         ],
-        flask_env(database_url),
-        FLASK_APP,
-        workdir,
-    )
+        host="127.0.0.1",
+        port=port,
+        env=flask_env(database_url),
+        cwd=FLASK_APP,
+        out=workdir / "flask.out",
+        err=workdir / "flask.err",
+        # It has no health route: any answer of the API will do.
+        ready=responds(f"http://127.0.0.1:{port}/api/v1/users", status=None),
+        timeout=SERVE_TIMEOUT,
+        name="flask",
+    ).start()
 
 
 def service_env(
@@ -294,21 +242,9 @@ def service_migrate(database_url: str, *args: str) -> subprocess.CompletedProces
 
 def service_server(
     database_url: str, workdir: Path, extra: Mapping[str, str] | None = None
-) -> Server:
-    return Server(
-        "service",
-        [
-            venv_bin("hypercorn"),
-            "-c",
-            "hypercorn.toml",
-            "-b",
-            "127.0.0.1:{port}",
-            "service.asgi:app",
-        ],
-        service_env(database_url, extra),
-        ROOT,
-        workdir,
-    )
+) -> ServedApp:
+    """This service served with the Flask deployment's variables (started)."""
+    return ServedApp(service_env(database_url, extra), ROOT, workdir)
 
 
 @contextlib.contextmanager

@@ -79,9 +79,7 @@ def test_the_guide_runs_from_flask_schema_to_service_and_back() -> None:
                 "RETURNING id",
                 datetime.now(UTC).replace(tzinfo=None),
             )[0]["id"]
-            flask = flask_server(database.url, folder)
-            try:
-                flask.start()
+            with flask_server(database.url, folder) as flask:
                 env = service_env(database.url) | {
                     "PATH": f"{venv_bin('')}:{os.environ['PATH']}",
                     "PORT": str(free_port()),
@@ -107,8 +105,6 @@ def test_the_guide_runs_from_flask_schema_to_service_and_back() -> None:
                         # Whatever the script left running (the service, on failure).
                         with contextlib.suppress(ProcessLookupError):
                             os.killpg(process.pid, signal.SIGTERM)
-            finally:
-                flask.stop()
         text = output.decode(errors="replace")
         assert process.returncode == 0, text
         assert "http_requests_total" in text

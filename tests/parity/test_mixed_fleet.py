@@ -12,20 +12,17 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import os
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.parity.servers import (
     Database,
-    Server,
     flask_server,
     service_migrate,
     service_server,
@@ -33,7 +30,8 @@ from tests.parity.servers import (
     workdir,
 )
 from tests.ports import free_port
-from tests.system.stack import make_workdir, stop_group
+from tests.system.harness import Process, Server, responds
+from tests.system.stack import make_workdir
 
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 pytestmark = pytest.mark.skipif(
@@ -158,11 +156,8 @@ def fleet() -> Iterator[Fleet]:
         stack.callback(database.drop)
         migrated = service_migrate(database.url)
         assert migrated.returncode == 0, migrated.stderr
-        flask = flask_server(database.url, folder)
-        service = service_server(database.url, folder)
-        for server in (flask, service):
-            stack.callback(server.stop)
-            server.start()
+        flask = stack.enter_context(flask_server(database.url, folder))
+        service = stack.enter_context(service_server(database.url, folder))
         state = make_workdir("mixed-fleet-nginx-")
         stack.callback(shutil.rmtree, state, ignore_errors=True)
         port = free_port()
@@ -172,28 +167,16 @@ def fleet() -> Iterator[Fleet]:
                 state=state, flask=flask.port, service=service.port, port=port
             )
         )
-        with (state / "stderr").open("wb") as stderr:
-            nginx = subprocess.Popen(  # noqa: S603 (our own config)
-                [NGINX, "-c", str(config), "-g", "daemon off;"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                process_group=0,
-            )
-        stack.callback(stop_group, nginx)
-        wait_for_nginx(port, state)
+        nginx = Process(
+            [NGINX, "-c", str(config), "-g", "daemon off;"],
+            env=os.environ,
+            cwd=state,
+            out=state / "stderr",
+            ready=responds(f"http://127.0.0.1:{port}{API}/users", status=None),
+            timeout=15,
+        )
+        stack.enter_context(nginx.start())
         yield Fleet(port, flask, service, database)
-
-
-def wait_for_nginx(port: int, state: Path) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            call(port, "GET", "/users")
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError((state / "stderr").read_text())
 
 
 def test_nginx_alternates_request_by_request(fleet: Fleet) -> None:

@@ -1,22 +1,18 @@
-"""A served instance for the hostile-traffic tests: hypercorn with hypercorn.toml,
-the run's PostgreSQL database, Redis, and otherwise default settings.
+"""The system tests' shared servers: the service served on a database of the run's
+own (`served`, `served_small`), and a PostgreSQL primary with a streaming standby
+(`pair`). tests/system/harness.py starts every process.
 
-Each test is its own client address: httpx binds the socket to a loopback address
-of the 127.0.0.0/8 range (Linux routes all of it to lo), so per-address limits are
-real without X-Forwarded-For. Addresses are random, so that suites running at the
-same time on one Redis do not share budgets.
+Each client of a served instance is its own address: httpx binds the socket to a
+loopback address of the 127.0.0.0/8 range (Linux routes all of it to lo), so
+per-address limits are real without X-Forwarded-For. Addresses are random, so
+that suites running at the same time on one Redis do not share budgets.
 """
 
 from __future__ import annotations
 
 import os
-import random
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,98 +23,28 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from service.models import User
 from tests import backends
 from tests.factories import make_user
-from tests.ports import free_port
-from tests.support import ROOT, json_log_lines, migrate, migrated_database
+from tests.support import ROOT, migrate, migrated_database
+from tests.system.harness import ServedApp
 from tests.system.standbys import ReplicatedPair
 
 REDIS_URL = backends.redis_url()
-HYPERCORN = Path(sys.executable).parent / "hypercorn"
-START_TIMEOUT = 60.0
 
 
-@dataclass
-class Served:
-    port: int
-    log: Path
-    env: dict[str, str]
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self, address: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
-        """A client whose connections come from `address` (a fresh one if None)."""
-        transport = httpx.AsyncHTTPTransport(
-            local_address=address or loopback_address()
-        )
-        return httpx.AsyncClient(
-            base_url=self.base_url, transport=transport, timeout=60, **kwargs
-        )
-
-    def log_lines(self) -> list[dict[str, Any]]:
-        return json_log_lines(self.log)
-
-
-def loopback_address() -> str:
-    octets = [random.randint(1, 254) for _ in range(3)]
-    return "127.{}.{}.{}".format(*octets)
-
-
-def serve(
-    hostile_database_url: str, workdir: Path, **env: str
-) -> tuple[subprocess.Popen[bytes], Served]:
-    port = free_port()
+def serve(served_database_url: str, workdir: Path, **env: str) -> ServedApp:
+    """The service served on the run's served-instance database and Redis."""
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "DATABASE_URL": hostile_database_url,
+        "DATABASE_URL": served_database_url,
         "REDIS_URL": REDIS_URL,
         # Keys by user id or per run would otherwise meet another suite's.
         "REDIS_KEY_PREFIX": f"hostile-{uuid.uuid4().hex[:8]}:",
         **env,
     }
-    log = workdir / f"served-{port}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: S603 (our venv's hypercorn, fixed args)
-            [
-                str(HYPERCORN),
-                "-c",
-                str(ROOT / "hypercorn.toml"),
-                "-b",
-                f"127.0.0.1:{port}",
-                "service.asgi:app",
-            ],
-            cwd=ROOT,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    served = Served(port, log, environment)
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        try:
-            if httpx.get(f"{served.base_url}/healthz", timeout=2).status_code == 200:
-                return process, served
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop(process)
-            raise RuntimeError(f"the service did not start:\n{log.read_text()}")
-        time.sleep(0.1)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    return ServedApp(environment, ROOT, workdir)
 
 
 @pytest.fixture(scope="session")
-async def hostile_engine() -> AsyncIterator[AsyncEngine]:
+async def served_engine() -> AsyncIterator[AsyncEngine]:
     """A database of the run's own for the served instances' tests: they commit,
     and the rest of the suite must not see their users. Named apart from the
     suite's `engine`: overriding a session-scoped fixture here would hand the
@@ -128,30 +54,29 @@ async def hostile_engine() -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture(scope="session")
-def hostile_database_url(hostile_engine: AsyncEngine) -> str:
-    return hostile_engine.url.render_as_string(hide_password=False)
+def served_database_url(served_engine: AsyncEngine) -> str:
+    return served_engine.url.render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
 def served(
-    hostile_database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
-    process, instance = serve(hostile_database_url, tmp_path_factory.mktemp("served"))
-    yield instance
-    stop(process)
+    served_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedApp]:
+    with serve(served_database_url, tmp_path_factory.mktemp("served")) as instance:
+        yield instance
 
 
 @pytest.fixture
-async def http(served: Served) -> AsyncIterator[httpx.AsyncClient]:
+async def http(served: ServedApp) -> AsyncIterator[httpx.AsyncClient]:
     async with served.client() as client:
         yield client
 
 
-async def committed_user(hostile_engine: AsyncEngine, **overrides: Any) -> User:
+async def committed_user(served_engine: AsyncEngine, **overrides: Any) -> User:
     """A user the served instance sees: committed, with an address no other test
     (or run) has."""
     overrides.setdefault("email", f"hostile-{uuid.uuid4().hex[:12]}@example.com")
-    async with AsyncSession(hostile_engine, expire_on_commit=False) as session:
+    async with AsyncSession(served_engine, expire_on_commit=False) as session:
         return await make_user(session, **overrides)
 
 
@@ -161,13 +86,12 @@ SMALL_LIMITS = {"LOGIN_MAX_FAILURES": "3", "LOGIN_MAX_FAILURES_PER_IP": "5"}
 
 @pytest.fixture(scope="session")
 def served_small(
-    hostile_database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
-    process, instance = serve(
-        hostile_database_url, tmp_path_factory.mktemp("served-small"), **SMALL_LIMITS
-    )
-    yield instance
-    stop(process)
+    served_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedApp]:
+    with serve(
+        served_database_url, tmp_path_factory.mktemp("served-small"), **SMALL_LIMITS
+    ) as instance:
+        yield instance
 
 
 # The primary + standby pair, made once per run and only if a test asks for it.

@@ -20,23 +20,24 @@ import os
 import re
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 import tomllib
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tests.ports import free_port, free_port_on_every_loopback
-from tests.support import json_log_lines
 from tests.system.dns import LoopbackDNS, Zone
+from tests.system.harness import (
+    Process,
+    Server,
+    listens,
+    responds,
+    run_as,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -543,17 +544,6 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def get_status(url: str) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
-            status: int = response.status
-            return status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return None
-
-
 def log_time(entry: Mapping[str, Any]) -> float:
     """A service log line's time as a Unix timestamp."""
     stamp = str(entry["time"]).removesuffix("Z")
@@ -582,48 +572,14 @@ def image_user() -> tuple[int, int]:
     return int(uid), int(gid or uid)
 
 
-def _as_image_user() -> dict[str, Any]:
-    """Popen arguments that drop root to the image's user (no-op when not root)."""
-    if os.geteuid() != 0:
-        return {}
-    uid, gid = image_user()
-    return {"user": uid, "group": gid, "extra_groups": []}
+def as_image_user() -> dict[str, Any]:
+    """Popen arguments that drop root to the image's user (none when not root)."""
+    return run_as(*image_user())
 
 
 def give_to_image_user(path: Path) -> None:
     if os.geteuid() == 0:
         os.chown(path, *image_user())
-
-
-def spawn(
-    argv: list[str], env: Mapping[str, str], cwd: Path, out: Path, err: Path
-) -> subprocess.Popen[bytes]:
-    """Start a process as the image's user, leading its own process group."""
-    with out.open("ab") as stdout, err.open("ab") as stderr:
-        return subprocess.Popen(  # noqa: S603
-            argv,
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            process_group=0,
-            **_as_image_user(),
-        )
-
-
-def stop_group(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    """SIGTERM the process group the process leads, SIGKILL what lingers."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout)
-    # Children (hypercorn's worker) may outlive the leader: sweep the group.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    if process.poll() is None:
-        process.wait(5)
 
 
 def make_workdir(prefix: str) -> Path:
@@ -633,23 +589,26 @@ def make_workdir(prefix: str) -> Path:
     return workdir
 
 
-@dataclass
-class HAProxy:
+class HAProxy(Process):
     """The real HAProxy running deploy/haproxy.cfg, its DNS being a test's server."""
 
-    workdir: Path
-    nameserver_port: int
-    replica_port: int
-    port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def out(self) -> Path:
-        return self.workdir / "haproxy.out"
-
-    @property
-    def errors(self) -> Path:
-        return self.workdir / "haproxy.err"
+    def __init__(self, workdir: Path, nameserver_port: int, replica_port: int) -> None:
+        assert HAPROXY is not None
+        self.workdir = workdir
+        self.nameserver_port, self.replica_port = nameserver_port, replica_port
+        self.port = free_port()
+        self.config = workdir / "haproxy.cfg"
+        super().__init__(
+            # -db: in the foreground, as the image's CMD runs it.
+            [HAPROXY, "-db", "-f", str(self.config)],
+            env={"PATH": BASE_IMAGE_ENV["PATH"]},
+            cwd=workdir,
+            out=workdir / "haproxy.out",
+            err=workdir / "haproxy.err",
+            ready=listens(self.port),
+            timeout=15,
+            user=as_image_user(),
+        )
 
     def config_text(self) -> str:
         return local_haproxy_cfg(
@@ -659,27 +618,9 @@ class HAProxy:
             listen_port=self.port,
         )
 
-    def start(self) -> None:
-        assert HAPROXY is not None
-        self.port = free_port()
-        config = self.workdir / "haproxy.cfg"
-        config.write_text(self.config_text())
-        # -db: in the foreground, as the image's CMD runs it.
-        self.process = spawn(
-            [HAPROXY, "-db", "-f", str(config)],
-            {"PATH": BASE_IMAGE_ENV["PATH"]},
-            self.workdir,
-            self.out,
-            self.errors,
-        )
-        deadline = time.monotonic() + 15
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise StackError(f"haproxy did not listen:\n{self.errors.read_text()}")
-            time.sleep(0.05)
+    def start(self) -> Self:
+        self.config.write_text(self.config_text())
+        return super().start()
 
     def log(self) -> list[dict[str, str]]:
         """Its request log lines (`lb key=value ...`) as dicts."""
@@ -694,29 +635,17 @@ class HAProxy:
             entries.append(entry)
         return entries
 
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_group(self.process)
 
-
-@dataclass
-class Replica:
-    port: int
-    out: Path
-    err: Path
-    process: subprocess.Popen[bytes] | None = None
-    host: str = "127.0.0.1"
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log(self, containing: str = "") -> list[dict[str, Any]]:
-        """The replica's JSON log lines on stdout, over every start."""
-        return json_log_lines(self.out, containing)
+class Replica(Server):
+    """One replica: the image's ENTRYPOINT and CMD on its own 127.0.0.x address,
+    as the image's user; its JSON log on stdout, over every start."""
 
     def access_log(self, containing: str = "") -> list[dict[str, Any]]:
-        return [e for e in self.log(containing) if e.get("logger") == "service.access"]
+        return [
+            entry
+            for entry in self.log_lines(containing)
+            if entry.get("logger") == "service.access"
+        ]
 
 
 @dataclass
@@ -740,6 +669,7 @@ class Deployment:
     uv: str = field(init=False)
     python: str = field(init=False)
     secrets: dict[str, str] = field(init=False)
+    redis_key_prefix: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.stages = dockerfile_stages()
@@ -767,6 +697,7 @@ class Deployment:
             "ADMIN_PASSWORD": "ops-password-" + os.urandom(4).hex(),
             "METRICS_TOKEN": os.urandom(16).hex(),
         }
+        self.redis_key_prefix = f"deploy-{os.urandom(4).hex()}:"
 
     # -- layout
 
@@ -895,6 +826,9 @@ class Deployment:
             if key not in env:
                 raise StackError(f"compose's {service} environment lacks {key}")
             env[key] = value
+        # Every client here is 127.0.0.1 on a Redis other suites share: route
+        # budgets of a key space of the stack's own.
+        env["REDIS_KEY_PREFIX"] = self.redis_key_prefix
         return env
 
     def secret_file(self, name: str) -> Path:
@@ -926,7 +860,7 @@ class Deployment:
             text=True,
             timeout=timeout,
             check=False,
-            **_as_image_user(),
+            **as_image_user(),
         )
 
     def migrate(self) -> subprocess.CompletedProcess[str]:
@@ -946,41 +880,31 @@ class Deployment:
         """The Dockerfile's ENTRYPOINT followed by its CMD."""
         return [*self.entrypoint(), *exec_form(self.runtime.arguments("CMD")[-1])]
 
-    def replica_argv(self, replica: Replica) -> list[str]:
-        # `-b` is the only addition: the replicas share one host here, where
-        # each container has its own address and port.
-        return [*self.image_argv(), "-b", f"{replica.host}:{replica.port}"]
-
     def start_replica(self, replica: Replica) -> None:
         if not replica.running:
-            replica.process = spawn(
-                self.replica_argv(replica),
-                self.runtime_env(),
-                self.app,
-                replica.out,
-                replica.err,
-            )
+            replica.spawn()
 
     def wait_replica(self, replica: Replica, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        url = f"http://{replica.host}:{replica.port}/healthz"
-        while get_status(url) != 200:
-            if not replica.running:
-                raise StackError(
-                    f"replica on {replica.port} exited:\n{replica.err.read_text()}"
-                )
-            if time.monotonic() > deadline:
-                raise StackError(f"replica on {replica.port} never became healthy")
-            time.sleep(0.05)
+        replica.timeout = timeout
+        replica.wait_ready()
 
     def add_replica(self) -> Replica:
         """A new replica slot at the next unused 127.0.0.x address (not started)."""
         self.next_host += 1
+        host = f"127.0.0.{self.next_host}"
         replica = Replica(
-            self.fleet_port,
-            self.logs / f"replica-{self.next_host}.out",
-            self.logs / f"replica-{self.next_host}.err",
-            host=f"127.0.0.{self.next_host}",
+            # `-b` is the only addition: the replicas share one host here, where
+            # each container has its own address and port.
+            [*self.image_argv(), "-b", f"{host}:{self.fleet_port}"],
+            host=host,
+            port=self.fleet_port,
+            env=self.runtime_env(),
+            cwd=self.app,
+            out=self.logs / f"replica-{self.next_host}.out",
+            err=self.logs / f"replica-{self.next_host}.err",
+            ready=responds(f"http://{host}:{self.fleet_port}/healthz"),
+            user=as_image_user(),
+            name=f"the replica at {host}",
         )
         self.replicas.append(replica)
         return replica
@@ -1022,5 +946,4 @@ class Deployment:
         if self.dns is not None:
             self.dns.stop()
         for replica in self.replicas:
-            if replica.process is not None:
-                stop_group(replica.process)
+            replica.stop()

@@ -10,7 +10,6 @@ write at once but shows it late, the lag a test needs to catch a stale read.
 from __future__ import annotations
 
 import asyncio
-import shutil
 
 import asyncpg
 
@@ -20,51 +19,34 @@ from service.db.replicas import (
     parse_lsn,
     settled_position,
 )
-from tests.ports import free_port
-from tests.system.harness import (
-    START_TIMEOUT,
-    PostgresCluster,
-    _check,
-    _private_folder,
-    _run,
-)
+from tests.system.harness import START_TIMEOUT, PostgresCluster
 
 DATABASE = "service"
 
 
-class Standby(PostgresCluster):
-    """A hot standby made by pg_basebackup from a running primary."""
-
-    def __init__(self, primary: PostgresCluster) -> None:
-        # No initdb: the data folder is the primary's base backup.
-        self.bin = primary.bin
-        self.root = _private_folder("read-replica-standby-")
-        self.data = self.root / "data"
-        self.log = self.root / "postgres.log"
-        self.port = free_port()
-        self.frozen = []
-        try:
-            _check(
-                _run(
-                    self.bin / "pg_basebackup",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(primary.port),
-                    "-U",
-                    "postgres",
-                    "-D",
-                    self.data,
-                    # -R writes standby.signal and primary_conninfo.
-                    "-R",
-                    "--wal-method=stream",
-                    "--checkpoint=fast",
-                    "--no-sync",
-                )
-            )
-        except BaseException:
-            shutil.rmtree(self.root, ignore_errors=True)
-            raise
+def standby_of(primary: PostgresCluster) -> PostgresCluster:
+    """A hot standby made by pg_basebackup from a running primary (no initdb: its
+    data folder is the primary's base backup)."""
+    return PostgresCluster(
+        primary.bin,
+        prefix="read-replica-standby-",
+        make_data=lambda data: [
+            primary.bin / "pg_basebackup",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(primary.port),
+            "-U",
+            "postgres",
+            "-D",
+            data,
+            # -R writes standby.signal and primary_conninfo.
+            "-R",
+            "--wal-method=stream",
+            "--checkpoint=fast",
+            "--no-sync",
+        ],
+    )
 
 
 class ReplicatedPair:
@@ -72,17 +54,17 @@ class ReplicatedPair:
 
     def __init__(self) -> None:
         self.primary = PostgresCluster()
-        self.standby: Standby | None = None
+        self.standby: PostgresCluster | None = None
         try:
             self.primary.start()
-            self.standby = Standby(self.primary)
+            self.standby = standby_of(self.primary)
             self.standby.start()
         except BaseException:
             self.remove()
             raise
 
     @property
-    def replica(self) -> Standby:
+    def replica(self) -> PostgresCluster:
         assert self.standby is not None
         return self.standby
 

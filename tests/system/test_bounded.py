@@ -27,7 +27,7 @@ from service.security.passwords import PasswordHasher
 from service.services.auth import security_logger
 from service.telemetry.logs import TextFormatter
 from tests.factories import PASSWORD, make_user
-from tests.system.conftest import serve, stop
+from tests.system.conftest import serve
 
 METRICS_TOKEN = "metrics-token-0123456789abcdef"
 LOGIN = "/api/v1/auth/login"
@@ -133,10 +133,10 @@ async def test_hash_pool_refuses_past_its_queue_with_503() -> None:
 
 
 async def test_login_storm_past_the_hash_queue_answers_503_json(
-    hostile_database_url: str, tmp_path: Path
+    served_database_url: str, tmp_path: Path
 ) -> None:
-    process, served = serve(
-        hostile_database_url,
+    served = serve(
+        served_database_url,
         tmp_path,
         PASSWORD_HASH_THREADS="1",
         PASSWORD_HASH_QUEUE="1",
@@ -152,7 +152,7 @@ async def test_login_storm_past_the_hash_queue_answers_503_json(
 
         responses = await asyncio.gather(*(attempt(n) for n in range(12)))
     finally:
-        stop(process)
+        served.stop()
 
     statuses = sorted(r.status_code for r in responses)
     assert set(statuses) == {401, 503}, statuses

@@ -22,7 +22,8 @@ from service.config import DEV_SECRET_KEY
 from service.security.tokens import INVALID_RESET, create_reset_token
 from tests.factories import PASSWORD
 from tests.support import ADMIN_DSN
-from tests.system.conftest import Served, committed_user, serve, stop
+from tests.system.conftest import committed_user, serve
+from tests.system.harness import ServedApp
 
 LOGIN = "/api/v1/auth/login"
 USERS = "/api/v1/users"
@@ -35,13 +36,13 @@ INVALID = {"error": "Invalid email or password"}
 TOO_MANY_LOGINS = {"error": "Too many failed login attempts; try again later"}
 
 
-def own_database(hostile_engine: AsyncEngine) -> str:
-    return ADMIN_DSN.rsplit("/", 1)[0] + "/" + str(hostile_engine.url.database)
+def own_database(served_engine: AsyncEngine) -> str:
+    return ADMIN_DSN.rsplit("/", 1)[0] + "/" + str(served_engine.url.database)
 
 
 async def wait_for_lock_waiter(
     connection: asyncpg.Connection,
-    hostile_engine: AsyncEngine,
+    served_engine: AsyncEngine,
     query: str,
     task: asyncio.Task[Any],
 ) -> None:
@@ -53,7 +54,7 @@ async def wait_for_lock_waiter(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
             " AND query ILIKE $1 AND datname = $2",
             query,
-            hostile_engine.url.database,
+            served_engine.url.database,
         )
         if waiting or task.done():
             return
@@ -73,7 +74,7 @@ def new_user_body() -> dict[str, str]:
     }
 
 
-async def tokens_for(served: Served, email: str) -> dict[str, Any]:
+async def tokens_for(served: ServedApp, email: str) -> dict[str, Any]:
     async with served.client() as client:
         response = await client.post(LOGIN, json={"email": email, "password": PASSWORD})
     assert response.status_code == 200, response.text
@@ -81,7 +82,7 @@ async def tokens_for(served: Served, email: str) -> dict[str, Any]:
     return tokens
 
 
-async def login_from_elsewhere(served: Served, email: str) -> httpx.Response:
+async def login_from_elsewhere(served: ServedApp, email: str) -> httpx.Response:
     async with served.client() as client:
         return await client.post(LOGIN, json={"email": email, "password": PASSWORD})
 
@@ -97,7 +98,7 @@ def assert_limited(response: httpx.Response) -> None:
 
 
 async def test_registration_past_its_per_address_limit_answers_429(
-    served: Served,
+    served: ServedApp,
 ) -> None:
     # Default REGISTRATION_MAX_PER_IP: 10 an hour from one client.
     async with served.client() as client:
@@ -113,11 +114,11 @@ async def test_registration_past_its_per_address_limit_answers_429(
 
 
 async def test_reset_mail_past_its_per_email_limit_answers_429(
-    served: Served, hostile_engine: AsyncEngine
+    served: ServedApp, served_engine: AsyncEngine
 ) -> None:
     # Default PASSWORD_RESET_MAX_PER_ADDRESS: 3 mails an hour to one address,
     # whoever asks.
-    user = await committed_user(hostile_engine)
+    user = await committed_user(served_engine)
     for _ in range(3):
         async with served.client() as client:
             response = await client.post(FORGOT, json={"email": user.email})
@@ -129,7 +130,7 @@ async def test_reset_mail_past_its_per_email_limit_answers_429(
 
 
 async def test_reset_mail_past_its_per_client_limit_answers_429(
-    served: Served,
+    served: ServedApp,
 ) -> None:
     # Default PASSWORD_RESET_MAX_PER_IP: 10 an hour from one client, any address.
     async with served.client() as client:
@@ -145,11 +146,11 @@ async def test_reset_mail_past_its_per_client_limit_answers_429(
 
 
 async def test_wrong_current_passwords_spend_the_login_budget(
-    served: Served, hostile_engine: AsyncEngine
+    served: ServedApp, served_engine: AsyncEngine
 ) -> None:
     # With a stolen access token, POST /auth/password is a password oracle: its
     # wrong guesses count against the account's login budget (10).
-    user = await committed_user(hostile_engine)
+    user = await committed_user(served_engine)
     tokens = await tokens_for(served, user.email)
     async with served.client() as thief:
         for number in range(10):
@@ -182,9 +183,9 @@ async def test_wrong_current_passwords_spend_the_login_budget(
     ids=["nul", "inner-nul", "invalid-utf8", "bad-sequence", "long", "37-chars"],
 )
 async def test_session_id_that_cannot_be_one_answers_404_json(
-    served: Served, hostile_engine: AsyncEngine, session_id: str
+    served: ServedApp, served_engine: AsyncEngine, session_id: str
 ) -> None:
-    user = await committed_user(hostile_engine)
+    user = await committed_user(served_engine)
     tokens = await tokens_for(served, user.email)
     async with served.client() as client:
         response = await client.delete(
@@ -203,9 +204,9 @@ async def test_session_id_that_cannot_be_one_answers_404_json(
     ids=["huge", "past-int4"],
 )
 async def test_id_past_the_column_type_answers_404_json(
-    served: Served, hostile_engine: AsyncEngine, path: str
+    served: ServedApp, served_engine: AsyncEngine, path: str
 ) -> None:
-    user = await committed_user(hostile_engine)
+    user = await committed_user(served_engine)
     tokens = await tokens_for(served, user.email)
     async with served.client() as client:
         response = await client.get(path, headers=bearer(tokens["access_token"]))
@@ -215,18 +216,18 @@ async def test_id_past_the_column_type_answers_404_json(
 
 
 async def test_pool_checkout_timeout_answers_503_json(
-    hostile_database_url: str, hostile_engine: AsyncEngine, tmp_path: Path
+    served_database_url: str, served_engine: AsyncEngine, tmp_path: Path
 ) -> None:
-    process, served = serve(
-        hostile_database_url,
+    served = serve(
+        served_database_url,
         tmp_path,
         DB_POOL_SIZE="1",
         DB_MAX_OVERFLOW="0",
         DB_POOL_TIMEOUT="0.5",
     )
-    blocker = await asyncpg.connect(own_database(hostile_engine))
+    blocker = await asyncpg.connect(own_database(served_engine))
     try:
-        user = await committed_user(hostile_engine)
+        user = await committed_user(served_engine)
         tokens = await tokens_for(served, user.email)
         async with served.client() as client:
             transaction = blocker.transaction()
@@ -237,7 +238,7 @@ async def test_pool_checkout_timeout_answers_503_json(
             holder = asyncio.create_task(
                 client.get(ME, headers=bearer(tokens["access_token"]))
             )
-            await wait_for_lock_waiter(blocker, hostile_engine, "%users%", holder)
+            await wait_for_lock_waiter(blocker, served_engine, "%users%", holder)
             requests = [
                 asyncio.create_task(login_from_elsewhere(served, user.email))
                 for _ in range(10)
@@ -249,7 +250,7 @@ async def test_pool_checkout_timeout_answers_503_json(
             responses = await asyncio.gather(holder, *requests)
     finally:
         await blocker.close()
-        stop(process)
+        served.stop()
 
     assert done
     statuses = [r.status_code for r in responses]
@@ -265,9 +266,9 @@ async def test_pool_checkout_timeout_answers_503_json(
 
 
 async def test_concurrent_resets_with_one_token_have_one_winner(
-    served: Served, hostile_engine: AsyncEngine
+    served: ServedApp, served_engine: AsyncEngine
 ) -> None:
-    user = await committed_user(hostile_engine)
+    user = await committed_user(served_engine)
     token = create_reset_token(
         user_id=user.id,
         password_hash=user.password_hash,
@@ -291,12 +292,12 @@ async def test_concurrent_resets_with_one_token_have_one_winner(
 
 
 async def test_login_rehash_never_overwrites_a_concurrent_password_change(
-    served: Served, hostile_engine: AsyncEngine
+    served: ServedApp, served_engine: AsyncEngine
 ) -> None:
     legacy = generate_password_hash(PASSWORD, method="pbkdf2:sha256")
-    user = await committed_user(hostile_engine, password_hash=legacy)
+    user = await committed_user(served_engine, password_hash=legacy)
     changed = generate_password_hash("changed-password-123")
-    writer = await asyncpg.connect(own_database(hostile_engine))
+    writer = await asyncpg.connect(own_database(served_engine))
     try:
         transaction = writer.transaction()
         await transaction.start()
@@ -309,7 +310,7 @@ async def test_login_rehash_never_overwrites_a_concurrent_password_change(
             login = asyncio.create_task(
                 client.post(LOGIN, json={"email": user.email, "password": PASSWORD})
             )
-            await wait_for_lock_waiter(writer, hostile_engine, "UPDATE users%", login)
+            await wait_for_lock_waiter(writer, served_engine, "UPDATE users%", login)
             await writer.execute(
                 "UPDATE users SET password_hash = $1 WHERE id = $2", changed, user.id
             )
@@ -318,17 +319,17 @@ async def test_login_rehash_never_overwrites_a_concurrent_password_change(
     finally:
         await writer.close()
 
-    stored = await fetch_hash(hostile_engine, user.id)
+    stored = await fetch_hash(served_engine, user.id)
     assert stored == changed
     assert check_password_hash(stored, "changed-password-123")
     # The password it checked is no longer the account's: no session for it.
     assert (response.status_code, response.json()) == (401, INVALID)
 
 
-async def fetch_hash(hostile_engine: AsyncEngine, user_id: int) -> str:
+async def fetch_hash(served_engine: AsyncEngine, user_id: int) -> str:
     from sqlalchemy import text
 
-    async with hostile_engine.connect() as connection:
+    async with served_engine.connect() as connection:
         value = await connection.scalar(
             text("SELECT password_hash FROM users WHERE id = :id"), {"id": user_id}
         )
@@ -340,13 +341,11 @@ async def fetch_hash(hostile_engine: AsyncEngine, user_id: int) -> str:
 
 
 async def test_rotation_never_extends_the_session_past_its_login(
-    hostile_database_url: str, hostile_engine: AsyncEngine, tmp_path: Path
+    served_database_url: str, served_engine: AsyncEngine, tmp_path: Path
 ) -> None:
-    process, served = serve(
-        hostile_database_url, tmp_path, REFRESH_TOKEN_ROTATION="true"
-    )
+    served = serve(served_database_url, tmp_path, REFRESH_TOKEN_ROTATION="true")
     try:
-        user = await committed_user(hostile_engine)
+        user = await committed_user(served_engine)
         tokens = await tokens_for(served, user.email)
         first = jwt.decode(tokens["refresh_token"], options={"verify_signature": False})
         # One second later, so that "now + lifetime" would be later than the
@@ -357,7 +356,7 @@ async def test_rotation_never_extends_the_session_past_its_login(
                 REFRESH, headers=bearer(tokens["refresh_token"])
             )
     finally:
-        stop(process)
+        served.stop()
 
     assert response.status_code == 200, response.text
     successor = jwt.decode(
@@ -371,9 +370,9 @@ async def test_rotation_never_extends_the_session_past_its_login(
 
 
 async def test_nul_in_the_login_password_is_a_wrong_password(
-    served: Served, hostile_engine: AsyncEngine
+    served: ServedApp, served_engine: AsyncEngine
 ) -> None:
-    user = await committed_user(hostile_engine)
+    user = await committed_user(served_engine)
     async with served.client() as client:
         response = await client.post(
             LOGIN, json={"email": user.email, "password": "password\x00123"}

@@ -13,7 +13,8 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.factories import PASSWORD
-from tests.system.conftest import Served, committed_user
+from tests.system.conftest import committed_user
+from tests.system.harness import ServedApp
 
 LOGIN = "/api/v1/auth/login"
 TOO_MANY = {"error": "Too many failed login attempts; try again later"}
@@ -25,7 +26,7 @@ async def login(client: httpx.AsyncClient, email: str, password: str) -> httpx.R
 
 
 async def login_from_anywhere(
-    served: Served, email: str, password: str
+    served: ServedApp, email: str, password: str
 ) -> httpx.Response:
     async with served.client() as client:
         return await login(client, email, password)
@@ -36,11 +37,11 @@ def unknown_email() -> str:
 
 
 async def test_twenty_concurrent_right_passwords_all_log_in(
-    served: Served, hostile_engine: AsyncEngine
+    served: ServedApp, served_engine: AsyncEngine
 ) -> None:
     # Default budget: 10 per account. Twenty at once must not be refused: a
     # right password is refused only when real failures spent the budget.
-    user = await committed_user(hostile_engine)
+    user = await committed_user(served_engine)
     async with served.client() as client:
         responses = await asyncio.gather(
             *(login(client, user.email, PASSWORD) for _ in range(20))
@@ -50,9 +51,9 @@ async def test_twenty_concurrent_right_passwords_all_log_in(
 
 
 async def test_an_address_over_its_limit_cannot_lock_out_an_account(
-    served_small: Served, hostile_engine: AsyncEngine
+    served_small: ServedApp, served_engine: AsyncEngine
 ) -> None:
-    victim = await committed_user(hostile_engine)
+    victim = await committed_user(served_engine)
     async with served_small.client() as attacker:
         for _ in range(5):
             assert (await login(attacker, unknown_email(), "guess")).status_code == 401
@@ -69,9 +70,9 @@ async def test_an_address_over_its_limit_cannot_lock_out_an_account(
 
 
 async def test_a_burst_of_wrong_guesses_gets_no_more_than_the_budget(
-    served_small: Served, hostile_engine: AsyncEngine
+    served_small: ServedApp, served_engine: AsyncEngine
 ) -> None:
-    user = await committed_user(hostile_engine)
+    user = await committed_user(served_engine)
 
     responses = await asyncio.gather(
         *(
@@ -88,9 +89,9 @@ async def test_a_burst_of_wrong_guesses_gets_no_more_than_the_budget(
 
 
 async def test_right_password_amid_wrong_ones_gets_in_while_budget_is_left(
-    served_small: Served, hostile_engine: AsyncEngine
+    served_small: ServedApp, served_engine: AsyncEngine
 ) -> None:
-    user = await committed_user(hostile_engine)
+    user = await committed_user(served_engine)
 
     wrong = [
         login_from_anywhere(served_small, user.email, f"guess-{n}") for n in range(2)
@@ -102,12 +103,12 @@ async def test_right_password_amid_wrong_ones_gets_in_while_budget_is_left(
 
 
 async def test_case_variants_of_an_address_share_its_budget(
-    served_small: Served, hostile_engine: AsyncEngine
+    served_small: ServedApp, served_engine: AsyncEngine
 ) -> None:
     # PostgreSQL's lower() folds U+0130 (İ) to "i": the capital dotted I variant
     # logs in to the account, so it must spend the same budget.
     user = await committed_user(
-        hostile_engine, email=f"ilia-{uuid.uuid4().hex[:8]}@example.com"
+        served_engine, email=f"ilia-{uuid.uuid4().hex[:8]}@example.com"
     )
     variants = [
         "\u0130" + user.email[1:],
@@ -127,9 +128,9 @@ async def test_case_variants_of_an_address_share_its_budget(
 
 
 async def test_failed_login_is_a_security_event_with_the_client_address(
-    served: Served, hostile_engine: AsyncEngine
+    served: ServedApp, served_engine: AsyncEngine
 ) -> None:
-    user = await committed_user(hostile_engine)
+    user = await committed_user(served_engine)
     address = "127.3.4.5"
     async with served.client(address) as client:
         response = await client.post(

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.config import Settings
 from tests.factories import PASSWORD, flask_token_for
 from tests.support import RESET_MAIL, bearer
-from tests.system.conftest import Served, committed_user, serve, stop
+from tests.system.conftest import committed_user, serve
+from tests.system.harness import ServedApp
 
 LOGIN = "/api/v1/auth/login"
 FORGOT = "/api/v1/auth/password/forgot"
@@ -44,17 +45,17 @@ def credentials(email: str) -> dict[str, str]:
     ],
 )
 def test_production_does_not_start_on_an_unsafe_setting(
-    hostile_database_url: str,
+    served_database_url: str,
     tmp_path: Path,
     changes: dict[str, str],
     named: str,
 ) -> None:
     try:
-        process, _ = serve(hostile_database_url, tmp_path, **(PRODUCTION | changes))
+        started = serve(served_database_url, tmp_path, **(PRODUCTION | changes))
     except RuntimeError as refused:
         output = str(refused)
     else:
-        stop(process)
+        started.stop()
         pytest.fail(f"production started with {changes}")
 
     assert "did not start" in output
@@ -63,23 +64,22 @@ def test_production_does_not_start_on_an_unsafe_setting(
 
 @pytest.fixture(scope="module")
 def production(
-    hostile_database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
-    process, instance = serve(
-        hostile_database_url,
+    served_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedApp]:
+    with serve(
+        served_database_url,
         tmp_path_factory.mktemp("production"),
         **PRODUCTION,
         ACCEPT_LEGACY_TOKENS="false",
         LOG_LEVEL="INFO",
-    )
-    yield instance
-    stop(process)
+    ) as instance:
+        yield instance
 
 
 async def test_production_logs_the_reset_mail_without_a_working_token(
-    production: Served, hostile_engine: AsyncEngine
+    production: ServedApp, served_engine: AsyncEngine
 ) -> None:
-    user = await committed_user(hostile_engine)
+    user = await committed_user(served_engine)
 
     async with production.client() as client:
         asked = await client.post(FORGOT, json={"email": user.email})
@@ -113,9 +113,9 @@ async def test_production_logs_the_reset_mail_without_a_working_token(
 
 
 async def test_flask_era_tokens_are_refused_once_legacy_tokens_are_off(
-    production: Served, hostile_engine: AsyncEngine
+    production: ServedApp, served_engine: AsyncEngine
 ) -> None:
-    user = await committed_user(hostile_engine)
+    user = await committed_user(served_engine)
     # As the Flask service minted them: signed with the served instance's key.
     signer = Settings(jwt_secret_key=JWT_KEY)
     flask_access = flask_token_for(signer, user)
