@@ -43,12 +43,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support import ADMIN_DSN, drop_database, recreate_database  # noqa: E402
+from tests.support import (  # noqa: E402
+    ADMIN_DSN,
+    bearer,
+    drop_database,
+    recreate_database,
+)
 from tests.system.stack import (  # noqa: E402
     Deployment,
     HTTPConnection,
     Replica,
-    bearer,
     fetch,
     make_workdir,
 )

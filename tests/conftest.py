@@ -4,8 +4,8 @@ are deleted after it (or, opting in, runs in one rolled-back transaction)."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -26,8 +26,11 @@ from service.db.engine import make_sessionmaker
 from service.db.request import SESSIONMAKER_KEY
 from service.models import User
 from service.models.base import Base
+from service.security.passwords import PasswordHasher
+from service.services.users import UserService
+from tests import backends
 from tests.factories import login_headers, make_user
-from tests.support import AppMaker, migrated_database
+from tests.support import AppMaker, AppStarter, Names, migrated_database
 
 # The suite that gates CI gives the same result run after run: Hypothesis draws
 # the same examples every time (`ci`). `make diff` explores with fresh random
@@ -106,6 +109,18 @@ def make_app(settings: Settings, committed: None) -> AppMaker:
 
 
 @pytest.fixture
+async def start_app(make_app: AppMaker) -> AsyncIterator[AppStarter]:
+    """`app = await start_app(*blueprints, **changes)`: make_app's app, served
+    until the test ends (for tests that want several)."""
+    async with AsyncExitStack() as stack:
+
+        async def start(*blueprints: Blueprint, **changes: Any) -> Quart:
+            return await stack.enter_async_context(make_app(*blueprints, **changes))
+
+        yield start
+
+
+@pytest.fixture
 async def app(make_app: AppMaker) -> AsyncIterator[Quart]:
     async with make_app() as app:
         yield app
@@ -148,6 +163,26 @@ def make_bound_app(
             yield app
 
     return serve
+
+
+@pytest.fixture
+async def names() -> AsyncIterator[Names]:
+    """Unique emails and IPs; the throttle keys they name go after the test."""
+    names = Names()
+    yield names
+    await names.delete_keys(backends.redis_url())
+
+
+@pytest.fixture
+def hasher() -> Iterator[PasswordHasher]:
+    hasher = PasswordHasher(threads=2)
+    yield hasher
+    hasher.shutdown()
+
+
+@pytest.fixture
+def users(session: AsyncSession, hasher: PasswordHasher) -> UserService:
+    return UserService(session, hasher)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import itertools
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from werkzeug.security import generate_password_hash
 
 from service.config import Settings
@@ -14,7 +14,7 @@ from service.models import User, utcnow
 from service.security.passwords import PasswordHasher
 from service.security.tokens import create_token
 from service.services.auth import AuthService, Client, TokenPair
-from tests.support import PASSWORD, bearer
+from tests.support import PASSWORD, bearer, unique_email
 
 # One real scrypt hash for every factory user: hashing per user would cost
 # ~100 ms each.
@@ -39,6 +39,20 @@ async def make_user(session: AsyncSession, **overrides: Any) -> User:
     session.add(user)
     await session.commit()
     return user
+
+
+async def committed_user(database: AsyncEngine | str, **overrides: Any) -> User:
+    """A user committed on another database than the test session's (a served
+    instance's, a cluster's: an engine, or a URL to make one for), its address
+    unique unless given."""
+    overrides.setdefault("email", unique_email())
+    engine = create_async_engine(database) if isinstance(database, str) else database
+    try:
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+            return await make_user(session, **overrides)
+    finally:
+        if isinstance(database, str):
+            await engine.dispose()
 
 
 async def login_tokens(
@@ -88,6 +102,7 @@ def at(iso: str) -> datetime:
 __all__ = [
     "PASSWORD",
     "at",
+    "committed_user",
     "flask_headers_for",
     "flask_token_for",
     "login_headers",

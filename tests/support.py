@@ -3,32 +3,76 @@ the API, and a user's JSON as the API answers it (tests/factories.py builds rows
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import asyncpg
+import pytest
 from alembic import command
 from alembic.config import Config
 from quart import Quart, Response
 from quart.typing import TestClientProtocol as Client
+from redis.asyncio import Redis
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.config import normalize_database_url
+from service.schemas.user import NewUser
+from service.throttle.keys import account_key, ip_key
 from tests import backends
 
 # The conftest's make_app / make_bound_app: `async with make_app(**changes) as app`.
 AppMaker = Callable[..., AbstractAsyncContextManager[Quart]]
+# The conftest's start_app: `app = await start_app(**changes)`.
+AppStarter = Callable[..., Awaitable[Quart]]
 # Every factory user's password (tests/factories.py hashes it once).
 PASSWORD = "password123"
-LOGIN = "/api/v1/auth/login"
 ROOT = Path(__file__).resolve().parent.parent
 # The server the suite talks to (tests/backends.py picks it); it creates and
 # drops its own databases there.
 ADMIN_DSN = backends.postgres_dsn()
+
+
+# The API's paths, and the answers many tests expect in full.
+API = "/api/v1"
+LOGIN = f"{API}/auth/login"
+REFRESH = f"{API}/auth/refresh"
+LOGOUT = f"{API}/auth/logout"
+PASSWORD_CHANGE = f"{API}/auth/password"
+FORGOT = f"{API}/auth/password/forgot"
+RESET = f"{API}/auth/password/reset"
+SESSIONS = f"{API}/auth/sessions"
+USERS = f"{API}/users"
+ME = f"{USERS}/me"
+POSTS = f"{API}/posts"
+REVOKED = {"msg": "Token has been revoked", "error": "Token has been revoked"}
+MISSING_HEADER = {
+    "msg": "Missing Authorization Header",
+    "error": "Missing Authorization Header",
+}
+INVALID_CREDENTIALS = {"error": "Invalid email or password"}
+TOO_MANY = {"error": "Too many failed login attempts; try again later"}
+UNAVAILABLE = {"error": "Service unavailable"}
+ROUTE_NOT_FOUND = {
+    "error": "The requested URL was not found on the server. If you entered the URL "
+    "manually please check your spelling and try again."
+}
+BAD_REQUEST = {
+    "error": "The browser (or proxy) sent a request that this server could not "
+    "understand."
+}
+NOT_JSON = {
+    "error": "Did not attempt to load JSON data because the request Content-Type "
+    "was not 'application/json'."
+}
+TOO_LARGE = {"error": "The data value transmitted exceeds the capacity limit."}
+MISSING = ["Missing data for required field."]
+METRICS_TOKEN = "metrics-token-0123456789abcdef"
 
 
 def database_url(name: str) -> str:
@@ -71,6 +115,14 @@ async def migrate(
         await connection.run_sync(run)
 
 
+async def migrate_sqlite(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alembic's upgrade to head on a SQLite `url`, as `alembic upgrade` runs it."""
+    # env.py takes the URL from DATABASE_URL and calls asyncio.run itself, so the
+    # command runs in a thread, away from the test's event loop.
+    monkeypatch.setenv("DATABASE_URL", url)
+    await asyncio.to_thread(command.upgrade, alembic_config(), "head")
+
+
 @asynccontextmanager
 async def migrated_database(name: str) -> AsyncIterator[AsyncEngine]:
     """A new database `name` at Alembic's head, dropped when the block ends."""
@@ -81,6 +133,61 @@ async def migrated_database(name: str) -> AsyncIterator[AsyncEngine]:
     finally:
         await engine.dispose()
         await drop_database(name)
+
+
+def unique_email(prefix: str = "user") -> str:
+    """An address no other test, nor a run at the same time, has (for rows that
+    are committed for real, or keys in a Redis other runs share)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+class Names:
+    """Unique emails and IPs for the login throttle; the Redis keys they name
+    are remembered, so that `delete_keys` can remove them afterwards."""
+
+    def __init__(self, prefix: str = "throttle") -> None:
+        self.prefix = prefix
+        self.keys: set[str] = set()
+
+    def email(self) -> str:
+        return self.track(unique_email(self.prefix))
+
+    def ip(self) -> str:
+        # A /64 of its own: the throttle budgets IPv6 clients per /64.
+        hex_ = uuid.uuid4().hex
+        ip = f"2001:db8:{hex_[:4]}:{hex_[4:8]}::{hex_[8:12]}"
+        self.keys.add(ip_key(ip))
+        return ip
+
+    def track(self, email: str) -> str:
+        self.keys.add(account_key(email))
+        return email
+
+    async def delete_keys(self, redis_url: str) -> None:
+        keys = [k for key in self.keys for k in (key, f"{key}:holds", f"{key}:settled")]
+        if not keys:
+            return
+        redis: Redis = Redis.from_url(redis_url)
+        try:
+            await redis.delete(*keys)
+        finally:
+            await redis.aclose()
+
+
+def registration(
+    email: str,
+    *,
+    password: str = PASSWORD,
+    first_name: str = "New",
+    last_name: str = "User",
+) -> NewUser:
+    """The body of POST /users (what UserService.register takes) for `email`."""
+    return {
+        "email": email,
+        "password": password,
+        "first_name": first_name,
+        "last_name": last_name,
+    }
 
 
 def bearer(token: str) -> dict[str, str]:

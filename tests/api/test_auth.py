@@ -17,12 +17,15 @@ from service.config import Settings
 from service.models import User, utcnow
 from tests.factories import PASSWORD, make_user
 from tests.flask_tokens import FlaskIssuer, alg_none
-from tests.support import bearer
-
-LOGIN = "/api/v1/auth/login"
-REFRESH = "/api/v1/auth/refresh"
-LOGOUT = "/api/v1/auth/logout"
-ME = "/api/v1/users/me"
+from tests.support import (
+    INVALID_CREDENTIALS,
+    LOGIN,
+    LOGOUT,
+    ME,
+    MISSING,
+    REFRESH,
+    bearer,
+)
 
 OTHER_KEY = "another-jwt-secret-key-0123456789-abcdefghijklm"
 # An older werkzeug's pbkdf2 hash of PASSWORD, made once with
@@ -31,7 +34,6 @@ PBKDF2_HASH = (
     "pbkdf2:sha256:600000$9sTVuIYDbG93HJPP$"
     "528a76459468d80c7c2c97199bea29d648ea60359c8b8f6708011fe5728f7278"
 )
-INVALID_CREDENTIALS = {"error": "Invalid email or password"}
 DEACTIVATED = {"error": "Account is deactivated"}
 MISSING_HEADER = "Missing Authorization Header"
 MISSING_BEARER = (
@@ -46,7 +48,6 @@ NOT_JSON = (
 BAD_REQUEST = (
     "The browser (or proxy) sent a request that this server could not understand."
 )
-MISSING = ["Missing data for required field."]
 
 
 def _token_error(message: str) -> dict[str, str]:

@@ -14,22 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.config import Settings
 from service.models import User
 from tests.factories import at, login_headers, make_user
+from tests.support import API, BAD_REQUEST, NOT_JSON, ROUTE_NOT_FOUND, TOO_LARGE
 
-API = "/api/v1"
-ROUTE_NOT_FOUND = {
-    "error": "The requested URL was not found on the server. If you entered the URL "
-    "manually please check your spelling and try again."
-}
 METHOD_NOT_ALLOWED = {"error": "The method is not allowed for the requested URL."}
-BAD_REQUEST = {
-    "error": "The browser (or proxy) sent a request that this server could not "
-    "understand."
-}
-NOT_JSON = {
-    "error": "Did not attempt to load JSON data because the request Content-Type "
-    "was not 'application/json'."
-}
-TOO_LARGE = {"error": "The data value transmitted exceeds the capacity limit."}
 MAX_CONTENT_LENGTH = 1024 * 1024
 NEW_USER = {
     "email": "new@example.com",

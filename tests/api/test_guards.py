@@ -12,7 +12,7 @@ from service.api.guards import get_jwt, get_jwt_identity, jwt_required
 from service.config import Settings
 from service.models import User
 from service.security.tokens import create_token
-from tests.support import AppMaker
+from tests.support import AppMaker, bearer
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def flask_headers_with(
         expires_in=900,
         additional_claims={"is_admin": user.is_admin, **claims},
     )
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(token)
 
 
 async def test_a_ported_route_reads_the_tokens_claims(

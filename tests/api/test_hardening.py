@@ -15,13 +15,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from service.config import ConfigError, Settings
 from service.models import User
 from tests.factories import PASSWORD, login_headers, login_tokens, make_user
-from tests.support import AppMaker, bearer
+from tests.support import API, LOGIN, ME, TOO_LARGE, AppMaker, bearer
 
-API = "/api/v1"
-LOGIN = f"{API}/auth/login"
-ME = f"{API}/users/me"
 ALLOWED_ORIGIN = "https://app.example"
-TOO_LARGE = {"error": "The data value transmitted exceeds the capacity limit."}
 # Policies that never leak a path or query to another site.
 STRICT_REFERRER_POLICIES = {"no-referrer", "same-origin", "strict-origin"}
 # werkzeug's pbkdf2 default before 3.1, as a Flask-era database holds it.

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.config import Settings
 from service.models import User
 from tests.factories import PASSWORD, login_headers, make_user
+from tests.support import MISSING_HEADER, bearer
 
 # quart-schema's own routes and the /docs page with its assets, not part of the API.
 UNDOCUMENTED_ENDPOINTS = {
@@ -35,10 +36,6 @@ HIDDEN_RULES = {"/metrics"}
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
-MISSING_HEADER = {
-    "msg": "Missing Authorization Header",
-    "error": "Missing Authorization Header",
-}
 _PARAM = re.compile(r"<(?:(?P<converter>[^:<>]+):)?(?P<name>[^<>]+)>")
 
 
@@ -578,9 +575,7 @@ async def test_refresh_response_matches_document(
     )
     refresh_token = (await login.get_json())["refresh_token"]
 
-    response = await client.post(
-        "/api/v1/auth/refresh", headers={"Authorization": f"Bearer {refresh_token}"}
-    )
+    response = await client.post("/api/v1/auth/refresh", headers=bearer(refresh_token))
 
     assert response.status_code == 200
     assert not violations(

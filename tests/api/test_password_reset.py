@@ -37,20 +37,23 @@ from tests.factories import (
     utcnow,
 )
 from tests.ports import free_port
-from tests.support import AppMaker, bearer, post_login
+from tests.support import (
+    FORGOT,
+    INVALID_CREDENTIALS,
+    ME,
+    PASSWORD_CHANGE,
+    RESET,
+    REVOKED,
+    AppMaker,
+    bearer,
+    post_login,
+)
 
-FORGOT = "/api/v1/auth/password/forgot"
-RESET = "/api/v1/auth/password/reset"
-LOGIN = "/api/v1/auth/login"
-CHANGE = "/api/v1/auth/password"
-ME = "/api/v1/users/me"
 RESET_URL = "https://app.example/reset?token={token}"
 LINK = re.compile(r"https://app\.example/reset\?token=(\S+)")
 DEV_LINK = re.compile(r"http://127\.0\.0\.1:8000/reset-password\?token=(\S+)")
 ACCEPTED = {"message": "If the address is registered, a reset link is on its way"}
 INVALID_RESET = {"error": "Invalid or expired reset token"}
-REVOKED = {"msg": "Token has been revoked", "error": "Token has been revoked"}
-INVALID_CREDENTIALS = {"error": "Invalid email or password"}
 NEW_PASSWORD = "brand-new-password-789"
 MAIL_WAIT_SECONDS = 5.0
 POLL_SECONDS = 0.02
@@ -411,7 +414,7 @@ async def test_reset_token_from_before_password_change_returns_400(
 ) -> None:
     token = await reset_token(mail_client, smtp, user.email)
     changed = await mail_client.post(
-        CHANGE,
+        PASSWORD_CHANGE,
         json={"current_password": PASSWORD, "new_password": "changed-password-1"},
         headers=bearer(await access_token(mail_client, user.email)),
     )

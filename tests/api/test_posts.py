@@ -19,22 +19,12 @@ from service.config import Settings
 from service.db.request import ENGINE_KEY
 from service.models import Post, User
 from tests.factories import at, login_headers, make_user, utcnow
+from tests.support import MISSING, MISSING_HEADER, NOT_JSON, POSTS, USERS
 
-POSTS = "/api/v1/posts"
-USERS = "/api/v1/users"
 NAIVE_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?$")
 NOT_AUTHORIZED = {"error": "Not authorized"}
-MISSING_HEADER = {
-    "msg": "Missing Authorization Header",
-    "error": "Missing Authorization Header",
-}
-NOT_JSON = {
-    "error": "Did not attempt to load JSON data because the request Content-Type "
-    "was not 'application/json'."
-}
 TITLE_LENGTH = ["Length must be between 1 and 200."]
 CONTENT_EMPTY = ["Shorter than minimum length 1."]
-MISSING = ["Missing data for required field."]
 NUL = ["Must not contain NUL characters."]
 _titles = itertools.count(1)
 

@@ -8,12 +8,13 @@ concurrently, each on its own connection.
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.support import unique_email
 
 REQUESTS = 10
 EMAIL_TAKEN = {
@@ -25,7 +26,7 @@ EMAIL_TAKEN = {
 @pytest.fixture
 def race_email(committed: None) -> str:
     # The default app commits for real; `committed` deletes the rows afterwards.
-    return f"registration-race-{uuid.uuid4().hex[:12]}@example.com"
+    return unique_email("registration-race")
 
 
 async def register_all(client: Client, emails: list[str]) -> list[tuple[int, object]]:

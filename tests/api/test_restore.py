@@ -10,12 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.config import Settings
 from service.models import User
 from tests.factories import PASSWORD, login_headers, make_user, utcnow
-from tests.support import user_json
+from tests.support import LOGIN, ME, REVOKED, USERS, bearer, user_json
 
-USERS = "/api/v1/users"
-LOGIN = "/api/v1/auth/login"
-ME = "/api/v1/users/me"
-REVOKED = {"msg": "Token has been revoked", "error": "Token has been revoked"}
 EMAIL_TAKEN = {"error": "Email already registered by another user"}
 
 
@@ -205,7 +201,7 @@ async def test_restore_keeps_session_from_before_delete_revoked(
 
     await client.delete(f"{USERS}/{target.id}", headers=admin_headers)
     restored = await client.post(restore_url(target.id), headers=admin_headers)
-    response = await client.get(ME, headers={"Authorization": f"Bearer {old_access}"})
+    response = await client.get(ME, headers=bearer(old_access))
 
     assert restored.status_code == 200
     assert response.status_code == 401
@@ -238,7 +234,7 @@ async def test_restore_user_can_log_in_again(
     await client.post(restore_url(target.id), headers=admin_headers)
     login = await client.post(LOGIN, json={"email": target.email, "password": PASSWORD})
     token = (await login.get_json())["access_token"]
-    response = await client.get(ME, headers={"Authorization": f"Bearer {token}"})
+    response = await client.get(ME, headers=bearer(token))
 
     assert login.status_code == 200
     assert response.status_code == 200

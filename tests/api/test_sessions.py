@@ -34,19 +34,21 @@ from tests.factories import (
     login_headers,
     make_user,
 )
-from tests.support import AppMaker, bearer
+from tests.support import (
+    INVALID_CREDENTIALS,
+    LOGIN,
+    LOGOUT,
+    ME,
+    PASSWORD_CHANGE,
+    REFRESH,
+    REVOKED,
+    SESSIONS,
+    USERS,
+    AppMaker,
+    bearer,
+)
 
-LOGIN = "/api/v1/auth/login"
-REFRESH = "/api/v1/auth/refresh"
-LOGOUT = "/api/v1/auth/logout"
-PASSWORD_CHANGE = "/api/v1/auth/password"
-SESSIONS = "/api/v1/auth/sessions"
-ME = "/api/v1/users/me"
-USERS = "/api/v1/users"
-
-REVOKED = {"msg": "Token has been revoked", "error": "Token has been revoked"}
 SESSION_NOT_FOUND = {"error": "Session not found"}
-INVALID_CREDENTIALS = {"error": "Invalid email or password"}
 NEW_PASSWORD = "a-new-password-456"
 USER_AGENT = "pytest-sessions/1.0"
 CLIENT_IP = "203.0.113.7"

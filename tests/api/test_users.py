@@ -16,9 +16,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.config import Settings
 from service.models import User
 from tests.factories import at, flask_headers_for, login_headers, make_user, utcnow
-from tests.support import AppMaker, user_json
+from tests.support import (
+    BAD_REQUEST,
+    MISSING,
+    NOT_JSON,
+    ROUTE_NOT_FOUND,
+    USERS,
+    AppMaker,
+    registration,
+    user_json,
+)
 
-USERS = "/api/v1/users"
 USER_KEYS = {
     "created_at",
     "email",
@@ -31,19 +39,6 @@ USER_KEYS = {
     "updated_at",
 }
 NAIVE_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?$")
-ROUTE_NOT_FOUND = {
-    "error": "The requested URL was not found on the server. If you entered the URL "
-    "manually please check your spelling and try again."
-}
-NOT_JSON = {
-    "error": "Did not attempt to load JSON data because the request Content-Type "
-    "was not 'application/json'."
-}
-BAD_REQUEST = {
-    "error": "The browser (or proxy) sent a request that this server could not "
-    "understand."
-}
-MISSING = ["Missing data for required field."]
 NAME_LENGTH = ["Length must be between 1 and 100."]
 PASSWORD_LENGTH = ["Length must be between 8 and 128."]
 NOT_NULL = ["Field may not be null."]
@@ -63,14 +58,8 @@ def not_found(user_id: int | str) -> dict[str, str]:
 
 
 def new_user(**overrides: Any) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "email": "new@example.com",
-        "password": "password123",
-        "first_name": "New",
-        "last_name": "Person",
-    }
-    payload.update(overrides)
-    return payload
+    """A registration, any field replaced by any value (invalid ones too)."""
+    return {**registration("new@example.com", last_name="Person"), **overrides}
 
 
 def raw_json(payload: Any) -> dict[str, Any]:

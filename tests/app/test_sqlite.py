@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy import func, select, update
@@ -18,16 +16,8 @@ from service import create_app
 from service.config import Settings
 from service.db.request import SESSIONMAKER_KEY
 from service.models import User
-from tests.support import alembic_config, bearer, login
-
-PASSWORD = "password123"
-
-
-async def migrate_sqlite(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # env.py takes the URL from DATABASE_URL and calls asyncio.run itself, so the
-    # command runs in a thread, away from the test's event loop.
-    monkeypatch.setenv("DATABASE_URL", url)
-    await asyncio.to_thread(command.upgrade, alembic_config(), "head")
+from service.schemas.user import NewUser
+from tests.support import PASSWORD, bearer, login, migrate_sqlite, registration
 
 
 @pytest.fixture
@@ -48,14 +38,8 @@ def sqlite_client(sqlite_app: Quart) -> Client:
     return sqlite_app.test_client()
 
 
-def new_user(email: str, **overrides: str) -> dict[str, str]:
-    return {
-        "email": email,
-        "password": PASSWORD,
-        "first_name": "Sam",
-        "last_name": "Lite",
-        **overrides,
-    }
+def new_user(email: str) -> NewUser:
+    return registration(email, first_name="Sam", last_name="Lite")
 
 
 async def register(client: Client, email: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from service.models import Base
 from tests.factories import PASSWORD, PASSWORD_HASH, at
 from tests.support import (
     alembic_config,
+    bearer,
     drop_database,
     migrate,
     recreate_database,
@@ -308,9 +309,7 @@ async def test_adopt_flask_database_scrypt_user_logs_in_and_reads_itself(
         )
         assert login.status_code == 200
         token = (await login.get_json())["access_token"]
-        me = await client.get(
-            "/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}
-        )
+        me = await client.get("/api/v1/users/me", headers=bearer(token))
         assert me.status_code == 200
         assert await me.get_json() == user_json(
             SCRYPT_USER, adopted.ids[SCRYPT_USER.email]
@@ -330,9 +329,7 @@ async def test_adopt_flask_database_pbkdf2_user_logs_in_and_reads_itself(
         )
         assert login.status_code == 200
         token = (await login.get_json())["access_token"]
-        me = await client.get(
-            "/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}
-        )
+        me = await client.get("/api/v1/users/me", headers=bearer(token))
         assert me.status_code == 200
         body = await me.get_json()
     # Re-hashing the old pbkdf2 hash at login may move updated_at; every other

@@ -15,8 +15,7 @@ from service import create_app
 from service.config import Settings
 from service.db.request import SESSIONMAKER_KEY
 from service.models import User
-
-METRICS_TOKEN = "metrics-token-0123456789abcdef"
+from tests.support import METRICS_TOKEN, bearer
 
 
 @pytest.fixture
@@ -39,9 +38,7 @@ async def test_reads_log_no_targets_and_export_no_replica_metrics(
     for path in ("/api/v1/users", f"/api/v1/users/{user.id}", "/api/v1/posts"):
         response = await client.get(path, headers=user_headers)
         assert response.status_code == 200
-    metrics = await client.get(
-        "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
-    )
+    metrics = await client.get("/metrics", headers=bearer(METRICS_TOKEN))
 
     logged = [r.fields for r in caplog.records if r.name == "service.access"]  # type: ignore[attr-defined]
     assert len(logged) == 4

@@ -22,9 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from service import create_app
 from service.config import Settings
 from service.models import User
-from tests.app.test_sqlite import migrate_sqlite
 from tests.factories import PASSWORD_HASH, flask_headers_for
-from tests.support import drop_database, migrate, recreate_database
+from tests.support import drop_database, migrate, migrate_sqlite, recreate_database
 
 SCAN = """
 SELECT 'users_live', count(*) FROM users WHERE deleted_at IS NULL

@@ -29,11 +29,10 @@ from werkzeug.security import generate_password_hash
 from tests.flask_tokens import FlaskIssuer, alg_none
 from tests.parity.deviations import Deviation
 from tests.parity.servers import JWT_KEY, Database
+from tests.support import API, PASSWORD
 
 FLASK, SERVICE = "flask", "service"
 SIDES = (FLASK, SERVICE)
-API = "/api/v1"
-PASSWORD = "password123"
 UNKNOWN_ID = 987654
 FLASK_500 = b'{"error":"Internal server error"}\n'
 BASE_USERS = 3

@@ -6,7 +6,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from tests.parity.differential import BASE_USERS, PASSWORD, UNKNOWN_ID, Op
+from tests.parity.differential import BASE_USERS, UNKNOWN_ID, Op
+from tests.support import PASSWORD
 
 # Account indexes: 0 is the admin, 1..BASE_USERS the seeded users, higher ones
 # the users a sequence registered (the harness wraps them around).

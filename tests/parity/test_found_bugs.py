@@ -12,8 +12,8 @@ import pytest
 from quart.typing import TestClientProtocol as Client
 
 from service.models import User
+from tests.support import USERS
 
-USERS = "/api/v1/users"
 TAKEN = ["Email already registered."]
 
 

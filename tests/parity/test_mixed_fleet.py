@@ -30,6 +30,7 @@ from tests.parity.servers import (
     workdir,
 )
 from tests.ports import free_port
+from tests.support import API, PASSWORD
 from tests.system.harness import Process, Server, responds
 from tests.system.stack import make_workdir
 
@@ -37,9 +38,6 @@ NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 pytestmark = pytest.mark.skipif(
     NGINX is None, reason="no nginx (.ci/run installs Debian's nginx-light)"
 )
-
-API = "/api/v1"
-PASSWORD = "password123"
 
 
 @dataclass(frozen=True)

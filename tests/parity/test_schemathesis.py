@@ -44,6 +44,7 @@ from service import create_app
 from service.config import Settings
 from service.models import AuthSession, Post, RevokedToken, User
 from tests.factories import flask_token_for, make_user
+from tests.support import REFRESH, bearer
 
 EXAMPLES_FROM_ENV = os.environ.get("SCHEMATHESIS_MAX_EXAMPLES")
 MAX_EXAMPLES = int(EXAMPLES_FROM_ENV or "10")
@@ -52,7 +53,6 @@ MAX_EXAMPLES = int(EXAMPLES_FROM_ENV or "10")
 # themselves mid-run and lock the rest of the run out.
 USER_ID = 2_000_000_011
 ADMIN_ID = 2_000_000_017
-REFRESH = "/api/v1/auth/refresh"
 
 PUBLIC = [
     "GET /healthz",
@@ -100,7 +100,7 @@ class Accounts:
         token_type = "refresh" if case.operation.path == REFRESH else "access"
         account = self.user if caller == "user" else self.admin
         token = flask_token_for(self.settings, account, token_type=token_type)
-        return {"Authorization": f"Bearer {token}"}
+        return bearer(token)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,6 @@ looked at status codes or keys, since the contract fixes those bodies.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from marshmallow import ValidationError
 from quart.typing import TestClientProtocol as Client
@@ -38,18 +36,6 @@ async def routed_login_headers(client: Client, user: User) -> dict[str, str]:
 @pytest.fixture
 async def admin_login_headers(client: Client, admin_user: User) -> dict[str, str]:
     return bearer((await login(client, admin_user.email))["access_token"])
-
-
-@pytest.fixture
-def hasher() -> Iterator[PasswordHasher]:
-    hasher = PasswordHasher(2)
-    yield hasher
-    hasher.shutdown()
-
-
-@pytest.fixture
-def users(session: AsyncSession, hasher: PasswordHasher) -> UserService:
-    return UserService(session, hasher)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,13 +13,6 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from service.security import passwords
 from service.security.passwords import DUMMY_HASH, PasswordHasher
 from tests.factories import PASSWORD, PASSWORD_HASH
-
-
-@pytest.fixture
-def hasher() -> Iterator[PasswordHasher]:
-    hasher = PasswordHasher(threads=2)
-    yield hasher
-    hasher.shutdown()
 
 
 class Recorded:

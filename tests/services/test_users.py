@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -13,33 +12,11 @@ from werkzeug.security import check_password_hash
 
 from service.errors import NotFoundError
 from service.models import User, utcnow
-from service.schemas.user import NewUser
-from service.security.passwords import PasswordHasher
 from service.services.users import UserService
 from tests.factories import at, make_user
+from tests.support import registration
 
 EMAIL_TAKEN = {"email": ["Email already registered."]}
-
-
-@pytest.fixture
-def hasher() -> Iterator[PasswordHasher]:
-    hasher = PasswordHasher(2)
-    yield hasher
-    hasher.shutdown()
-
-
-@pytest.fixture
-def users(session: AsyncSession, hasher: PasswordHasher) -> UserService:
-    return UserService(session, hasher)
-
-
-def new_user(email: str) -> NewUser:
-    return {
-        "email": email,
-        "password": "password123",
-        "first_name": "New",
-        "last_name": "User",
-    }
 
 
 async def rows_with_email(session: AsyncSession, email: str) -> list[User]:
@@ -290,7 +267,7 @@ async def test_list_page_past_the_end_is_empty_with_total(
 async def test_register_keeps_email_case_and_stores_scrypt_hash(
     users: UserService, session: AsyncSession
 ) -> None:
-    user = await users.register(new_user("New.User@Example.COM"))
+    user = await users.register(registration("New.User@Example.COM"))
 
     [stored] = await rows_with_email(session, "new.user@example.com")
     assert stored.id == user.id
@@ -308,7 +285,7 @@ async def test_register_keeps_email_case_and_stores_scrypt_hash(
 async def test_register_as_admin_sets_is_admin(
     users: UserService, session: AsyncSession
 ) -> None:
-    user = await users.register(new_user("boss@example.com"), is_admin=True)
+    user = await users.register(registration("boss@example.com"), is_admin=True)
 
     [stored] = await rows_with_email(session, "boss@example.com")
     assert stored.id == user.id
@@ -324,7 +301,7 @@ async def test_register_live_email_in_any_case_raises_validation_error(
     existing_id = (await make_user(session, email="taken@example.com")).id
 
     with pytest.raises(ValidationError) as raised:
-        await users.register(new_user(duplicate))
+        await users.register(registration(duplicate))
 
     assert raised.value.messages == EMAIL_TAKEN
     assert [u.id for u in await rows_with_email(session, duplicate)] == [existing_id]
@@ -335,7 +312,7 @@ async def test_register_after_duplicate_session_still_usable(
 ) -> None:
     existing_id = (await make_user(session, email="taken@example.com")).id
     with pytest.raises(ValidationError):
-        await users.register(new_user("taken@example.com"))
+        await users.register(registration("taken@example.com"))
 
     # The rollback expired every loaded object, so compare ids, not identities.
     assert (await users.get(existing_id)).email == "taken@example.com"
@@ -349,7 +326,7 @@ async def test_register_soft_deleted_email_creates_new_account(
 ) -> None:
     deleted = await make_user(session, email="reuse@example.com", deleted_at=utcnow())
 
-    user = await users.register(new_user(again))
+    user = await users.register(registration(again))
 
     assert user.id != deleted.id
     rows = await rows_with_email(session, again)

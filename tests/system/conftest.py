@@ -14,15 +14,12 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from service.models import User
 from tests import backends
-from tests.factories import make_user
 from tests.support import ROOT, migrate, migrated_database
 from tests.system.harness import ServedApp
 from tests.system.standbys import ReplicatedPair
@@ -70,14 +67,6 @@ def served(
 async def http(served: ServedApp) -> AsyncIterator[httpx.AsyncClient]:
     async with served.client() as client:
         yield client
-
-
-async def committed_user(served_engine: AsyncEngine, **overrides: Any) -> User:
-    """A user the served instance sees: committed, with an address no other test
-    (or run) has."""
-    overrides.setdefault("email", f"hostile-{uuid.uuid4().hex[:12]}@example.com")
-    async with AsyncSession(served_engine, expire_on_commit=False) as session:
-        return await make_user(session, **overrides)
 
 
 # Small budgets, so that spending them costs a few hashes, not a hundred.

@@ -540,10 +540,6 @@ async def fetch(
         await connection.close()
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def log_time(entry: Mapping[str, Any]) -> float:
     """A service log line's time as a Unix timestamp."""
     stamp = str(entry["time"]).removesuffix("Z")

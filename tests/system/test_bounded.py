@@ -27,10 +27,8 @@ from service.security.passwords import PasswordHasher
 from service.services.auth import security_logger
 from service.telemetry.logs import TextFormatter
 from tests.factories import PASSWORD, make_user
+from tests.support import LOGIN, METRICS_TOKEN, bearer
 from tests.system.conftest import serve
-
-METRICS_TOKEN = "metrics-token-0123456789abcdef"
-LOGIN = "/api/v1/auth/login"
 
 
 @pytest.fixture
@@ -92,9 +90,7 @@ async def test_made_up_methods_are_one_metrics_series(started_app: Any) -> None:
         response = await client.open("/healthz", method=f"MADEUP{number}")
         assert response.status_code == 405
 
-    scraped = await client.get(
-        "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
-    )
+    scraped = await client.get("/metrics", headers=bearer(METRICS_TOKEN))
     text = await scraped.get_data(as_text=True)
     methods = {
         sample.labels["method"]

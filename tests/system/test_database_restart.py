@@ -21,19 +21,15 @@ from typing import Any
 import asyncpg
 import pytest
 from quart.typing import TestClientProtocol as Client
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from service import create_app
 from service.config import Settings
-from tests.factories import PASSWORD, flask_token_for, make_user
-from tests.support import migrate
+from tests.factories import PASSWORD, committed_user, flask_token_for
+from tests.support import LOGIN, ME, UNAVAILABLE, USERS, bearer, migrate
 from tests.system.harness import PostgresCluster
 
 DATABASE = "service"
-ME = "/api/v1/users/me"
-USERS = "/api/v1/users"
-LOGIN = "/api/v1/auth/login"
-UNAVAILABLE = {"error": "Service unavailable"}
 # A stopped database refuses connections at once; the bound leaves room for a
 # connect timeout (2 s below) but not for a hang.
 ANSWER_WITHIN = 5.0
@@ -103,17 +99,12 @@ def restart_settings(database_url: str) -> Settings:
 async def running(
     running_cluster: PostgresCluster, restart_settings: Settings
 ) -> AsyncIterator[Running]:
-    engine = create_async_engine(restart_settings.database_url)
-    try:
-        async with AsyncSession(engine, expire_on_commit=False) as session:
-            user = await make_user(session)
-    finally:
-        await engine.dispose()
+    user = await committed_user(restart_settings.database_url)
     # The app's own engine and pool: no test sessionmaker is injected.
     app = create_app(restart_settings)
     async with app.test_app():
         client = app.test_client()
-        headers = {"Authorization": f"Bearer {flask_token_for(restart_settings, user)}"}
+        headers = bearer(flask_token_for(restart_settings, user))
         # The pool now holds a connection the restart will kill.
         response = await client.get(ME, headers=headers)
         assert response.status_code == 200

@@ -20,19 +20,23 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from service.config import DEV_SECRET_KEY
 from service.security.tokens import INVALID_RESET, create_reset_token
-from tests.factories import PASSWORD
-from tests.support import ADMIN_DSN
-from tests.system.conftest import committed_user, serve
+from tests.factories import PASSWORD, committed_user
+from tests.support import (
+    ADMIN_DSN,
+    FORGOT,
+    INVALID_CREDENTIALS,
+    LOGIN,
+    ME,
+    PASSWORD_CHANGE,
+    REFRESH,
+    RESET,
+    USERS,
+    bearer,
+    unique_email,
+)
+from tests.system.conftest import serve
 from tests.system.harness import ServedApp
 
-LOGIN = "/api/v1/auth/login"
-USERS = "/api/v1/users"
-FORGOT = "/api/v1/auth/password/forgot"
-RESET = "/api/v1/auth/password/reset"
-CHANGE = "/api/v1/auth/password"
-REFRESH = "/api/v1/auth/refresh"
-ME = "/api/v1/users/me"
-INVALID = {"error": "Invalid email or password"}
 TOO_MANY_LOGINS = {"error": "Too many failed login attempts; try again later"}
 
 
@@ -61,13 +65,9 @@ async def wait_for_lock_waiter(
         await asyncio.sleep(0.05)
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def new_user_body() -> dict[str, str]:
     return {
-        "email": f"hostile-{uuid.uuid4().hex[:12]}@example.com",
+        "email": unique_email("hostile"),
         "password": "long-enough-password",
         "first_name": "New",
         "last_name": "User",
@@ -155,13 +155,13 @@ async def test_wrong_current_passwords_spend_the_login_budget(
     async with served.client() as thief:
         for number in range(10):
             response = await thief.post(
-                CHANGE,
+                PASSWORD_CHANGE,
                 json={"current_password": f"guess-{number}", "new_password": "x" * 12},
                 headers=bearer(tokens["access_token"]),
             )
             assert response.status_code == 400, response.text
         refused = await thief.post(
-            CHANGE,
+            PASSWORD_CHANGE,
             json={"current_password": PASSWORD, "new_password": "x" * 12},
             headers=bearer(tokens["access_token"]),
         )
@@ -323,7 +323,7 @@ async def test_login_rehash_never_overwrites_a_concurrent_password_change(
     assert stored == changed
     assert check_password_hash(stored, "changed-password-123")
     # The password it checked is no longer the account's: no session for it.
-    assert (response.status_code, response.json()) == (401, INVALID)
+    assert (response.status_code, response.json()) == (401, INVALID_CREDENTIALS)
 
 
 async def fetch_hash(served_engine: AsyncEngine, user_id: int) -> str:
@@ -378,4 +378,4 @@ async def test_nul_in_the_login_password_is_a_wrong_password(
             LOGIN, json={"email": user.email, "password": "password\x00123"}
         )
 
-    assert (response.status_code, response.json()) == (401, INVALID)
+    assert (response.status_code, response.json()) == (401, INVALID_CREDENTIALS)

@@ -12,13 +12,9 @@ import uuid
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.factories import PASSWORD
-from tests.system.conftest import committed_user
+from tests.factories import PASSWORD, committed_user
+from tests.support import LOGIN, TOO_MANY, unique_email
 from tests.system.harness import ServedApp
-
-LOGIN = "/api/v1/auth/login"
-TOO_MANY = {"error": "Too many failed login attempts; try again later"}
-INVALID = {"error": "Invalid email or password"}
 
 
 async def login(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
@@ -33,7 +29,7 @@ async def login_from_anywhere(
 
 
 def unknown_email() -> str:
-    return f"nobody-{uuid.uuid4().hex[:12]}@example.com"
+    return unique_email("nobody")
 
 
 async def test_twenty_concurrent_right_passwords_all_log_in(

@@ -22,14 +22,23 @@ import asyncpg
 import pytest
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
 
 from service import create_app
 from service.config import Settings
 from service.db.request import ENGINE_KEY
-from tests.factories import flask_token_for, make_user
-from tests.support import ADMIN_DSN, database_url, drop_database, migrate
+from tests.factories import committed_user, flask_token_for
+from tests.support import (
+    ADMIN_DSN,
+    LOGIN,
+    ME,
+    USERS,
+    bearer,
+    database_url,
+    drop_database,
+    migrate,
+)
 from tests.support import recreate_database as create_database
 from tests.system.harness import SERVICE_USER, PgBouncer
 
@@ -39,9 +48,6 @@ ROUNDS = 30
 CONCURRENCY = 10
 PASSWORD = "bouncer-password-123"
 EMAIL = "bounced@example.com"
-USERS = "/api/v1/users"
-ME = "/api/v1/users/me"
-LOGIN = "/api/v1/auth/login"
 
 
 @dataclass
@@ -128,7 +134,7 @@ async def register_and_login(client: Client, email: str) -> dict[str, str]:
     response = await client.post(LOGIN, json={"email": email, "password": PASSWORD})
     assert response.status_code == 200, await response.get_data(as_text=True)
     tokens = await response.get_json()
-    return {"Authorization": f"Bearer {tokens['access_token']}"}
+    return bearer(tokens["access_token"])
 
 
 async def one_request(client: Client, number: int, headers: dict[str, str]) -> Outcome:
@@ -215,16 +221,11 @@ async def request_on_another_server_connection(
     transaction held open between the two requests takes the server connection
     the first request used, so the second runs on a new one.
     """
-    engine = create_async_engine(database_url(DATABASE))
-    try:
-        async with AsyncSession(engine, expire_on_commit=False) as session:
-            user = await make_user(session)
-    finally:
-        await engine.dispose()
+    user = await committed_user(database_url(DATABASE))
     settings = bouncer_settings(
         bouncer, db_statement_cache=statement_cache, db_pool_size=1, db_max_overflow=0
     )
-    headers = {"Authorization": f"Bearer {flask_token_for(settings, user)}"}
+    headers = bearer(flask_token_for(settings, user))
     records = Records()
     logging.getLogger().addHandler(records)
     try:

@@ -11,16 +11,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
-from tests.factories import PASSWORD, flask_token_for
-from tests.support import RESET_MAIL, bearer
-from tests.system.conftest import committed_user, serve
+from tests.factories import PASSWORD, committed_user, flask_token_for
+from tests.support import FORGOT, LOGIN, ME, REFRESH, RESET, RESET_MAIL, REVOKED, bearer
+from tests.system.conftest import serve
 from tests.system.harness import ServedApp
 
-LOGIN = "/api/v1/auth/login"
-FORGOT = "/api/v1/auth/password/forgot"
-RESET = "/api/v1/auth/password/reset"
-ME = "/api/v1/users/me"
-REFRESH = "/api/v1/auth/refresh"
 JWT_KEY = "hostile-production-jwt-key-0123456789-abcdef"
 PRODUCTION = {
     "APP_ENV": "production",
@@ -29,7 +24,6 @@ PRODUCTION = {
     **RESET_MAIL,
 }
 LOGGED_LINK = re.compile(r"https://app\.example\.com/reset\?token=(\S+)")
-REVOKED = {"msg": "Token has been revoked", "error": "Token has been revoked"}
 
 
 def credentials(email: str) -> dict[str, str]:

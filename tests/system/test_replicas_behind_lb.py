@@ -33,7 +33,18 @@ from dnslib import DNSRecord
 
 from tests import backends
 from tests.ports import free_port_on_every_loopback
-from tests.support import ADMIN_DSN, RESET_MAIL, drop_database, recreate_database
+from tests.support import (
+    ADMIN_DSN,
+    LOGIN,
+    ME,
+    RESET_MAIL,
+    UNAVAILABLE,
+    USERS,
+    bearer,
+    drop_database,
+    recreate_database,
+    unique_email,
+)
 from tests.system.dns import LoopbackDNS, Zone
 from tests.system.stack import (
     BASE_IMAGE_ENV,
@@ -45,7 +56,6 @@ from tests.system.stack import (
     Replica,
     Reply,
     StackError,
-    bearer,
     fetch,
     haproxy_version,
     hypercorn_settings,
@@ -60,10 +70,6 @@ pytestmark = pytest.mark.skipif(
 
 DATABASE = f"deploytest_{os.getpid()}"
 REDIS_URL = backends.redis_url()
-LOGIN = "/api/v1/auth/login"
-USERS = "/api/v1/users"
-ME = "/api/v1/users/me"
-UNAVAILABLE = {"error": "Service unavailable"}
 LOAD_CONNECTIONS = 20
 LOAD_SECONDS = 6.0
 SIGTERM_AFTER = 2.0
@@ -263,7 +269,7 @@ async def test_login_write_and_read_through_the_load_balancer(
     stack: Deployment,
 ) -> None:
     port = stack.lb_port
-    email = f"deploy-{uuid.uuid4().hex[:12]}@example.com"
+    email = unique_email("deploy")
     admin = await admin_token(stack)
 
     registered = await fetch(

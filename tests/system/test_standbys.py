@@ -20,22 +20,32 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from service import create_app
 from service.config import ConfigError, Settings
 from service.db.replicas import parse_lsn
-from service.models import User
-from tests.factories import PASSWORD, flask_token_for, make_user
+from tests.factories import (
+    PASSWORD,
+    committed_user,
+    flask_headers_for,
+)
+from tests.support import (
+    LOGIN,
+    LOGOUT,
+    ME,
+    METRICS_TOKEN,
+    REVOKED,
+    USERS,
+    bearer,
+    unique_email,
+)
 from tests.system.standbys import DATABASE, ReplicatedPair
 
 JWT_KEY = "test-jwt-secret-key-0123456789-abcdefghij"
-METRICS_TOKEN = "metrics-token-0123456789abcdef"
-USERS = "/api/v1/users"
-LOGIN = "/api/v1/auth/login"
-LOGOUT = "/api/v1/auth/logout"
-ME = "/api/v1/users/me"
-REVOKED = {"msg": "Token has been revoked", "error": "Token has been revoked"}
+
+
+# Signs tokens as the served app's settings do.
+SIGNER = Settings(jwt_secret_key=JWT_KEY)
 
 
 def settings_for(pair: ReplicatedPair, **changes: Any) -> Settings:
@@ -67,22 +77,6 @@ async def app(pair: ReplicatedPair) -> AsyncIterator[Quart]:
 @pytest.fixture
 def client(app: Quart) -> Client:
     return app.test_client()
-
-
-async def new_user(pair: ReplicatedPair, **values: Any) -> User:
-    engine = create_async_engine(pair.primary_url())
-    try:
-        async with AsyncSession(engine, expire_on_commit=False) as session:
-            return await make_user(
-                session, email=f"rr-{uuid.uuid4().hex[:12]}@example.com", **values
-            )
-    finally:
-        await engine.dispose()
-
-
-def bearer(user: User) -> dict[str, str]:
-    settings = Settings(jwt_secret_key=JWT_KEY)
-    return {"Authorization": f"Bearer {flask_token_for(settings, user)}"}
 
 
 async def primary_position(pair: ReplicatedPair) -> int:
@@ -124,8 +118,8 @@ async def assert_read_on_primary_while_behind(
 async def test_register_then_get(
     held_back: ReplicatedPair, client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
-    reader = await new_user(held_back)
-    email = f"rr-{uuid.uuid4().hex[:12]}@example.com"
+    reader = await committed_user(held_back.primary_url())
+    email = unique_email("rr")
     created = await client.post(
         USERS,
         json={
@@ -140,7 +134,9 @@ async def test_register_then_get(
     written_at = await primary_position(held_back)
     caplog.set_level(logging.INFO, "service.access")
 
-    got = await client.get(f"{USERS}/{body['id']}", headers=bearer(reader))
+    got = await client.get(
+        f"{USERS}/{body['id']}", headers=flask_headers_for(SIGNER, reader)
+    )
 
     assert got.status_code == 200
     assert await got.get_json() == body
@@ -150,17 +146,21 @@ async def test_register_then_get(
 async def test_patch_then_list(
     held_back: ReplicatedPair, client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
-    user = await new_user(held_back)
+    user = await committed_user(held_back.primary_url())
     await held_back.wait_caught_up()  # the standby knows the user, not the change
     name = uuid.uuid4().hex[:20]
     patched = await client.patch(
-        f"{USERS}/{user.id}", json={"first_name": name}, headers=bearer(user)
+        f"{USERS}/{user.id}",
+        json={"first_name": name},
+        headers=flask_headers_for(SIGNER, user),
     )
     assert patched.status_code == 200
     written_at = await primary_position(held_back)
     caplog.set_level(logging.INFO, "service.access")
 
-    listed = await client.get(f"{USERS}?per_page=100", headers=bearer(user))
+    listed = await client.get(
+        f"{USERS}?per_page=100", headers=flask_headers_for(SIGNER, user)
+    )
 
     assert listed.status_code == 200
     [mine] = [u for u in (await listed.get_json())["users"] if u["id"] == user.id]
@@ -171,31 +171,37 @@ async def test_patch_then_list(
 async def test_delete_then_get_as_another_user(
     held_back: ReplicatedPair, client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
-    admin = await new_user(held_back, is_admin=True)
-    other = await new_user(held_back)
-    doomed = await new_user(held_back)
+    admin = await committed_user(held_back.primary_url(), is_admin=True)
+    other = await committed_user(held_back.primary_url())
+    doomed = await committed_user(held_back.primary_url())
     await held_back.wait_caught_up()  # the standby still shows the doomed user
-    deleted = await client.delete(f"{USERS}/{doomed.id}", headers=bearer(admin))
+    deleted = await client.delete(
+        f"{USERS}/{doomed.id}", headers=flask_headers_for(SIGNER, admin)
+    )
     assert deleted.status_code == 204
     written_at = await primary_position(held_back)
     caplog.set_level(logging.INFO, "service.access")
 
-    got = await client.get(f"{USERS}/{doomed.id}", headers=bearer(other))
+    got = await client.get(
+        f"{USERS}/{doomed.id}", headers=flask_headers_for(SIGNER, other)
+    )
 
     assert got.status_code == 404
     await assert_read_on_primary_while_behind(held_back, caplog, written_at)
-    listed = await client.get(f"{USERS}?per_page=100", headers=bearer(other))
+    listed = await client.get(
+        f"{USERS}?per_page=100", headers=flask_headers_for(SIGNER, other)
+    )
     assert doomed.id not in [u["id"] for u in (await listed.get_json())["users"]]
 
 
 async def test_logout_then_any_request(
     held_back: ReplicatedPair, client: Client
 ) -> None:
-    user = await new_user(held_back)
+    user = await committed_user(held_back.primary_url())
     login = await client.post(LOGIN, json={"email": user.email, "password": PASSWORD})
     assert login.status_code == 200
     token = (await login.get_json())["access_token"]
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = bearer(token)
     await held_back.wait_caught_up()  # the standby knows the live session
     assert (await client.post(LOGOUT, headers=headers)).status_code == 200
 
@@ -216,7 +222,7 @@ async def test_logout_then_any_request(
 async def test_list_reads_of_a_quiet_primary_are_served_by_the_standby(
     pair: ReplicatedPair, caplog: pytest.LogCaptureFixture
 ) -> None:
-    user = await new_user(pair)
+    user = await committed_user(pair.primary_url())
     await pair.wait_caught_up()
     before = await pair.standby_commits()
     caplog.set_level(logging.INFO, "service.access")
@@ -224,11 +230,11 @@ async def test_list_reads_of_a_quiet_primary_are_served_by_the_standby(
     async with serving(settings_for(pair)) as app:
         client = app.test_client()
         for _ in range(reads):
-            response = await client.get(f"{USERS}?per_page=5", headers=bearer(user))
+            response = await client.get(
+                f"{USERS}?per_page=5", headers=flask_headers_for(SIGNER, user)
+            )
             assert response.status_code == 200
-        metrics = await client.get(
-            "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
-        )
+        metrics = await client.get("/metrics", headers=bearer(METRICS_TOKEN))
         exported = _samples(await metrics.get_data(as_text=True))
     # The app is stopped: its standby connections are closed, and a closing
     # backend reports its statistics at once.
@@ -243,7 +249,7 @@ async def test_list_reads_of_a_quiet_primary_are_served_by_the_standby(
 async def test_stopping_the_standby_mid_run_fails_no_request(
     pair: ReplicatedPair, client: Client
 ) -> None:
-    user = await new_user(pair)
+    user = await committed_user(pair.primary_url())
     await pair.wait_caught_up()
     statuses: list[int] = []
     stopped = asyncio.Event()
@@ -252,7 +258,9 @@ async def test_stopping_the_standby_mid_run_fails_no_request(
         # Bounded: until a few rounds after the stop, whatever the machine's speed.
         after_stop = 0
         while after_stop < 20:
-            response = await client.get(f"{USERS}?per_page=5", headers=bearer(user))
+            response = await client.get(
+                f"{USERS}?per_page=5", headers=flask_headers_for(SIGNER, user)
+            )
             statuses.append(response.status_code)
             after_stop += stopped.is_set()
 
@@ -267,9 +275,7 @@ async def test_stopping_the_standby_mid_run_fails_no_request(
         assert ready.status_code == 200
         [replica] = (await ready.get_json())["replicas"]
         assert replica["ready"] is False
-        metrics = await client.get(
-            "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
-        )
+        metrics = await client.get("/metrics", headers=bearer(METRICS_TOKEN))
         exported = _samples(await metrics.get_data(as_text=True))
         # Reads that found it gone (down) or lost it under them (failed).
         assert (

@@ -27,9 +27,8 @@ from service.config import Settings
 from service.db.request import ENGINE_KEY
 from service.models import User
 from service.telemetry.logs import JSONFormatter
-from tests.support import AppMaker, bearer
+from tests.support import METRICS_TOKEN, AppMaker, bearer
 
-METRICS_TOKEN = "metrics-token-0123456789abcdef"
 HEX32 = re.compile(r"[0-9a-f]{32}")
 UNREACHABLE_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:1/nope"
 USER_RULE = "/api/v1/users/<int:user_id>"

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -18,12 +17,11 @@ import pytest
 from quart.typing import TestClientProtocol as Client
 from redis.asyncio import Redis
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import create_app
 from service.api.deps import client_ip
 from service.config import ConfigError, Settings
-from service.db.request import SESSIONMAKER_KEY
 from service.errors import TooManyRequestsError
 from service.models import AuthSession, User
 from service.throttle.keys import account_key, fold_email, ip_key
@@ -36,51 +34,19 @@ from service.throttle.redis_store import (
 from service.throttle.stores import MemoryStore, Store, Verdict
 from tests import backends
 from tests.factories import PASSWORD, make_user
+from tests.support import (
+    INVALID_CREDENTIALS,
+    LOGIN,
+    TOO_MANY,
+    UNAVAILABLE,
+    AppMaker,
+    AppStarter,
+    Names,
+)
 
 REDIS_URL = backends.redis_url()
-LOGIN = "/api/v1/auth/login"
-TOO_MANY = {"error": "Too many failed login attempts; try again later"}
-INVALID_CREDENTIALS = {"error": "Invalid email or password"}
 SMALL_LIMITS: dict[str, Any] = {"login_max_failures": 3, "login_max_failures_per_ip": 5}
 ACCOUNT_LIMIT, IP_LIMIT = 3, 5
-
-
-class Names:
-    """Unique emails and IPs, remembered so that their Redis keys can go."""
-
-    def __init__(self) -> None:
-        self.keys: set[str] = set()
-
-    def email(self) -> str:
-        email = f"throttle-{uuid.uuid4().hex[:12]}@example.com"
-        self.keys.add(account_key(email))
-        return email
-
-    def ip(self) -> str:
-        # A /64 of its own: the throttle budgets IPv6 clients per /64.
-        hex_ = uuid.uuid4().hex
-        ip = f"2001:db8:{hex_[:4]}:{hex_[4:8]}::{hex_[8:12]}"
-        self.keys.add(ip_key(ip))
-        return ip
-
-    def track(self, email: str) -> str:
-        self.keys.add(account_key(email))
-        return email
-
-
-@pytest.fixture
-async def names() -> AsyncIterator[Names]:
-    names = Names()
-    yield names
-    redis: Redis = Redis.from_url(REDIS_URL)
-    try:
-        keys = [
-            k for key in names.keys for k in (key, f"{key}:holds", f"{key}:settled")
-        ]
-        if keys:
-            await redis.delete(*keys)
-    finally:
-        await redis.aclose()
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -483,25 +449,6 @@ async def test_redis_store_checks_the_server_version_at_start() -> None:
 
 # --- over HTTP ------------------------------------------------------------------
 
-MakeClient = Callable[..., Awaitable[Client]]
-
-
-@pytest.fixture
-async def make_client(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[MakeClient]:
-    async with AsyncExitStack() as stack:
-
-        async def make(**changes: Any) -> Client:
-            app = create_app(replace(settings, **changes))
-            app.extensions[SESSIONMAKER_KEY] = sessionmaker
-            test_app = app.test_app()
-            await test_app.startup()
-            stack.push_async_callback(test_app.shutdown)
-            return app.test_client()
-
-        yield make
-
 
 async def attempt(
     client: Client,
@@ -538,9 +485,9 @@ async def test_login_after_10_failures_429_even_with_the_right_password(
 
 
 async def test_login_throttled_429_is_hardened_like_every_auth_answer(
-    make_client: MakeClient, session: AsyncSession
+    start_app: AppStarter, session: AsyncSession
 ) -> None:
-    client = await make_client(**SMALL_LIMITS)
+    client = (await start_app(**SMALL_LIMITS)).test_client()
     user = await make_user(session)
     for _ in range(3):
         await attempt(client, user.email, "wrong-password")
@@ -554,9 +501,9 @@ async def test_login_throttled_429_is_hardened_like_every_auth_answer(
 
 
 async def test_login_throttled_account_leaves_other_accounts(
-    make_client: MakeClient, session: AsyncSession
+    start_app: AppStarter, session: AsyncSession
 ) -> None:
-    client = await make_client(**SMALL_LIMITS)
+    client = (await start_app(**SMALL_LIMITS)).test_client()
     victim, other = await make_user(session), await make_user(session)
     for _ in range(3):
         await attempt(client, victim.email, "wrong-password")
@@ -569,9 +516,9 @@ async def test_login_throttled_account_leaves_other_accounts(
 
 
 async def test_login_success_resets_the_account_failures(
-    make_client: MakeClient, session: AsyncSession
+    start_app: AppStarter, session: AsyncSession
 ) -> None:
-    client = await make_client(**SMALL_LIMITS)
+    client = (await start_app(**SMALL_LIMITS)).test_client()
     user = await make_user(session)
     for _ in range(2):
         await attempt(client, user.email, "wrong-password", peer="192.0.2.20")
@@ -585,9 +532,9 @@ async def test_login_success_resets_the_account_failures(
 
 
 async def test_login_ip_budget_refuses_every_account_from_that_ip(
-    make_client: MakeClient, session: AsyncSession
+    start_app: AppStarter, session: AsyncSession
 ) -> None:
-    client = await make_client(**SMALL_LIMITS)
+    client = (await start_app(**SMALL_LIMITS)).test_client()
     user = await make_user(session)
     for number in range(5):
         await attempt(client, f"nobody{number}@example.com", "x", peer="192.0.2.30")
@@ -602,9 +549,9 @@ async def test_login_ip_budget_refuses_every_account_from_that_ip(
 
 
 async def test_login_forwarded_for_from_untrusted_peer_cannot_dodge_ip_budget(
-    make_client: MakeClient, session: AsyncSession
+    start_app: AppStarter, session: AsyncSession
 ) -> None:
-    client = await make_client(**SMALL_LIMITS)
+    client = (await start_app(**SMALL_LIMITS)).test_client()
     user = await make_user(session)
     for number in range(5):
         await attempt(
@@ -623,9 +570,10 @@ async def test_login_forwarded_for_from_untrusted_peer_cannot_dodge_ip_budget(
 
 
 async def test_login_behind_trusted_proxy_budgets_the_forwarded_client(
-    make_client: MakeClient, session: AsyncSession
+    start_app: AppStarter, session: AsyncSession
 ) -> None:
-    client = await make_client(**SMALL_LIMITS, trusted_proxies=("10.0.0.0/8",))
+    app = await start_app(**SMALL_LIMITS, trusted_proxies=("10.0.0.0/8",))
+    client = app.test_client()
     user = await make_user(session)
     for number in range(5):
         await attempt(
@@ -667,14 +615,14 @@ async def session_ip(session: AsyncSession, user: User) -> str | None:
     ],
 )
 async def test_login_session_records_the_client_ip(
-    make_client: MakeClient,
+    start_app: AppStarter,
     session: AsyncSession,
     proxies: tuple[str, ...],
     peer: str,
     forwarded_for: str,
     expected: str,
 ) -> None:
-    client = await make_client(trusted_proxies=proxies)
+    client = (await start_app(trusted_proxies=proxies)).test_client()
     user = await make_user(session)
 
     response = await attempt(
@@ -763,17 +711,15 @@ async def test_client_ip(
 
 
 async def test_login_with_redis_unreachable_answers_503_not_500(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    make_app: AppMaker,
 ) -> None:
     # A throttle store outage is no fault of the service's code: like a database
     # outage it is a 503 the client may retry, not a logged 500.
-    app = create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"))
-    app.extensions[SESSIONMAKER_KEY] = sessionmaker
-    async with app.test_app():
+    async with make_app(redis_url="redis://127.0.0.1:1/0") as app:
         response = await app.test_client().post(
             LOGIN, json={"email": "nobody@example.com", "password": PASSWORD}
         )
 
     assert response.status_code == 503
-    assert await response.get_json() == {"error": "Service unavailable"}
+    assert await response.get_json() == UNAVAILABLE
     assert int(response.headers["Retry-After"]) > 0
