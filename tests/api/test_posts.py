@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.config import Settings
 from service.db.request import ENGINE_KEY
 from service.models import Post, User
+from service.schemas.post import POST_MAX_LENGTH
 from tests.factories import at, login_headers, make_user, utcnow
 from tests.support import MISSING, MISSING_HEADER, NOT_JSON, POSTS, USERS
 
@@ -812,3 +813,24 @@ async def test_posts_of_deleted_user_vanish_and_return_on_restore(
     again = await client.get(f"{POSTS}/{post.id}", headers=admin_headers)
     assert again.status_code == 200
     assert await again.get_json() == post_json(post, author)
+
+
+async def test_post_content_is_bounded(
+    client: Client, user_headers: dict[str, str]
+) -> None:
+    longest = await client.post(
+        "/api/v1/posts",
+        json={"title": "t", "content": "x" * POST_MAX_LENGTH},
+        headers=user_headers,
+    )
+    too_long = await client.post(
+        "/api/v1/posts",
+        json={"title": "t", "content": "x" * (POST_MAX_LENGTH + 1)},
+        headers=user_headers,
+    )
+
+    assert longest.status_code == 201
+    assert too_long.status_code == 400
+    assert (await too_long.get_json())["errors"] == {
+        "content": [f"Longer than maximum length {POST_MAX_LENGTH}."]
+    }

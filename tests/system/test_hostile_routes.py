@@ -379,3 +379,35 @@ async def test_nul_in_the_login_password_is_a_wrong_password(
         )
 
     assert (response.status_code, response.json()) == (401, INVALID_CREDENTIALS)
+
+
+async def test_login_storm_past_the_hash_queue_answers_503_json(
+    served_database_url: str, tmp_path: Path
+) -> None:
+    served = serve(
+        served_database_url,
+        tmp_path,
+        PASSWORD_HASH_THREADS="1",
+        PASSWORD_HASH_QUEUE="1",
+    )
+    try:
+
+        async def attempt(number: int) -> httpx.Response:
+            async with served.client() as client:
+                return await client.post(
+                    LOGIN,
+                    json={"email": f"nobody{number}@example.com", "password": "x"},
+                )
+
+        responses = await asyncio.gather(*(attempt(n) for n in range(12)))
+    finally:
+        served.stop()
+
+    statuses = sorted(r.status_code for r in responses)
+    assert set(statuses) == {401, 503}, statuses
+    for response in responses:
+        if response.status_code == 503:
+            assert response.json() == {
+                "error": "Too many password checks in progress; try again shortly"
+            }
+            assert response.headers["Retry-After"] == "1"

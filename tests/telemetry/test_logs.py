@@ -1,4 +1,4 @@
-"""Structured access logs with request ids, and the Prometheus endpoint.
+"""Structured access logs with request ids, text logs, and security events.
 
 The logs are read where production writes them: the stream of the handler the
 app installs on the root logger (named "service"), swapped for a buffer.
@@ -16,18 +16,17 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.samples import Sample
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import create_app
 from service.config import Settings
-from service.db.request import ENGINE_KEY
 from service.models import User
-from service.telemetry.logs import JSONFormatter
-from tests.support import METRICS_TOKEN, AppMaker, bearer
+from service.services.auth import security_logger
+from service.telemetry.logs import JSONFormatter, TextFormatter
+from tests.factories import make_user
+from tests.support import LOGIN, AppStarter
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 UNREACHABLE_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:1/nope"
@@ -54,6 +53,9 @@ class ServiceLog:
     def access(self) -> list[dict[str, Any]]:
         return [line for line in self.lines() if line["logger"] == "service.access"]
 
+    def text(self) -> str:
+        return self.buffer.getvalue()
+
     def clear(self) -> None:
         self.buffer.seek(0)
         self.buffer.truncate()
@@ -76,42 +78,6 @@ async def unreachable_app(settings: Settings) -> AsyncIterator[Quart]:
     )
     async with app.test_app():
         yield app
-
-
-@pytest.fixture
-async def metrics_app(make_app: AppMaker) -> AsyncIterator[Quart]:
-    async with make_app(metrics_token=METRICS_TOKEN) as app:
-        yield app
-
-
-@pytest.fixture
-def metrics_client(metrics_app: Quart) -> Client:
-    return metrics_app.test_client()
-
-
-@pytest.fixture
-async def engine_app(settings: Settings) -> AsyncIterator[Quart]:
-    # Its own engine and pool on the per-run database, as in production.
-    app = create_app(replace(settings, metrics_token=METRICS_TOKEN, db_pool_size=3))
-    async with app.test_app():
-        yield app
-
-
-async def scrape(client: Client) -> list[Sample]:
-    response = await client.get("/metrics", headers=bearer(METRICS_TOKEN))
-    assert response.status_code == 200
-    text = await response.get_data(as_text=True)
-    return [
-        sample
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    ]
-
-
-def value(samples: list[Sample], name: str, **labels: str) -> float | None:
-    found = [s.value for s in samples if s.name == name and s.labels == labels]
-    assert len(found) <= 1
-    return found[0] if found else None
 
 
 # --- access log ---------------------------------------------------------------
@@ -297,122 +263,63 @@ def test_json_formatter_adds_fields_and_exception() -> None:
     assert "ValueError: boom" in entry["exception"]
 
 
-# --- /metrics -----------------------------------------------------------------
+# --- text logs and security events ---------------------------------------
 
 
-async def test_metrics_without_token_configured_404(client: Client) -> None:
-    unknown = await client.get("/no-such-route")
+async def test_text_log_escapes_control_characters_in_the_path(
+    start_app: AppStarter,
+) -> None:
+    app = await start_app(log_format="text")
+    log = ServiceLog()
 
-    response = await client.get("/metrics", headers=bearer("anything"))
+    try:
+        response = await app.test_client().get(
+            "/api/v1/nope%0A2026-01-01 00:00:00 INFO service.access: "
+            "GET /forged 200%1b[2J"
+        )
+    finally:
+        log.close()
 
     assert response.status_code == 404
-    assert response.mimetype == "application/json"
-    assert await response.get_json() == await unknown.get_json()
+    lines = log.text().splitlines()
+    assert len(lines) == 1, lines
+    assert "\\x0a2026-01-01" in lines[0]
+    assert "\\x1b[2J" in lines[0]
 
 
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {},
-        bearer("wrong-token"),
-        bearer(METRICS_TOKEN + "x"),
-        bearer(METRICS_TOKEN[:-1]),
-        {"Authorization": f"Basic {METRICS_TOKEN}"},
-        bearer(""),
-    ],
-)
-async def test_metrics_without_right_token_404(
-    metrics_client: Client, headers: dict[str, str]
+def test_text_log_indents_every_traceback_line() -> None:
+    formatter = TextFormatter()
+    try:
+        raise ValueError("bad\nINFO forged line")
+    except ValueError:
+        record = logging.LogRecord(
+            "x", logging.ERROR, "f", 1, "boom", (), sys.exc_info()
+        )
+    text = formatter.format(record)
+
+    first, *rest = text.splitlines()
+    assert first.endswith("boom")
+    assert rest
+    assert all(line.startswith("    ") for line in rest)
+
+
+async def test_failed_login_event_names_the_forwarded_client_behind_a_trusted_proxy(
+    start_app: AppStarter, session: AsyncSession, caplog: pytest.LogCaptureFixture
 ) -> None:
-    unknown = await metrics_client.get("/no-such-route")
+    app = await start_app(trusted_proxies=("10.0.0.0/8",))
+    user = await make_user(session)
 
-    response = await metrics_client.get("/metrics", headers=headers)
+    with caplog.at_level(logging.WARNING, logger=security_logger.name):
+        response = await app.test_client().post(
+            LOGIN,
+            json={"email": user.email, "password": "wrong"},
+            headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.9"},
+            scope_base={"client": ("10.0.0.1", 50000)},
+        )
 
-    assert response.status_code == 404
-    assert await response.get_json() == await unknown.get_json()
-
-
-async def test_metrics_right_token_200_prometheus_text(metrics_client: Client) -> None:
-    response = await metrics_client.get("/metrics", headers=bearer(METRICS_TOKEN))
-
-    assert response.status_code == 200
-    assert response.mimetype == "text/plain"
-    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    text = await response.get_data(as_text=True)
-    assert "# TYPE http_requests_total counter" in text
-    assert "# TYPE http_request_duration_seconds histogram" in text
-
-
-async def test_metrics_count_requests_by_route_rule_and_status(
-    metrics_client: Client, user: User, user_headers: dict[str, str]
-) -> None:
-    for _ in range(2):
-        await metrics_client.get(f"/api/v1/users/{user.id}", headers=user_headers)
-    await metrics_client.get("/api/v1/users/999999999", headers=user_headers)
-
-    samples = await scrape(metrics_client)
-
-    total = "http_requests_total"
-    assert value(samples, total, method="GET", route=USER_RULE, status="200") == 2
-    assert value(samples, total, method="GET", route=USER_RULE, status="404") == 1
-    # Rules, not paths: one series per route, not per user id.
-    assert not any(str(user.id) in s.labels.get("route", "") for s in samples)
-
-
-async def test_metrics_label_unknown_paths_unmatched(metrics_client: Client) -> None:
-    await metrics_client.get("/wp-admin/setup.php")
-
-    samples = await scrape(metrics_client)
-
-    total = "http_requests_total"
-    assert value(samples, total, method="GET", route="unmatched", status="404") == 1
-    assert not any("wp-admin" in s.labels.get("route", "") for s in samples)
-
-
-async def test_metrics_latency_histogram_per_route(
-    metrics_client: Client, user: User, user_headers: dict[str, str]
-) -> None:
-    for _ in range(3):
-        await metrics_client.get(f"/api/v1/users/{user.id}", headers=user_headers)
-
-    samples = await scrape(metrics_client)
-
-    bucket = "http_request_duration_seconds_bucket"
-    assert value(samples, bucket, method="GET", route=USER_RULE, le="+Inf") == 3
-    count = "http_request_duration_seconds_count"
-    assert value(samples, count, method="GET", route=USER_RULE) == 3
-    buckets = [
-        s for s in samples if s.name == bucket and s.labels.get("route") == USER_RULE
-    ]
-    assert len(buckets) > 2  # a histogram, not a single count
-
-
-async def test_metrics_pool_gauges_on_real_engine(engine_app: Quart) -> None:
-    client = engine_app.test_client()
-    assert (await client.get("/readyz")).status_code == 200
-
-    samples = await scrape(client)
-
-    assert value(samples, "db_pool_size") == 3
-    assert value(samples, "db_pool_checked_out") == 0
-
-
-async def test_metrics_pool_checked_out_counts_connections_in_use(
-    engine_app: Quart,
-) -> None:
-    client = engine_app.test_client()
-    engine: AsyncEngine = engine_app.extensions[ENGINE_KEY]
-
-    async with engine.connect():
-        samples = await scrape(client)
-
-    assert value(samples, "db_pool_checked_out") == 1
-
-
-async def test_metrics_not_in_openapi_document(metrics_client: Client) -> None:
-    response = await metrics_client.get("/openapi.json")
-
-    assert response.status_code == 200
-    paths = (await response.get_json())["paths"]
-    assert "/metrics" not in paths
-    assert "/healthz" in paths  # the document does list the root routes
+    assert response.status_code == 401
+    [record] = [r for r in caplog.records if r.name == security_logger.name]
+    fields = record.fields  # type: ignore[attr-defined]
+    assert fields["client_ip"] == "203.0.113.9"
+    assert fields["user_id"] == user.id
+    assert fields["event"] == "login_failed"
