@@ -30,7 +30,13 @@ from service.security.passwords import PasswordHasher
 from service.services.users import UserService
 from tests import backends
 from tests.factories import login_headers, make_user
-from tests.support import AppMaker, AppStarter, Names, migrated_database
+from tests.support import (
+    AppMaker,
+    AppStarter,
+    InstancesMaker,
+    Names,
+    migrated_database,
+)
 
 # The suite that gates CI gives the same result run after run: Hypothesis draws
 # the same examples every time (`ci`). `make diff` explores with fresh random
@@ -118,6 +124,22 @@ async def start_app(make_app: AppMaker) -> AsyncIterator[AppStarter]:
             return await stack.enter_async_context(make_app(*blueprints, **changes))
 
         yield start
+
+
+@pytest.fixture
+def make_instances(start_app: AppStarter) -> InstancesMaker:
+    """`a, b = await make_instances(**changes)`: clients of two apps, as two
+    replicas are, each with its own engine and pool on the run's database (what
+    one commits, the other must see) and its own client of the Redis."""
+
+    async def make(**changes: Any) -> tuple[Client, Client]:
+        redis_url = backends.redis_url()
+        first, second = [
+            await start_app(redis_url=redis_url, **changes) for _ in range(2)
+        ]
+        return first.test_client(), second.test_client()
+
+    return make
 
 
 @pytest.fixture

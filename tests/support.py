@@ -30,6 +30,8 @@ from tests import backends
 AppMaker = Callable[..., AbstractAsyncContextManager[Quart]]
 # The conftest's start_app: `app = await start_app(**changes)`.
 AppStarter = Callable[..., Awaitable[Quart]]
+# The conftest's make_instances: `a, b = await make_instances(**changes)`.
+InstancesMaker = Callable[..., Awaitable[tuple[Client, Client]]]
 # Every factory user's password (tests/factories.py hashes it once).
 PASSWORD = "password123"
 ROOT = Path(__file__).resolve().parent.parent

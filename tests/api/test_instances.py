@@ -9,54 +9,27 @@ after unique emails and IPs and deleted at the end of each test.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jwt
-import pytest
-from quart.typing import TestClientProtocol as Client
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from service.config import Settings
-from service.models import AuthSession, User
-from tests import backends
-from tests.factories import PASSWORD, flask_token_for, make_user
+from service.models import AuthSession
+from tests.factories import flask_token_for, make_user
 from tests.support import (
     LOGOUT,
     ME,
     REFRESH,
     REVOKED,
-    TOO_MANY,
-    AppStarter,
+    InstancesMaker,
     Names,
     bearer,
     login,
-    post_login,
 )
 
-REDIS_URL = backends.redis_url()
-SMALL_LIMITS = {"login_max_failures": 3, "login_max_failures_per_ip": 5}
 RACE_ROUNDS = 5
-MakeReplicas = Callable[..., Awaitable[tuple[Client, Client]]]
-
-
-@pytest.fixture
-async def make_replicas(start_app: AppStarter) -> MakeReplicas:
-    """Two apps, each with its own engine and pool on the run's database (what one
-    commits, the other must see) and its own throttle client on the Redis."""
-
-    async def make(**changes: Any) -> tuple[Client, Client]:
-        first, second = [
-            await start_app(redis_url=REDIS_URL, **changes) for _ in range(2)
-        ]
-        return first.test_client(), second.test_client()
-
-    return make
-
-
-async def new_user(session: AsyncSession, names: Names) -> User:
-    return await make_user(session, email=names.email())
 
 
 async def session_row(engine: AsyncEngine, sid: str) -> AuthSession:
@@ -64,10 +37,6 @@ async def session_row(engine: AsyncEngine, sid: str) -> AuthSession:
         row = await session.get(AuthSession, sid)
     assert row is not None
     return row
-
-
-async def attempt(client: Client, email: str, password: str, *, peer: str) -> Any:
-    return await post_login(client, email, password, ip=peer)
 
 
 def claims(settings: Settings, token: str) -> dict[str, Any]:
@@ -81,10 +50,10 @@ def claims(settings: Settings, token: str) -> dict[str, Any]:
 
 
 async def test_logout_on_one_replica_is_refused_on_the_other_at_once(
-    make_replicas: MakeReplicas, session: AsyncSession, names: Names
+    make_instances: InstancesMaker, session: AsyncSession, names: Names
 ) -> None:
-    a, b = await make_replicas()
-    user = await new_user(session, names)
+    a, b = await make_instances()
+    user = await make_user(session, email=names.email())
     tokens = await login(a, user.email, ip=names.ip())
     before = await a.get(ME, headers=bearer(tokens["access_token"]))
 
@@ -101,12 +70,15 @@ LOGGED_OUT = (200, {"message": "Successfully logged out"})
 
 
 async def test_concurrent_logouts_of_one_flask_token_answer_200_or_401(
-    make_replicas: MakeReplicas, session: AsyncSession, names: Names, settings: Settings
+    make_instances: InstancesMaker,
+    session: AsyncSession,
+    names: Names,
+    settings: Settings,
 ) -> None:
     # A client retrying a logout, or two tabs: the loser must not trip over the
     # winner's revoked_tokens row.
-    a, b = await make_replicas()
-    user = await new_user(session, names)
+    a, b = await make_instances()
+    user = await make_user(session, email=names.email())
     for _ in range(3):
         token = flask_token_for(settings, user)
 
@@ -124,10 +96,10 @@ async def test_concurrent_logouts_of_one_flask_token_answer_200_or_401(
 
 
 async def test_concurrent_logouts_of_one_session_answer_200_or_401(
-    make_replicas: MakeReplicas, session: AsyncSession, names: Names
+    make_instances: InstancesMaker, session: AsyncSession, names: Names
 ) -> None:
-    a, b = await make_replicas()
-    user = await new_user(session, names)
+    a, b = await make_instances()
+    user = await make_user(session, email=names.email())
     peer = names.ip()
     for _ in range(3):
         tokens = await login(a, user.email, ip=peer)
@@ -146,90 +118,18 @@ async def test_concurrent_logouts_of_one_session_answer_200_or_401(
         assert LOGGED_OUT in answers
 
 
-# --- throttling ---------------------------------------------------------------------
-
-
-async def test_account_failures_on_both_replicas_add_up_to_one_budget(
-    make_replicas: MakeReplicas, session: AsyncSession, names: Names
-) -> None:
-    a, b = await make_replicas(**SMALL_LIMITS)
-    user = await new_user(session, names)
-    for replica in (a, b, a):
-        response = await attempt(replica, user.email, "wrong-password", peer=names.ip())
-        assert response.status_code == 401
-
-    on_a = await attempt(a, user.email, PASSWORD, peer=names.ip())
-    on_b = await attempt(b, user.email, PASSWORD, peer=names.ip())
-
-    for response in (on_a, on_b):
-        assert response.status_code == 429
-        assert await response.get_json() == TOO_MANY
-        assert int(response.headers["Retry-After"]) > 0
-
-
-async def test_account_throttle_reached_on_one_replica_answers_429_on_the_other(
-    make_replicas: MakeReplicas, session: AsyncSession, names: Names
-) -> None:
-    a, b = await make_replicas(**SMALL_LIMITS)
-    user = await new_user(session, names)
-    for _ in range(3):
-        await attempt(a, user.email, "wrong-password", peer=names.ip())
-
-    response = await attempt(b, user.email, PASSWORD, peer=names.ip())
-
-    assert response.status_code == 429
-    assert await response.get_json() == TOO_MANY
-    assert int(response.headers["Retry-After"]) > 0
-
-
-async def test_concurrent_burst_gets_no_more_guesses_than_the_budget(
-    make_replicas: MakeReplicas, session: AsyncSession, names: Names
-) -> None:
-    # A guesser does not wait for answers: 20 guesses fired at once must not all
-    # be checked against the password when the budget is 3.
-    a, b = await make_replicas(**SMALL_LIMITS)
-    user = await new_user(session, names)
-
-    responses = await asyncio.gather(
-        *(
-            attempt(replica, user.email, f"guess-{number}", peer=names.ip())
-            for number, replica in enumerate((a, b) * 10)
-        )
-    )
-
-    statuses = sorted(response.status_code for response in responses)
-    assert statuses.count(401) <= SMALL_LIMITS["login_max_failures"], statuses
-    assert set(statuses) <= {401, 429}, statuses
-
-
-async def test_ip_throttle_reached_on_one_replica_answers_429_on_the_other(
-    make_replicas: MakeReplicas, session: AsyncSession, names: Names
-) -> None:
-    a, b = await make_replicas(**SMALL_LIMITS)
-    user = await new_user(session, names)
-    peer = names.ip()
-    for _ in range(5):
-        await attempt(a, names.email(), "wrong-password", peer=peer)
-
-    blocked = await attempt(b, user.email, PASSWORD, peer=peer)
-    elsewhere = await attempt(b, user.email, PASSWORD, peer=names.ip())
-
-    assert blocked.status_code == 429
-    assert elsewhere.status_code == 200
-
-
 # --- the rotation race --------------------------------------------------------------
 
 
 async def test_refresh_rotation_race_across_replicas_has_one_winner(
-    make_replicas: MakeReplicas,
+    make_instances: InstancesMaker,
     session: AsyncSession,
     names: Names,
     engine: AsyncEngine,
     settings: Settings,
 ) -> None:
-    a, b = await make_replicas(refresh_rotation=True)
-    user = await new_user(session, names)
+    a, b = await make_instances(refresh_rotation=True)
+    user = await make_user(session, email=names.email())
     peer = names.ip()
     for _ in range(RACE_ROUNDS):
         tokens = await login(a, user.email, ip=peer)
@@ -259,15 +159,15 @@ async def test_refresh_rotation_race_across_replicas_has_one_winner(
 
 
 async def test_refresh_rotation_race_rows_left_consistent(
-    make_replicas: MakeReplicas,
+    make_instances: InstancesMaker,
     session: AsyncSession,
     names: Names,
     engine: AsyncEngine,
     settings: Settings,
 ) -> None:
     # Many sessions racing at once, not one after another.
-    a, b = await make_replicas(refresh_rotation=True)
-    user = await new_user(session, names)
+    a, b = await make_instances(refresh_rotation=True)
+    user = await make_user(session, email=names.email())
     peer = names.ip()
     logins = [await login(a, user.email, ip=peer) for _ in range(3)]
 
@@ -289,14 +189,14 @@ async def test_refresh_rotation_race_rows_left_consistent(
 
 
 async def test_committed_rows_are_visible_between_replicas(
-    make_replicas: MakeReplicas,
+    make_instances: InstancesMaker,
     session: AsyncSession,
     names: Names,
     engine: AsyncEngine,
 ) -> None:
     # The premise of the tests above: no shared transaction hides a commit.
-    a, b = await make_replicas()
-    user = await new_user(session, names)
+    a, b = await make_instances()
+    user = await make_user(session, email=names.email())
     tokens = await login(a, user.email, ip=names.ip())
 
     sessions = await b.get(

@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from service import create_app
-from service.config import Settings
-from service.db.request import SESSIONMAKER_KEY
 from service.models import User
-from tests.support import METRICS_TOKEN, bearer
+from tests.support import METRICS_TOKEN, AppMaker, bearer
 
 
 @pytest.fixture
-async def app(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[Quart]:
-    app = create_app(replace(settings, metrics_token=METRICS_TOKEN))
-    app.extensions[SESSIONMAKER_KEY] = sessionmaker
-    async with app.test_app():
+async def app(make_app: AppMaker) -> AsyncIterator[Quart]:
+    async with make_app(metrics_token=METRICS_TOKEN) as app:
         yield app
 
 

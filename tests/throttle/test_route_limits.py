@@ -3,20 +3,18 @@ declares its rate limits), and the hasher refuses a route that declares none."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
-from quart import Quart
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from quart import Blueprint, Quart
 
-from service import create_app
 from service.api.deps import hasher
 from service.api.limits import declared_limits
 from service.config import Settings
-from service.db.request import SESSIONMAKER_KEY
 from service.throttle.redis_store import RedisStore
-from tests.system.conftest import REDIS_URL
+from tests import backends
+from tests.support import USERS, AppMaker, AppStarter, registration
 
+REDIS_URL = backends.redis_url()
 # The routes that hash (login, registration, password change and reset) or mail.
 HASH_OR_MAIL = {
     "api.auth.login",
@@ -42,48 +40,42 @@ def test_every_route_that_hashes_or_mails_declares_its_limit(app: Quart) -> None
 
 
 async def test_a_route_that_hashes_without_a_limit_is_refused(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    make_app: AppMaker,
 ) -> None:
-    app = create_app(settings)
+    routes = Blueprint("unlimited", __name__)
 
-    @app.post("/unlimited")
+    @routes.post("/unlimited")
     async def unlimited() -> dict[str, Any]:
         return {"hash": await hasher().hash("password")}
 
-    app.extensions[SESSIONMAKER_KEY] = sessionmaker
-    async with app.test_app():
+    async with make_app(routes) as app:
         response = await app.test_client().post("/unlimited")
 
     assert response.status_code == 500
 
 
 async def test_route_limits_are_shared_through_redis(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    start_app: AppStarter, settings: Settings
 ) -> None:
     prefix = f"policy-{id(settings)}-"
-    shared = replace(
-        settings,
-        redis_url=REDIS_URL,
-        redis_key_prefix=prefix,
-        registration_max_per_ip=1,
-    )
-    first, second = create_app(shared), create_app(shared)
-    body = {"password": "long-enough-password", "first_name": "A", "last_name": "B"}
+    shared = {
+        "redis_url": REDIS_URL,
+        "redis_key_prefix": prefix,
+        "registration_max_per_ip": 1,
+    }
     peer = {"client": ("192.0.2.77", 50000)}
-    for app in (first, second):
-        app.extensions[SESSIONMAKER_KEY] = sessionmaker
     try:
-        async with first.test_app(), second.test_app():
-            created = await first.test_client().post(
-                "/api/v1/users",
-                json={**body, "email": "p1@example.com"},
-                scope_base=peer,
-            )
-            refused = await second.test_client().post(
-                "/api/v1/users",
-                json={**body, "email": "p2@example.com"},
-                scope_base=peer,
-            )
+        first, second = await start_app(**shared), await start_app(**shared)
+        created = await first.test_client().post(
+            USERS,
+            json=registration("p1@example.com", first_name="A", last_name="B"),
+            scope_base=peer,
+        )
+        refused = await second.test_client().post(
+            USERS,
+            json=registration("p2@example.com", first_name="A", last_name="B"),
+            scope_base=peer,
+        )
     finally:
         store = RedisStore(REDIS_URL, prefix)
         keys = await store._redis.keys(f"{prefix}*")
