@@ -76,18 +76,42 @@ async def login_headers(
     return bearer((await login_tokens(session, settings, user)).access_token)
 
 
-def flask_token_for(
-    settings: Settings, user: User, *, token_type: str = "access", expires_in: int = 900
+def mint(
+    settings: Settings,
+    user: User,
+    token_type: str = "access",
+    *,
+    claims: dict[str, Any] | None = None,
+    expires_in: int = 900,
+    now: int | None = None,
+    jti: str | None = None,
 ) -> str:
-    """A session-less token as the Flask service minted it: only for tests about
-    Flask-era tokens (a login makes session tokens, see login_tokens)."""
-    claims = {"is_admin": user.is_admin} if token_type == "access" else None
+    """A token for `user` signed with the settings' key, carrying `claims`: the
+    one way tests mint one by hand (the helpers below say which kind)."""
     return create_token(
         user_id=user.id,
         token_type="refresh" if token_type == "refresh" else "access",
         key=settings.jwt_secret_key,
         expires_in=expires_in,
         additional_claims=claims,
+        now=now,
+        jti=jti,
+    )
+
+
+def flask_token_for(
+    settings: Settings,
+    user: User,
+    *,
+    token_type: str = "access",
+    expires_in: int = 900,
+    now: int | None = None,
+) -> str:
+    """A session-less token as the Flask service minted it: only for tests about
+    Flask-era tokens (a login makes session tokens, see login_tokens)."""
+    claims = {"is_admin": user.is_admin} if token_type == "access" else None
+    return mint(
+        settings, user, token_type, claims=claims, expires_in=expires_in, now=now
     )
 
 
@@ -108,5 +132,6 @@ __all__ = [
     "login_headers",
     "login_tokens",
     "make_user",
+    "mint",
     "utcnow",
 ]

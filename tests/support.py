@@ -228,6 +228,44 @@ async def login(
     return tokens
 
 
+async def send(client: Client, method: str, path: str, **options: Any) -> Response:
+    """`client.open` for any method: quart.typing's protocol wrongly makes `json`
+    required, and json=None would send a JSON null, not no body."""
+    return await client.open(path, method=method, **options)
+
+
+async def post_refresh(client: Client, token: str) -> Response:
+    """POST /auth/refresh with `token`."""
+    return await client.post(REFRESH, headers=bearer(token))
+
+
+async def refreshed(client: Client, token: str) -> dict[str, str]:
+    """POST /auth/refresh, which must succeed: the new tokens."""
+    response = await post_refresh(client, token)
+    assert response.status_code == 200, await response.get_data(as_text=True)
+    tokens: dict[str, str] = await response.get_json()
+    return tokens
+
+
+async def get_me(client: Client, token: str) -> Response:
+    """GET /users/me with `token`."""
+    return await client.get(ME, headers=bearer(token))
+
+
+async def change_password(
+    client: Client,
+    headers: dict[str, str] | None,
+    new_password: str,
+    current_password: str = PASSWORD,
+) -> Response:
+    """POST /auth/password with `headers` (None: without a token)."""
+    return await client.post(
+        PASSWORD_CHANGE,
+        json={"current_password": current_password, "new_password": new_password},
+        headers=headers,
+    )
+
+
 class UserFields(Protocol):
     """What a user's JSON is made of: the model, or the Flask service's row."""
 

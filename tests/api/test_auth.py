@@ -25,6 +25,9 @@ from tests.support import (
     MISSING,
     REFRESH,
     bearer,
+    get_me,
+    post_refresh,
+    refreshed,
 )
 
 OTHER_KEY = "another-jwt-secret-key-0123456789-abcdefghijklm"
@@ -105,7 +108,7 @@ async def test_login_access_token_works_on_me(client: Client, user: User) -> Non
     )
     tokens = await login.get_json()
 
-    response = await client.get(ME, headers=bearer(tokens["access_token"]))
+    response = await get_me(client, tokens["access_token"])
 
     assert response.status_code == 200
     assert (await response.get_json())["id"] == user.id
@@ -117,7 +120,7 @@ async def test_login_refresh_token_works_on_refresh(client: Client, user: User) 
     )
     tokens = await login.get_json()
 
-    response = await client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
+    response = await post_refresh(client, tokens["refresh_token"])
 
     assert response.status_code == 200
 
@@ -376,7 +379,7 @@ async def test_login_unknown_email_costs_as_much_as_wrong_password(
 async def test_refresh_returns_access_token_only(
     client: Client, user: User, flask_tokens: FlaskIssuer
 ) -> None:
-    response = await client.post(REFRESH, headers=bearer(flask_tokens.refresh(user.id)))
+    response = await post_refresh(client, flask_tokens.refresh(user.id))
 
     assert response.status_code == 200
     body = await response.get_json()
@@ -390,9 +393,7 @@ async def test_refresh_access_token_carries_is_admin_from_database(
 ) -> None:
     account = await make_user(session, is_admin=is_admin)
 
-    response = await client.post(
-        REFRESH, headers=bearer(flask_tokens.refresh(account.id))
-    )
+    response = await post_refresh(client, flask_tokens.refresh(account.id))
 
     claims = flask_tokens.decode((await response.get_json())["access_token"])
     assert (claims["sub"], claims["type"], claims["is_admin"]) == (
@@ -405,12 +406,11 @@ async def test_refresh_access_token_carries_is_admin_from_database(
 async def test_refresh_new_access_token_works_on_me(
     client: Client, user: User, flask_tokens: FlaskIssuer
 ) -> None:
-    refreshed = await client.post(
-        REFRESH, headers=bearer(flask_tokens.refresh(user.id))
-    )
-    access_token = (await refreshed.get_json())["access_token"]
+    access_token = (await refreshed(client, flask_tokens.refresh(user.id)))[
+        "access_token"
+    ]
 
-    response = await client.get(ME, headers=bearer(access_token))
+    response = await get_me(client, access_token)
 
     assert response.status_code == 200
     assert (await response.get_json())["id"] == user.id
@@ -419,7 +419,7 @@ async def test_refresh_new_access_token_works_on_me(
 async def test_refresh_with_access_token_422(
     client: Client, user: User, flask_tokens: FlaskIssuer
 ) -> None:
-    response = await client.post(REFRESH, headers=bearer(flask_tokens.access(user.id)))
+    response = await post_refresh(client, flask_tokens.access(user.id))
 
     assert response.status_code == 422
     assert await response.get_json() == _token_error("Only refresh tokens are allowed")
@@ -432,9 +432,7 @@ async def test_refresh_deactivated_user_is_revoked_401(
     # makes every token of a deactivated user a revoked one, with the same 401.
     inactive = await make_user(session, is_active=False)
 
-    response = await client.post(
-        REFRESH, headers=bearer(flask_tokens.refresh(inactive.id))
-    )
+    response = await post_refresh(client, flask_tokens.refresh(inactive.id))
 
     assert response.status_code == 401
     assert await response.get_json() == _token_error("Token has been revoked")
@@ -445,7 +443,7 @@ async def test_refresh_expired_token_401(
 ) -> None:
     token = flask_tokens.refresh(user.id, expires_delta=timedelta(seconds=-60))
 
-    response = await client.post(REFRESH, headers=bearer(token))
+    response = await post_refresh(client, token)
 
     assert response.status_code == 401
     assert await response.get_json() == _token_error("Token has expired")
@@ -564,7 +562,7 @@ async def test_me_bearer_among_comma_separated_schemes_accepted(
 async def test_me_flask_access_token_accepted(
     client: Client, user: User, flask_tokens: FlaskIssuer
 ) -> None:
-    response = await client.get(ME, headers=bearer(flask_tokens.access(user.id)))
+    response = await get_me(client, flask_tokens.access(user.id))
 
     assert response.status_code == 200
     assert (await response.get_json())["email"] == "test@example.com"

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from quart.typing import TestClientProtocol as Client
-from quart.wrappers import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
 from service.models import User
 from tests.factories import at, login_headers, make_user
-from tests.support import API, BAD_REQUEST, NOT_JSON, ROUTE_NOT_FOUND, TOO_LARGE
+from tests.support import API, BAD_REQUEST, NOT_JSON, ROUTE_NOT_FOUND, TOO_LARGE, send
 
 METHOD_NOT_ALLOWED = {"error": "The method is not allowed for the requested URL."}
 MAX_CONTENT_LENGTH = 1024 * 1024
@@ -24,20 +22,6 @@ NEW_USER = {
     "first_name": "New",
     "last_name": "Person",
 }
-
-
-def send(client: Client, method: str, path: str, **kwargs: Any) -> Awaitable[Response]:
-    # TestClientProtocol.open wrongly makes `json` required; the verbs take **kwargs.
-    verbs: dict[str, Callable[..., Awaitable[Response]]] = {
-        "GET": client.get,
-        "POST": client.post,
-        "PUT": client.put,
-        "PATCH": client.patch,
-        "DELETE": client.delete,
-        "HEAD": client.head,
-        "OPTIONS": client.options,
-    }
-    return verbs[method](path, **kwargs)
 
 
 def allowed(header: str) -> set[str]:

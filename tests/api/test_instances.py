@@ -20,13 +20,14 @@ from service.models import AuthSession
 from tests.factories import flask_token_for, make_user
 from tests.support import (
     LOGOUT,
-    ME,
     REFRESH,
     REVOKED,
     InstancesMaker,
     Names,
     bearer,
+    get_me,
     login,
+    post_refresh,
 )
 
 RACE_ROUNDS = 5
@@ -55,11 +56,11 @@ async def test_logout_on_one_replica_is_refused_on_the_other_at_once(
     a, b = await make_instances()
     user = await make_user(session, email=names.email())
     tokens = await login(a, user.email, ip=names.ip())
-    before = await a.get(ME, headers=bearer(tokens["access_token"]))
+    before = await get_me(a, tokens["access_token"])
 
     logout = await b.post(LOGOUT, headers=bearer(tokens["access_token"]))
-    me = await a.get(ME, headers=bearer(tokens["access_token"]))
-    refreshed = await a.post(REFRESH, headers=bearer(tokens["refresh_token"]))
+    me = await get_me(a, tokens["access_token"])
+    refreshed = await post_refresh(a, tokens["refresh_token"])
 
     assert (before.status_code, logout.status_code) == (200, 200)
     assert (me.status_code, await me.get_json()) == (401, REVOKED)
@@ -91,7 +92,7 @@ async def test_concurrent_logouts_of_one_flask_token_answer_200_or_401(
             answers
         )
         assert LOGGED_OUT in answers
-        me = await a.get(ME, headers=bearer(token))
+        me = await get_me(a, token)
         assert (me.status_code, await me.get_json()) == (401, REVOKED)
 
 
@@ -154,7 +155,7 @@ async def test_refresh_rotation_race_across_replicas_has_one_winner(
             claims(settings, successor)["jti"],
         )
         assert row.revoked_at is None
-        onwards = await b.post(REFRESH, headers=bearer(successor))
+        onwards = await post_refresh(b, successor)
         assert onwards.status_code == 200
 
 

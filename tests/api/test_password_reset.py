@@ -46,6 +46,7 @@ from tests.support import (
     REVOKED,
     AppMaker,
     bearer,
+    get_me,
     post_login,
 )
 
@@ -548,7 +549,7 @@ async def test_reset_token_is_not_an_access_token(
 ) -> None:
     token = await reset_token(mail_client, smtp, user.email)
 
-    response = await mail_client.get(ME, headers=bearer(token))
+    response = await get_me(mail_client, token)
 
     assert response.status_code in (401, 422)
     assert "id" not in await response.get_json()
@@ -561,7 +562,7 @@ async def test_reset_revokes_sessions_from_before(
     token = await reset_token(mail_client, smtp, user.email)
 
     await reset(mail_client, token)
-    response = await mail_client.get(ME, headers=bearer(before))
+    response = await get_me(mail_client, before)
 
     assert response.status_code == 401
     assert await response.get_json() == REVOKED
@@ -587,7 +588,7 @@ async def test_reset_then_fresh_login_works(
 
     await reset(mail_client, token)
     fresh = await access_token(mail_client, user.email, NEW_PASSWORD)
-    response = await mail_client.get(ME, headers=bearer(fresh))
+    response = await get_me(mail_client, fresh)
 
     assert response.status_code == 200
 

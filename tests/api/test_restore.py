@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.config import Settings
 from service.models import User
 from tests.factories import PASSWORD, login_headers, make_user, utcnow
-from tests.support import LOGIN, ME, REVOKED, USERS, bearer, user_json
+from tests.support import LOGIN, ME, REVOKED, USERS, get_me, user_json
 
 EMAIL_TAKEN = {"error": "Email already registered by another user"}
 
@@ -201,7 +201,7 @@ async def test_restore_keeps_session_from_before_delete_revoked(
 
     await client.delete(f"{USERS}/{target.id}", headers=admin_headers)
     restored = await client.post(restore_url(target.id), headers=admin_headers)
-    response = await client.get(ME, headers=bearer(old_access))
+    response = await get_me(client, old_access)
 
     assert restored.status_code == 200
     assert response.status_code == 401
@@ -234,7 +234,7 @@ async def test_restore_user_can_log_in_again(
     await client.post(restore_url(target.id), headers=admin_headers)
     login = await client.post(LOGIN, json={"email": target.email, "password": PASSWORD})
     token = (await login.get_json())["access_token"]
-    response = await client.get(ME, headers=bearer(token))
+    response = await get_me(client, token)
 
     assert login.status_code == 200
     assert response.status_code == 200

@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
 from service.models import AuthSession, RevokedToken, User, utcnow
-from service.security.tokens import create_token
 from tests import support
 from tests.factories import (
     PASSWORD,
@@ -33,6 +32,7 @@ from tests.factories import (
     flask_token_for,
     login_headers,
     make_user,
+    mint,
 )
 from tests.support import (
     INVALID_CREDENTIALS,
@@ -46,6 +46,11 @@ from tests.support import (
     USERS,
     AppMaker,
     bearer,
+    change_password,
+    get_me,
+    post_refresh,
+    refreshed,
+    send,
 )
 
 SESSION_NOT_FOUND = {"error": "Session not found"}
@@ -155,28 +160,24 @@ async def test_login_very_long_user_agent_is_cut_to_fit(
 # --- logout -------------------------------------------------------------------
 
 
-async def test_logout_revokes_the_access_token_it_was_called_with(
-    client: Client, user: User
+@pytest.mark.parametrize(
+    ("method", "path", "kind"),
+    [
+        pytest.param("GET", ME, "access_token", id="the-access-token"),
+        pytest.param("POST", REFRESH, "refresh_token", id="the-refresh-token"),
+        pytest.param("POST", LOGOUT, "access_token", id="a-second-logout"),
+    ],
+)
+async def test_logout_revokes_the_tokens_of_its_login(
+    client: Client, user: User, method: str, path: str, kind: str
 ) -> None:
     tokens = await login(client, user.email)
 
     logout = await client.post(LOGOUT, headers=bearer(tokens["access_token"]))
-    response = await client.get(ME, headers=bearer(tokens["access_token"]))
+    response = await send(client, method, path, headers=bearer(tokens[kind]))
 
     assert logout.status_code == 200
     assert await logout.get_json() == {"message": "Successfully logged out"}
-    assert response.status_code == 401
-    assert await response.get_json() == REVOKED
-
-
-async def test_logout_revokes_the_refresh_token_of_the_same_login(
-    client: Client, user: User
-) -> None:
-    tokens = await login(client, user.email)
-
-    await client.post(LOGOUT, headers=bearer(tokens["access_token"]))
-    response = await client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
-
     assert response.status_code == 401
     assert await response.get_json() == REVOKED
 
@@ -199,32 +200,21 @@ async def test_logout_keeps_other_sessions_of_the_user_working(
     second = await minted_session(session, settings, user)
 
     await client.post(LOGOUT, headers=bearer(first["access_token"]))
-    me = await client.get(ME, headers=bearer(second.access))
-    refreshed = await client.post(REFRESH, headers=bearer(second.refresh))
+    me = await get_me(client, second.access)
+    refreshed = await post_refresh(client, second.refresh)
 
     assert me.status_code == 200
     assert refreshed.status_code == 200
-
-
-async def test_logout_twice_second_answers_revoked(client: Client, user: User) -> None:
-    tokens = await login(client, user.email)
-
-    await client.post(LOGOUT, headers=bearer(tokens["access_token"]))
-    response = await client.post(LOGOUT, headers=bearer(tokens["access_token"]))
-
-    assert response.status_code == 401
-    assert await response.get_json() == REVOKED
 
 
 async def test_logout_with_refreshed_access_token_revokes_the_login(
     client: Client, user: User
 ) -> None:
     tokens = await login(client, user.email)
-    refreshed = await client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
-    access = (await refreshed.get_json())["access_token"]
+    access = (await refreshed(client, tokens["refresh_token"]))["access_token"]
 
     await client.post(LOGOUT, headers=bearer(access))
-    response = await client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
+    response = await post_refresh(client, tokens["refresh_token"])
 
     assert response.status_code == 401
     assert await response.get_json() == REVOKED
@@ -236,7 +226,7 @@ async def test_logout_sessionless_token_blocks_its_jti(
     token = flask_token_for(settings, user)
 
     logout = await client.post(LOGOUT, headers=bearer(token))
-    response = await client.get(ME, headers=bearer(token))
+    response = await get_me(client, token)
 
     assert logout.status_code == 200
     assert response.status_code == 401
@@ -253,7 +243,7 @@ async def test_logout_sessionless_token_keeps_other_sessionless_tokens(
     other = flask_token_for(settings, user)
 
     await client.post(LOGOUT, headers=bearer(logged_out))
-    response = await client.get(ME, headers=bearer(other))
+    response = await get_me(client, other)
 
     assert response.status_code == 200
 
@@ -277,20 +267,9 @@ async def minted_session(
     refresh_jti = str(uuid.uuid4())
     session.add(AuthSession(id=sid, user_id=user.id, refresh_jti=refresh_jti))
     await session.commit()
-    access = create_token(
-        user_id=user.id,
-        token_type="access",
-        key=settings.jwt_secret_key,
-        expires_in=900,
-        additional_claims={"is_admin": user.is_admin, "sid": sid},
-    )
-    refresh = create_token(
-        user_id=user.id,
-        token_type="refresh",
-        key=settings.jwt_secret_key,
-        expires_in=3600,
-        additional_claims={"sid": sid},
-        jti=refresh_jti,
+    access = mint(settings, user, claims={"is_admin": user.is_admin, "sid": sid})
+    refresh = mint(
+        settings, user, "refresh", claims={"sid": sid}, expires_in=3600, jti=refresh_jti
     )
     return Credentials(user.id, sid, access, refresh)
 
@@ -298,19 +277,11 @@ async def minted_session(
 def sessionless(
     settings: Settings, user: User, *, issued_at: int | None = None
 ) -> Credentials:
-    def mint(token_type: str) -> str:
-        return create_token(
-            user_id=user.id,
-            token_type="refresh" if token_type == "refresh" else "access",
-            key=settings.jwt_secret_key,
-            expires_in=900,
-            additional_claims={"is_admin": user.is_admin}
-            if token_type == "access"
-            else None,
-            now=issued_at,
-        )
-
-    return Credentials(user.id, None, mint("access"), mint("refresh"))
+    access, refresh = (
+        flask_token_for(settings, user, token_type=kind, now=issued_at)
+        for kind in ("access", "refresh")
+    )
+    return Credentials(user.id, None, access, refresh)
 
 
 async def revoked_credentials(
@@ -393,7 +364,7 @@ async def call(
     kwargs: dict[str, Any] = {"headers": bearer(token)}
     if body is not None:
         kwargs["json"] = body
-    return await client.open(url, method=method, **kwargs)
+    return await send(client, method, url, **kwargs)
 
 
 @pytest.mark.parametrize("state", STATES)
@@ -439,11 +410,7 @@ async def test_protected_route_with_live_session_succeeds(
 async def test_change_password_answers_204_empty(
     client: Client, user_headers: dict[str, str]
 ) -> None:
-    response = await client.post(
-        PASSWORD_CHANGE,
-        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-        headers=user_headers,
-    )
+    response = await change_password(client, user_headers, NEW_PASSWORD)
 
     assert response.status_code == 204
     assert await response.get_data() == b""
@@ -457,18 +424,14 @@ async def test_change_password_revokes_every_session_and_flask_token(
     second = {"access_token": minted.access, "refresh_token": minted.refresh}
     flask_token = flask_token_for(settings, user)
 
-    changed = await client.post(
-        PASSWORD_CHANGE,
-        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-        headers=bearer(first["access_token"]),
-    )
+    changed = await change_password(client, bearer(first["access_token"]), NEW_PASSWORD)
 
     assert changed.status_code == 204
     for token in (first["access_token"], second["access_token"], flask_token):
-        response = await client.get(ME, headers=bearer(token))
+        response = await get_me(client, token)
         assert (response.status_code, await response.get_json()) == (401, REVOKED)
     for token in (first["refresh_token"], second["refresh_token"]):
-        response = await client.post(REFRESH, headers=bearer(token))
+        response = await post_refresh(client, token)
         assert (response.status_code, await response.get_json()) == (401, REVOKED)
 
 
@@ -478,12 +441,8 @@ async def test_change_password_leaves_other_users_sessions(
     other = await minted_session(session, settings, await make_user(session))
     own = await login(client, user.email)
 
-    await client.post(
-        PASSWORD_CHANGE,
-        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-        headers=bearer(own["access_token"]),
-    )
-    response = await client.get(ME, headers=bearer(other.access))
+    await change_password(client, bearer(own["access_token"]), NEW_PASSWORD)
+    response = await get_me(client, other.access)
 
     assert response.status_code == 200
 
@@ -491,11 +450,7 @@ async def test_change_password_leaves_other_users_sessions(
 async def test_change_password_then_only_the_new_password_logs_in(
     client: Client, user: User, user_headers: dict[str, str]
 ) -> None:
-    await client.post(
-        PASSWORD_CHANGE,
-        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-        headers=user_headers,
-    )
+    await change_password(client, user_headers, NEW_PASSWORD)
 
     old = await client.post(LOGIN, json={"email": user.email, "password": PASSWORD})
     new = await client.post(LOGIN, json={"email": user.email, "password": NEW_PASSWORD})
@@ -508,10 +463,8 @@ async def test_change_password_then_only_the_new_password_logs_in(
 async def test_change_password_wrong_current_400_and_revokes_nothing(
     client: Client, user_headers: dict[str, str]
 ) -> None:
-    response = await client.post(
-        PASSWORD_CHANGE,
-        json={"current_password": "not-the-password", "new_password": NEW_PASSWORD},
-        headers=user_headers,
+    response = await change_password(
+        client, user_headers, NEW_PASSWORD, "not-the-password"
     )
     me = await client.get(ME, headers=user_headers)
 
@@ -534,11 +487,7 @@ async def test_change_password_wrong_current_400_and_revokes_nothing(
 async def test_change_password_refused_new_password_400(
     client: Client, user_headers: dict[str, str], new_password: str
 ) -> None:
-    response = await client.post(
-        PASSWORD_CHANGE,
-        json={"current_password": PASSWORD, "new_password": new_password},
-        headers=user_headers,
-    )
+    response = await change_password(client, user_headers, new_password)
 
     assert response.status_code == 400
     body = await response.get_json()
@@ -553,11 +502,7 @@ async def test_change_password_refused_new_password_400(
 async def test_change_password_new_password_at_bounds_204(
     client: Client, user_headers: dict[str, str], new_password: str
 ) -> None:
-    response = await client.post(
-        PASSWORD_CHANGE,
-        json={"current_password": PASSWORD, "new_password": new_password},
-        headers=user_headers,
-    )
+    response = await change_password(client, user_headers, new_password)
 
     assert response.status_code == 204
 
@@ -583,10 +528,7 @@ async def test_change_password_missing_field_400(
 
 
 async def test_change_password_without_token_401(client: Client) -> None:
-    response = await client.post(
-        PASSWORD_CHANGE,
-        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
-    )
+    response = await change_password(client, None, NEW_PASSWORD)
 
     assert response.status_code == 401
 
@@ -602,7 +544,7 @@ async def test_deactivate_self_revokes_own_token(client: Client, user: User) -> 
         json={"is_active": False},
         headers=bearer(tokens["access_token"]),
     )
-    me = await client.get(ME, headers=bearer(tokens["access_token"]))
+    me = await get_me(client, tokens["access_token"])
 
     assert patch.status_code == 200
     assert (await patch.get_json())["is_active"] is False
@@ -648,7 +590,7 @@ async def test_admin_deactivation_revokes_every_session_of_the_user(
 
     assert patch.status_code == 200
     for token in (tokens["access_token"], flask_token):
-        response = await client.get(ME, headers=bearer(token))
+        response = await get_me(client, token)
         assert (response.status_code, await response.get_json()) == (401, REVOKED)
     assert all(row.revoked_at is not None for row in await sessions_of(session, user))
 
@@ -664,9 +606,9 @@ async def test_admin_reactivation_does_not_revive_old_tokens(
     await client.patch(path, json={"is_active": True}, headers=admin_headers)
 
     for token in (tokens["access_token"], flask_token):
-        response = await client.get(ME, headers=bearer(token))
+        response = await get_me(client, token)
         assert (response.status_code, await response.get_json()) == (401, REVOKED)
-    refreshed = await client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
+    refreshed = await post_refresh(client, tokens["refresh_token"])
     assert (refreshed.status_code, await refreshed.get_json()) == (401, REVOKED)
 
 
@@ -678,7 +620,7 @@ async def test_reactivated_user_logs_in_again(
     await client.patch(path, json={"is_active": True}, headers=admin_headers)
 
     tokens = await login(client, user.email)
-    response = await client.get(ME, headers=bearer(tokens["access_token"]))
+    response = await get_me(client, tokens["access_token"])
 
     assert response.status_code == 200
 
@@ -689,8 +631,8 @@ async def test_admin_delete_revokes_every_session_of_the_user(
     tokens = await login(client, user.email)
 
     deleted = await client.delete(f"{USERS}/{user.id}", headers=admin_headers)
-    me = await client.get(ME, headers=bearer(tokens["access_token"]))
-    refreshed = await client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
+    me = await get_me(client, tokens["access_token"])
+    refreshed = await post_refresh(client, tokens["refresh_token"])
 
     assert deleted.status_code == 204
     assert (me.status_code, await me.get_json()) == (401, REVOKED)
@@ -703,13 +645,7 @@ async def test_delete_with_forged_admin_claim_403(
 ) -> None:
     target = await make_user(session)
     # Signed with the real key, but the row says the caller is no admin.
-    token = create_token(
-        user_id=user.id,
-        token_type="access",
-        key=settings.jwt_secret_key,
-        expires_in=900,
-        additional_claims={"is_admin": True},
-    )
+    token = mint(settings, user, claims={"is_admin": True})
 
     response = await client.delete(f"{USERS}/{target.id}", headers=bearer(token))
 
@@ -717,22 +653,6 @@ async def test_delete_with_forged_admin_claim_403(
     assert await response.get_json() == {"error": "Admin access required"}
     await session.refresh(target)
     assert target.deleted_at is None
-
-
-async def test_delete_by_admin_demoted_in_database_403(
-    client: Client,
-    session: AsyncSession,
-    admin_user: User,
-    admin_headers: dict[str, str],
-) -> None:
-    target = await make_user(session)
-    admin_user.is_admin = False
-    await session.commit()
-
-    response = await client.delete(f"{USERS}/{target.id}", headers=admin_headers)
-
-    assert response.status_code == 403
-    assert await response.get_json() == {"error": "Admin access required"}
 
 
 async def test_delete_by_admin_session_demoted_in_database_403(
@@ -751,22 +671,36 @@ async def test_delete_by_admin_session_demoted_in_database_403(
     assert await response.get_json() == {"error": "Admin access required"}
 
 
-async def test_patch_other_user_by_admin_demoted_in_database_403(
+@pytest.mark.parametrize(
+    ("method", "body", "refusal"),
+    [
+        pytest.param("DELETE", None, {"error": "Admin access required"}, id="delete"),
+        pytest.param(
+            "PATCH", {"first_name": "X"}, {"error": "Not authorized"}, id="patch"
+        ),
+    ],
+)
+async def test_admin_demoted_in_database_403(
     client: Client,
     session: AsyncSession,
     admin_user: User,
     admin_headers: dict[str, str],
+    method: str,
+    body: dict[str, str] | None,
+    refusal: dict[str, str],
 ) -> None:
     target = await make_user(session)
     admin_user.is_admin = False
     await session.commit()
 
-    response = await client.patch(
-        f"{USERS}/{target.id}", json={"first_name": "X"}, headers=admin_headers
+    # A DELETE goes without a body, as a client sends it.
+    sent: dict[str, Any] = {} if body is None else {"json": body}
+    response = await send(
+        client, method, f"{USERS}/{target.id}", headers=admin_headers, **sent
     )
 
     assert response.status_code == 403
-    assert await response.get_json() == {"error": "Not authorized"}
+    assert await response.get_json() == refusal
 
 
 async def test_delete_by_user_promoted_in_database_204(
@@ -868,11 +802,11 @@ async def test_revoke_own_session_204_and_its_tokens_stop_working(
 
     assert response.status_code == 204
     assert await response.get_data() == b""
-    me = await client.get(ME, headers=bearer(target.access))
+    me = await get_me(client, target.access)
     assert (me.status_code, await me.get_json()) == (401, REVOKED)
-    refreshed = await client.post(REFRESH, headers=bearer(target.refresh))
+    refreshed = await post_refresh(client, target.refresh)
     assert (refreshed.status_code, await refreshed.get_json()) == (401, REVOKED)
-    caller_me = await client.get(ME, headers=bearer(caller["access_token"]))
+    caller_me = await get_me(client, caller["access_token"])
     assert caller_me.status_code == 200
 
 
@@ -888,7 +822,7 @@ async def test_revoke_other_users_session_404_and_it_keeps_working(
 
     assert response.status_code == 404
     assert await response.get_json() == SESSION_NOT_FOUND
-    me = await client.get(ME, headers=bearer(victim.access))
+    me = await get_me(client, victim.access)
     assert me.status_code == 200
 
 
@@ -917,12 +851,12 @@ async def test_revoke_other_sessions_204_current_keeps_working(
     assert response.status_code == 204
     assert await response.get_data() == b""
     for other in others:
-        me = await client.get(ME, headers=bearer(other.access))
+        me = await get_me(client, other.access)
         assert (me.status_code, await me.get_json()) == (401, REVOKED)
-        refreshed = await client.post(REFRESH, headers=bearer(other.refresh))
+        refreshed = await post_refresh(client, other.refresh)
         assert (refreshed.status_code, await refreshed.get_json()) == (401, REVOKED)
-    me = await client.get(ME, headers=bearer(current["access_token"]))
-    refreshed = await client.post(REFRESH, headers=bearer(current["refresh_token"]))
+    me = await get_me(client, current["access_token"])
+    refreshed = await post_refresh(client, current["refresh_token"])
     assert (me.status_code, refreshed.status_code) == (200, 200)
 
 
@@ -933,47 +867,43 @@ async def test_revoke_other_sessions_leaves_other_users_sessions(
     current = await login(client, user.email)
 
     await client.delete(SESSIONS, headers=bearer(current["access_token"]))
-    response = await client.get(ME, headers=bearer(bystander.access))
+    response = await get_me(client, bystander.access)
 
     assert response.status_code == 200
 
 
-async def test_session_idle_over_touch_interval_gets_last_used_updated(
-    client: Client, session: AsyncSession, settings: Settings, user: User
+@pytest.mark.parametrize(
+    ("idle", "touched"),
+    [
+        pytest.param(timedelta(minutes=5), True, id="idle-over-the-interval"),
+        pytest.param(timedelta(seconds=5), False, id="used-recently"),
+    ],
+)
+async def test_session_last_used_is_touched_only_past_the_interval(
+    client: Client,
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    idle: timedelta,
+    touched: bool,
 ) -> None:
     credentials = await minted_session(session, settings, user)
-    idle_since = utcnow() - timedelta(minutes=5)
+    last_used = utcnow() - idle
     await session.execute(
         update(AuthSession)
         .where(AuthSession.id == credentials.session_id)
-        .values(last_used_at=idle_since)
+        .values(last_used_at=last_used)
     )
     await session.commit()
 
-    await client.get(ME, headers=bearer(credentials.access))
+    await get_me(client, credentials.access)
 
     assert credentials.session_id is not None
     row = await session_row(session, credentials.session_id)
-    assert row.last_used_at > idle_since + timedelta(minutes=4)
-
-
-async def test_session_used_recently_is_not_touched(
-    client: Client, session: AsyncSession, settings: Settings, user: User
-) -> None:
-    credentials = await minted_session(session, settings, user)
-    recently = utcnow() - timedelta(seconds=5)
-    await session.execute(
-        update(AuthSession)
-        .where(AuthSession.id == credentials.session_id)
-        .values(last_used_at=recently)
-    )
-    await session.commit()
-
-    await client.get(ME, headers=bearer(credentials.access))
-
-    assert credentials.session_id is not None
-    row = await session_row(session, credentials.session_id)
-    assert row.last_used_at == recently
+    if touched:
+        assert row.last_used_at > last_used + timedelta(minutes=4)
+    else:
+        assert row.last_used_at == last_used
 
 
 # --- refresh, with and without rotation ---------------------------------------
@@ -984,7 +914,7 @@ async def test_refresh_without_rotation_returns_access_token_only(
 ) -> None:
     tokens = await login(client, user.email)
 
-    response = await client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
+    response = await post_refresh(client, tokens["refresh_token"])
 
     assert response.status_code == 200
     body = await response.get_json()
@@ -992,16 +922,29 @@ async def test_refresh_without_rotation_returns_access_token_only(
     assert body["token_type"] == "bearer"
 
 
-async def test_refresh_without_rotation_same_token_refreshes_again(
-    client: Client, user: User
+@pytest.mark.parametrize(
+    "rotation",
+    [
+        # Flask-era clients keep one refresh token for its whole life.
+        pytest.param(False, id="without-rotation"),
+        pytest.param(True, id="rotation-within-grace"),
+    ],
+)
+async def test_refresh_twice_with_one_token_succeeds_twice(
+    make_app: AppMaker, user: User, rotation: bool
 ) -> None:
-    # Flask-era clients keep one refresh token for its whole life.
-    tokens = await login(client, user.email)
+    async with make_app(refresh_rotation=rotation) as app:
+        client = app.test_client()
+        tokens = await login(client, user.email)
 
-    first = await client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
-    second = await client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
+        first = await post_refresh(client, tokens["refresh_token"])
+        second = await post_refresh(client, tokens["refresh_token"])
 
     assert (first.status_code, second.status_code) == (200, 200)
+    if rotation:
+        # The duplicate gets the same successor.
+        successors = [(await r.get_json())["refresh_token"] for r in (first, second)]
+        assert successors[0] == successors[1]
 
 
 async def test_refresh_access_token_carries_the_session_id(
@@ -1009,7 +952,7 @@ async def test_refresh_access_token_carries_the_session_id(
 ) -> None:
     tokens = await login(client, user.email)
 
-    response = await client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
+    response = await post_refresh(client, tokens["refresh_token"])
 
     access = (await response.get_json())["access_token"]
     sid = claims(settings, tokens["access_token"])["sid"]
@@ -1021,9 +964,7 @@ async def test_refresh_rotation_returns_a_new_refresh_token(
 ) -> None:
     tokens = await login(rotation_client, user.email)
 
-    response = await rotation_client.post(
-        REFRESH, headers=bearer(tokens["refresh_token"])
-    )
+    response = await post_refresh(rotation_client, tokens["refresh_token"])
 
     assert response.status_code == 200
     body = await response.get_json()
@@ -1042,9 +983,7 @@ async def test_refresh_rotation_records_the_successor_on_the_session(
     tokens = await login(rotation_client, user.email)
     old = claims(settings, tokens["refresh_token"])
 
-    response = await rotation_client.post(
-        REFRESH, headers=bearer(tokens["refresh_token"])
-    )
+    response = await post_refresh(rotation_client, tokens["refresh_token"])
 
     new = claims(settings, (await response.get_json())["refresh_token"])
     row = await session_row(session, old["sid"])
@@ -1056,10 +995,11 @@ async def test_refresh_rotation_successor_refreshes_again(
     rotation_client: Client, user: User
 ) -> None:
     tokens = await login(rotation_client, user.email)
-    first = await rotation_client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
-    successor = (await first.get_json())["refresh_token"]
+    successor = (await refreshed(rotation_client, tokens["refresh_token"]))[
+        "refresh_token"
+    ]
 
-    second = await rotation_client.post(REFRESH, headers=bearer(successor))
+    second = await post_refresh(rotation_client, successor)
 
     assert second.status_code == 200
     assert (await second.get_json())["refresh_token"] not in (
@@ -1072,42 +1012,24 @@ async def test_refresh_rotation_new_access_token_works(
     rotation_client: Client, user: User
 ) -> None:
     tokens = await login(rotation_client, user.email)
-    refreshed = await rotation_client.post(
-        REFRESH, headers=bearer(tokens["refresh_token"])
-    )
+    refreshed = await post_refresh(rotation_client, tokens["refresh_token"])
 
-    response = await rotation_client.get(
-        ME, headers=bearer((await refreshed.get_json())["access_token"])
+    response = await get_me(
+        rotation_client, (await refreshed.get_json())["access_token"]
     )
 
     assert response.status_code == 200
-
-
-async def test_refresh_rotation_duplicate_within_grace_returns_same_successor(
-    rotation_client: Client, user: User
-) -> None:
-    tokens = await login(rotation_client, user.email)
-
-    first = await rotation_client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
-    second = await rotation_client.post(
-        REFRESH, headers=bearer(tokens["refresh_token"])
-    )
-
-    assert (first.status_code, second.status_code) == (200, 200)
-    assert (await first.get_json())["refresh_token"] == (await second.get_json())[
-        "refresh_token"
-    ]
 
 
 async def test_refresh_rotation_duplicate_within_grace_keeps_session_live(
     rotation_client: Client, session: AsyncSession, settings: Settings, user: User
 ) -> None:
     tokens = await login(rotation_client, user.email)
-    await rotation_client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
-    await rotation_client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
+    await post_refresh(rotation_client, tokens["refresh_token"])
+    await post_refresh(rotation_client, tokens["refresh_token"])
 
     row = await session_row(session, claims(settings, tokens["access_token"])["sid"])
-    me = await rotation_client.get(ME, headers=bearer(tokens["access_token"]))
+    me = await get_me(rotation_client, tokens["access_token"])
 
     assert row.revoked_at is None
     assert me.status_code == 200
@@ -1126,13 +1048,11 @@ async def test_refresh_rotation_reuse_after_grace_revokes_the_session(
     no_grace_client: Client, session: AsyncSession, settings: Settings, user: User
 ) -> None:
     tokens = await login(no_grace_client, user.email)
-    first = await no_grace_client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
+    first = await post_refresh(no_grace_client, tokens["refresh_token"])
     successor = await first.get_json()
     await age_rotation(session, claims(settings, tokens["access_token"])["sid"], 60)
 
-    replay = await no_grace_client.post(
-        REFRESH, headers=bearer(tokens["refresh_token"])
-    )
+    replay = await post_refresh(no_grace_client, tokens["refresh_token"])
 
     assert (replay.status_code, await replay.get_json()) == (401, REVOKED)
     for path, token in (
@@ -1150,11 +1070,11 @@ async def test_refresh_rotation_reuse_after_grace_leaves_other_sessions(
 ) -> None:
     other = await login(no_grace_client, user.email)
     tokens = await login(no_grace_client, user.email)
-    await no_grace_client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
+    await post_refresh(no_grace_client, tokens["refresh_token"])
     await age_rotation(session, claims(settings, tokens["access_token"])["sid"], 60)
 
-    await no_grace_client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
-    response = await no_grace_client.get(ME, headers=bearer(other["access_token"]))
+    await post_refresh(no_grace_client, tokens["refresh_token"])
+    response = await get_me(no_grace_client, other["access_token"])
 
     assert response.status_code == 200
 
@@ -1165,14 +1085,12 @@ async def test_refresh_rotation_refresh_token_older_than_previous_revokes(
     # Two rotations on: the first token is no longer even the previous one, so
     # no grace window can cover it.
     tokens = await login(rotation_client, user.email)
-    first = await rotation_client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
-    second = await rotation_client.post(
-        REFRESH, headers=bearer((await first.get_json())["refresh_token"])
+    first = await post_refresh(rotation_client, tokens["refresh_token"])
+    second = await post_refresh(
+        rotation_client, (await first.get_json())["refresh_token"]
     )
 
-    replay = await rotation_client.post(
-        REFRESH, headers=bearer(tokens["refresh_token"])
-    )
+    replay = await post_refresh(rotation_client, tokens["refresh_token"])
 
     assert second.status_code == 200
     assert (replay.status_code, await replay.get_json()) == (401, REVOKED)
@@ -1186,11 +1104,11 @@ async def test_refresh_rotation_flask_refresh_token_still_refreshes(
     # Flask-era tokens have no session to rotate and stay valid until they expire.
     token = flask_token_for(settings, user, token_type="refresh")
 
-    response = await rotation_client.post(REFRESH, headers=bearer(token))
+    response = await post_refresh(rotation_client, token)
 
     assert response.status_code == 200
     access = (await response.get_json())["access_token"]
-    assert (await rotation_client.get(ME, headers=bearer(access))).status_code == 200
+    assert (await get_me(rotation_client, access)).status_code == 200
 
 
 async def test_refresh_rotation_after_logout_401_revoked(
@@ -1199,8 +1117,6 @@ async def test_refresh_rotation_after_logout_401_revoked(
     tokens = await login(rotation_client, user.email)
     await rotation_client.post(LOGOUT, headers=bearer(tokens["access_token"]))
 
-    response = await rotation_client.post(
-        REFRESH, headers=bearer(tokens["refresh_token"])
-    )
+    response = await post_refresh(rotation_client, tokens["refresh_token"])
 
     assert (response.status_code, await response.get_json()) == (401, REVOKED)

@@ -26,7 +26,7 @@ from service.models import User
 from service.services.auth import security_logger
 from service.telemetry.logs import JSONFormatter, TextFormatter
 from tests.factories import make_user
-from tests.support import LOGIN, AppStarter
+from tests.support import LOGIN, AppStarter, send
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 UNREACHABLE_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:1/nope"
@@ -123,10 +123,7 @@ async def test_authenticated_request_logs_one_access_line(
 async def test_anonymous_request_logs_one_access_line_without_user(
     client: Client, service_log: ServiceLog, method: str, path: str, status: int
 ) -> None:
-    # No body at all; the protocol's stub wants `json` although the client
-    # does not (passing json=None would send a JSON null).
-    no_body: dict[str, Any] = {}
-    response = await client.open(path, method=method, **no_body)
+    response = await send(client, method, path)
 
     assert response.status_code == status
     [line] = service_log.access()

@@ -28,7 +28,7 @@ from service.services.users import SESSION_USER
 from service.telemetry import tracing as otel
 from tests.factories import PASSWORD
 from tests.ports import free_port
-from tests.support import ME, bearer
+from tests.support import ME, get_me
 
 DRIVER_METHODS = ("execute", "fetch", "fetchrow", "fetchval")
 
@@ -97,7 +97,7 @@ async def test_hot_path_raw_query_is_a_child_span_of_the_request(
     token = (await login.get_json())["access_token"]
     exporter.clear()
 
-    response = await client.get(ME, headers=bearer(token))
+    response = await get_me(client, token)
 
     assert response.status_code == 200
     spans = exporter.get_finished_spans()
