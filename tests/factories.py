@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from werkzeug.security import generate_password_hash
 
 from service.config import Settings
-from service.models import User, utcnow
+from service.models import Post, User, utcnow
 from service.security.passwords import PasswordHasher
 from service.security.tokens import create_token
 from service.services.auth import AuthService, Client, TokenPair
@@ -20,6 +20,23 @@ from tests.support import PASSWORD, bearer, unique_email
 # ~100 ms each.
 PASSWORD_HASH = generate_password_hash(PASSWORD)
 _numbers = itertools.count(1)
+_titles = itertools.count(1)
+
+
+async def make_post(session: AsyncSession, author: User, **overrides: Any) -> Post:
+    number = next(_titles)
+    values: dict[str, Any] = {
+        "author_id": author.id,
+        "title": f"Post {number}",
+        "content": f"Content of post {number}",
+    }
+    values.update(overrides)
+    post = Post(**values)
+    session.add(post)
+    await session.commit()
+    return post
+
+
 # AuthService wants a hasher; starting a session never hashes, so no thread starts.
 _UNUSED_HASHER = PasswordHasher(threads=1)
 
@@ -131,6 +148,7 @@ __all__ = [
     "flask_token_for",
     "login_headers",
     "login_tokens",
+    "make_post",
     "make_user",
     "mint",
     "utcnow",

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.config import normalize_database_url
+from service.models import Post, User
 from service.schemas.user import NewUser
 from service.throttle.keys import account_key, ip_key
 from tests import backends
@@ -303,6 +304,57 @@ def user_json(user: UserFields, user_id: int | None = None) -> dict[str, Any]:
         "is_admin": user.is_admin,
         "last_name": user.last_name,
         "updated_at": user.updated_at.isoformat(),
+    }
+
+
+def post_json(post: Post, author: User) -> dict[str, Any]:
+    return {
+        "id": post.id,
+        "title": post.title,
+        "content": post.content,
+        "author_id": author.id,
+        "author": {"id": author.id, "full_name": author.full_name},
+        "created_at": post.created_at.isoformat(),
+        "updated_at": post.updated_at.isoformat(),
+    }
+
+
+# Five items, index 4 the newest, listed with a query: the indexes the page holds,
+# and the page, per_page and pages the answer states.
+PAGE_MATH = {
+    "first": ({"page": "1", "per_page": "2"}, [4, 3], 1, 2, 3),
+    "second": ({"page": "2", "per_page": "2"}, [2, 1], 2, 2, 3),
+    "last-partial": ({"page": "3", "per_page": "2"}, [0], 3, 2, 3),
+    "past-end": ({"page": "9", "per_page": "2"}, [], 9, 2, 3),
+    "past-end-default-size": ({"page": "2"}, [], 2, 20, 1),
+    "page-beyond-int32": ({"page": "99999999999"}, [], 99999999999, 20, 1),
+    "page-beyond-int64": ({"page": str(2**63)}, [], 2**63, 20, 1),
+    "page-1e20": ({"page": str(10**20)}, [], 10**20, 20, 1),
+    "page-0": ({"page": "0", "per_page": "2"}, [4, 3], 1, 2, 3),
+    "page-neg": ({"page": "-3", "per_page": "2"}, [4, 3], 1, 2, 3),
+    "per_page-0": ({"per_page": "0"}, [4, 3, 2, 1, 0], 1, 20, 1),
+    "per_page-negative": ({"per_page": "-5"}, [4, 3, 2, 1, 0], 1, 20, 1),
+    "junk": ({"page": "abc", "per_page": "x"}, [4, 3, 2, 1, 0], 1, 20, 1),
+    "exact-fit": ({"per_page": "5"}, [4, 3, 2, 1, 0], 1, 5, 1),
+}
+
+
+def page_json(
+    key: str,
+    items: list[Any],
+    *,
+    total: int,
+    pages: int,
+    page: int = 1,
+    per_page: int = 20,
+) -> dict[str, Any]:
+    """A page of a list route as the API answers it: the items under `key`."""
+    return {
+        key: items,
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+        "pages": pages,
     }
 
 

@@ -22,7 +22,7 @@ from service.security.tokens import decode_token
 from service.services.auth import AuthService
 from service.services.auth import Client as LoginClient
 from service.services.users import UserService
-from tests.support import bearer, login, user_json
+from tests.support import bearer, login, page_json, user_json
 
 # The seed's authenticate() knew nothing of the caller's address or user agent.
 NO_CLIENT = LoginClient(ip=None, user_agent=None)
@@ -64,13 +64,9 @@ async def test_get_users_returns_list(
     response = await client.get("/api/v1/users", headers=routed_login_headers)
 
     assert response.status_code == 200
-    assert await response.get_json() == {
-        "users": [user_json(user)],
-        "page": 1,
-        "per_page": 20,
-        "total": 1,
-        "pages": 1,
-    }
+    assert await response.get_json() == page_json(
+        "users", [user_json(user)], total=1, pages=1
+    )
 
 
 async def test_get_users_pagination(
@@ -81,13 +77,9 @@ async def test_get_users_pagination(
     )
 
     assert response.status_code == 200
-    assert await response.get_json() == {
-        "users": [user_json(user)],
-        "page": 1,
-        "per_page": 5,
-        "total": 1,
-        "pages": 1,
-    }
+    assert await response.get_json() == page_json(
+        "users", [user_json(user)], total=1, pages=1, per_page=5
+    )
 
 
 # TestCreateUser
