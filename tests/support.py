@@ -270,26 +270,13 @@ async def change_password(
 class UserFields(Protocol):
     """What a user's JSON is made of: the model, or the Flask service's row."""
 
-    @property
-    def email(self) -> str: ...
-
-    @property
-    def first_name(self) -> str: ...
-
-    @property
-    def last_name(self) -> str: ...
-
-    @property
-    def is_active(self) -> bool: ...
-
-    @property
-    def is_admin(self) -> bool: ...
-
-    @property
-    def created_at(self) -> datetime: ...
-
-    @property
-    def updated_at(self) -> datetime: ...
+    email: str
+    first_name: str
+    last_name: str
+    is_active: bool
+    is_admin: bool
+    created_at: datetime
+    updated_at: datetime
 
 
 def user_json(user: UserFields, user_id: int | None = None) -> dict[str, Any]:
@@ -356,6 +343,17 @@ def page_json(
         "total": total,
         "pages": pages,
     }
+
+
+# The operations anyone may call, without a token.
+PUBLIC_OPERATIONS = [
+    "GET /healthz",
+    "GET /readyz",
+    "POST /api/v1/auth/login",
+    "POST /api/v1/auth/password/forgot",
+    "POST /api/v1/auth/password/reset",
+    "POST /api/v1/users",
+]
 
 
 # What production needs beyond the Flask deployment's variables (docs/MIGRATING.md):

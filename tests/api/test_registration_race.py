@@ -14,7 +14,7 @@ from quart.typing import TestClientProtocol as Client
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.support import unique_email
+from tests.support import registration, unique_email
 
 REQUESTS = 10
 EMAIL_TAKEN = {
@@ -33,12 +33,7 @@ async def register_all(client: Client, emails: list[str]) -> list[tuple[int, obj
     async def register(email: str) -> tuple[int, object]:
         response = await client.post(
             "/api/v1/users",
-            json={
-                "email": email,
-                "password": "password123",
-                "first_name": "Race",
-                "last_name": "Runner",
-            },
+            json=registration(email, first_name="Race", last_name="Runner"),
         )
         return response.status_code, await response.get_json()
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import jwt
 import pytest
-from quart import Quart
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -90,14 +89,9 @@ async def sessions_of(session: AsyncSession, user: User) -> list[AuthSession]:
 
 
 @pytest.fixture
-async def rotation_app(make_app: AppMaker) -> AsyncIterator[Quart]:
+async def rotation_client(make_app: AppMaker) -> AsyncIterator[Client]:
     async with make_app(refresh_rotation=True) as app:
-        yield app
-
-
-@pytest.fixture
-def rotation_client(rotation_app: Quart) -> Client:
-    return rotation_app.test_client()
+        yield app.test_client()
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from tests.support import (
     drop_database,
     migrate,
     recreate_database,
+    registration,
     user_json,
 )
 
@@ -90,7 +91,7 @@ def legacy_hash() -> str:
     return generate_password_hash(LEGACY_PASSWORD, method="pbkdf2:sha256:600000")
 
 
-@dataclass(frozen=True)
+@dataclass
 class FlaskUser:
     email: str
     password_hash: str
@@ -369,12 +370,12 @@ async def test_adopt_flask_database_soft_deleted_email_registers_again(
     async with app.test_app():
         response = await app.test_client().post(
             "/api/v1/users",
-            json={
-                "email": DELETED_USER.email,
-                "password": "newpassword1",
-                "first_name": "Back",
-                "last_name": "Again",
-            },
+            json=registration(
+                DELETED_USER.email,
+                password="newpassword1",
+                first_name="Back",
+                last_name="Again",
+            ),
         )
         assert response.status_code == 201
         body = await response.get_json()

@@ -44,7 +44,7 @@ from service import create_app
 from service.config import Settings
 from service.models import AuthSession, Post, RevokedToken, User
 from tests.factories import flask_token_for, make_user
-from tests.support import REFRESH, bearer
+from tests.support import PUBLIC_OPERATIONS, REFRESH, bearer
 
 EXAMPLES_FROM_ENV = os.environ.get("SCHEMATHESIS_MAX_EXAMPLES")
 MAX_EXAMPLES = int(EXAMPLES_FROM_ENV or "10")
@@ -54,14 +54,7 @@ MAX_EXAMPLES = int(EXAMPLES_FROM_ENV or "10")
 USER_ID = 2_000_000_011
 ADMIN_ID = 2_000_000_017
 
-PUBLIC = [
-    "GET /healthz",
-    "GET /readyz",
-    "POST /api/v1/auth/login",
-    "POST /api/v1/auth/password/forgot",
-    "POST /api/v1/auth/password/reset",
-    "POST /api/v1/users",
-]
+PUBLIC = PUBLIC_OPERATIONS
 PROTECTED = [
     "POST /api/v1/auth/logout",
     "POST /api/v1/auth/password",

@@ -22,7 +22,7 @@ from service.security.tokens import decode_token
 from service.services.auth import AuthService
 from service.services.auth import Client as LoginClient
 from service.services.users import UserService
-from tests.support import bearer, login, page_json, user_json
+from tests.support import bearer, login, page_json, registration, user_json
 
 # The seed's authenticate() knew nothing of the caller's address or user agent.
 NO_CLIENT = LoginClient(ip=None, user_agent=None)
@@ -88,12 +88,7 @@ async def test_get_users_pagination(
 async def test_create_user_success(client: Client, session: AsyncSession) -> None:
     response = await client.post(
         "/api/v1/users",
-        json={
-            "email": "new@example.com",
-            "password": "password123",
-            "first_name": "New",
-            "last_name": "User",
-        },
+        json=registration("new@example.com"),
     )
 
     assert response.status_code == 201
@@ -110,12 +105,7 @@ async def test_create_user_success(client: Client, session: AsyncSession) -> Non
 async def test_create_user_duplicate_email(client: Client, user: User) -> None:
     response = await client.post(
         "/api/v1/users",
-        json={
-            "email": user.email,
-            "password": "password123",
-            "first_name": "New",
-            "last_name": "User",
-        },
+        json=registration(user.email),
     )
 
     assert response.status_code == 400
@@ -128,12 +118,7 @@ async def test_create_user_duplicate_email(client: Client, user: User) -> None:
 async def test_create_user_invalid_email(client: Client) -> None:
     response = await client.post(
         "/api/v1/users",
-        json={
-            "email": "invalid-email",
-            "password": "password123",
-            "first_name": "New",
-            "last_name": "User",
-        },
+        json=registration("invalid-email"),
     )
 
     assert response.status_code == 400

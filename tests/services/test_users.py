@@ -390,34 +390,35 @@ async def test_update_applies_each_field(
     } == expected
 
 
+CREATED = at("2020-01-01T00:00:00")
+
+
 async def test_update_bumps_updated_at_and_keeps_created_at(
     users: UserService, session: AsyncSession
 ) -> None:
-    created = at("2020-01-01T00:00:00")
     user = await make_user(
-        session, email="stamp@example.com", created_at=created, updated_at=created
+        session, email="stamp@example.com", created_at=CREATED, updated_at=CREATED
     )
     before = utcnow()
 
     await users.update(user.id, {"first_name": "Later"})
 
     [stored] = await rows_with_email(session, "stamp@example.com")
-    assert stored.created_at == created
+    assert stored.created_at == CREATED
     assert stored.updated_at >= before
 
 
 async def test_update_with_no_changes_writes_nothing(
     users: UserService, session: AsyncSession
 ) -> None:
-    created = at("2020-01-01T00:00:00")
     user = await make_user(
-        session, email="same@example.com", created_at=created, updated_at=created
+        session, email="same@example.com", created_at=CREATED, updated_at=CREATED
     )
 
     await users.update(user.id, {})
 
     [stored] = await rows_with_email(session, "same@example.com")
-    assert stored.updated_at == created
+    assert stored.updated_at == CREATED
 
 
 async def test_update_soft_deleted_user_raises_not_found(

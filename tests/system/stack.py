@@ -34,8 +34,10 @@ from tests.system.dns import LoopbackDNS, Zone
 from tests.system.harness import (
     Process,
     Server,
+    check,
     listens,
     responds,
+    run,
     run_as,
 )
 
@@ -51,9 +53,9 @@ HAPROXY = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sb
 
 def haproxy_version() -> tuple[int, int]:
     assert HAPROXY is not None
-    banner = subprocess.run(  # noqa: S603
-        [HAPROXY, "-v"], capture_output=True, text=True, timeout=10, check=True
-    ).stdout
+    version = run([HAPROXY, "-v"], timeout=10)
+    check(version)
+    banner = version.stdout
     match = re.search(r"version (\d+)\.(\d+)", banner)
     assert match is not None, banner
     return int(match[1]), int(match[2])
@@ -412,13 +414,7 @@ def local_haproxy_cfg(
 
 def run_haproxy_check(config: Path) -> subprocess.CompletedProcess[str]:
     assert HAPROXY is not None
-    return subprocess.run(  # noqa: S603
-        [HAPROXY, "-c", "-q", "-f", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return run([HAPROXY, "-c", "-q", "-f", config], timeout=30)
 
 
 # ------------------------------------------------------------------ HTTP
@@ -784,15 +780,7 @@ class Deployment:
         self._copy_context(self.runtime, self.app)
 
     def _run(self, argv: list[str], env: Mapping[str, str]) -> None:
-        result = subprocess.run(  # noqa: S603
-            argv,
-            cwd=self.context,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        result = run(list(argv), cwd=self.context, env=env, timeout=300)
         if result.returncode != 0:
             raise StackError(f"{shlex.join(argv)} failed:\n{result.stderr}")
 
@@ -848,14 +836,11 @@ class Deployment:
     ) -> subprocess.CompletedProcess[str]:
         """A one-off command in the runtime layout, as the image's user, run by
         the image's ENTRYPOINT as `docker compose run` does."""
-        return subprocess.run(  # noqa: S603
+        return run(
             [*self.entrypoint(), *argv],
             cwd=self.app,
             env=dict(env) if env is not None else self.runtime_env(service),
-            capture_output=True,
-            text=True,
             timeout=timeout,
-            check=False,
             **as_image_user(),
         )
 

@@ -82,6 +82,12 @@ async def tokens_for(served: ServedApp, email: str) -> dict[str, Any]:
     return tokens
 
 
+async def signed_in(served: ServedApp, engine: AsyncEngine) -> dict[str, str]:
+    """The Authorization header of a new user's login."""
+    user = await committed_user(engine)
+    return bearer((await tokens_for(served, user.email))["access_token"])
+
+
 async def login_from_elsewhere(served: ServedApp, email: str) -> httpx.Response:
     async with served.client() as client:
         return await client.post(LOGIN, json={"email": email, "password": PASSWORD})
@@ -185,12 +191,10 @@ async def test_wrong_current_passwords_spend_the_login_budget(
 async def test_session_id_that_cannot_be_one_answers_404_json(
     served: ServedApp, served_engine: AsyncEngine, session_id: str
 ) -> None:
-    user = await committed_user(served_engine)
-    tokens = await tokens_for(served, user.email)
+    headers = await signed_in(served, served_engine)
     async with served.client() as client:
         response = await client.delete(
-            f"/api/v1/auth/sessions/{session_id}",
-            headers=bearer(tokens["access_token"]),
+            f"/api/v1/auth/sessions/{session_id}", headers=headers
         )
 
     assert response.status_code == 404, response.text
@@ -206,10 +210,9 @@ async def test_session_id_that_cannot_be_one_answers_404_json(
 async def test_id_past_the_column_type_answers_404_json(
     served: ServedApp, served_engine: AsyncEngine, path: str
 ) -> None:
-    user = await committed_user(served_engine)
-    tokens = await tokens_for(served, user.email)
+    headers = await signed_in(served, served_engine)
     async with served.client() as client:
-        response = await client.get(path, headers=bearer(tokens["access_token"]))
+        response = await client.get(path, headers=headers)
 
     assert response.status_code == 404, response.text
     assert set(response.json()) == {"error"}

@@ -38,6 +38,7 @@ from tests.support import (
     database_url,
     drop_database,
     migrate,
+    registration,
 )
 from tests.support import recreate_database as create_database
 from tests.system.harness import SERVICE_USER, PgBouncer
@@ -123,12 +124,7 @@ def bouncer_settings(bouncer: PgBouncer, **changes: Any) -> Settings:
 async def register_and_login(client: Client, email: str) -> dict[str, str]:
     response = await client.post(
         USERS,
-        json={
-            "email": email,
-            "password": PASSWORD,
-            "first_name": "Bouncer",
-            "last_name": "User",
-        },
+        json=registration(email, password=PASSWORD, first_name="Bouncer"),
     )
     assert response.status_code == 201, await response.get_data(as_text=True)
     response = await client.post(LOGIN, json={"email": email, "password": PASSWORD})

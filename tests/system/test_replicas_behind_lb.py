@@ -46,6 +46,7 @@ from tests.support import (
     unique_email,
 )
 from tests.system.dns import LoopbackDNS, Zone
+from tests.system.harness import run
 from tests.system.stack import (
     BASE_IMAGE_ENV,
     HAPROXY,
@@ -962,14 +963,11 @@ def test_image_started_with_the_flask_environment_serves_on_5000_in_production(
         env=env,
     )
 
-    served = subprocess.run(  # noqa: S603
+    served = run(
         ["/usr/bin/unshare", "--net", "/bin/sh", "-c", script],
         cwd=deployment.app,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=90,
-        check=False,
     )
 
     assert served.returncode == 0, served.stdout + served.stderr

@@ -37,6 +37,7 @@ from tests.support import (
     REVOKED,
     USERS,
     bearer,
+    registration,
     unique_email,
 )
 from tests.system.standbys import DATABASE, ReplicatedPair
@@ -122,12 +123,7 @@ async def test_register_then_get(
     email = unique_email("rr")
     created = await client.post(
         USERS,
-        json={
-            "email": email,
-            "password": PASSWORD,
-            "first_name": "New",
-            "last_name": "Comer",
-        },
+        json=registration(email, last_name="Comer"),
     )
     assert created.status_code == 201
     body = await created.get_json()
