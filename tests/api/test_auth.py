@@ -26,6 +26,7 @@ from tests.support import (
     REFRESH,
     bearer,
     get_me,
+    post_login,
     post_refresh,
     refreshed,
 )
@@ -57,6 +58,10 @@ def _token_error(message: str) -> dict[str, str]:
     return {"msg": message, "error": message}
 
 
+# A token flask-jwt-extended mints for a user id.
+Mint = Callable[[FlaskIssuer, int], str]
+
+
 @pytest.fixture
 def flask_tokens(settings: Settings) -> FlaskIssuer:
     return FlaskIssuer(settings.jwt_secret_key)
@@ -68,9 +73,7 @@ def flask_tokens(settings: Settings) -> FlaskIssuer:
 async def test_login_valid_credentials_returns_token_pair(
     client: Client, user: User
 ) -> None:
-    response = await client.post(
-        LOGIN, json={"email": "test@example.com", "password": PASSWORD}
-    )
+    response = await post_login(client, "test@example.com")
 
     assert response.status_code == 200
     body = await response.get_json()
@@ -83,9 +86,7 @@ async def test_login_valid_credentials_returns_token_pair(
 async def test_login_tokens_decode_in_flask_for_the_user(
     client: Client, user: User, flask_tokens: FlaskIssuer
 ) -> None:
-    response = await client.post(
-        LOGIN, json={"email": "test@example.com", "password": PASSWORD}
-    )
+    response = await post_login(client, "test@example.com")
     body = await response.get_json()
 
     access = flask_tokens.decode(body["access_token"])
@@ -103,9 +104,7 @@ async def test_login_tokens_decode_in_flask_for_the_user(
 
 
 async def test_login_access_token_works_on_me(client: Client, user: User) -> None:
-    login = await client.post(
-        LOGIN, json={"email": "test@example.com", "password": PASSWORD}
-    )
+    login = await post_login(client, "test@example.com")
     tokens = await login.get_json()
 
     response = await get_me(client, tokens["access_token"])
@@ -115,9 +114,7 @@ async def test_login_access_token_works_on_me(client: Client, user: User) -> Non
 
 
 async def test_login_refresh_token_works_on_refresh(client: Client, user: User) -> None:
-    login = await client.post(
-        LOGIN, json={"email": "test@example.com", "password": PASSWORD}
-    )
+    login = await post_login(client, "test@example.com")
     tokens = await login.get_json()
 
     response = await post_refresh(client, tokens["refresh_token"])
@@ -126,9 +123,7 @@ async def test_login_refresh_token_works_on_refresh(client: Client, user: User) 
 
 
 async def test_login_email_in_other_case_succeeds(client: Client, user: User) -> None:
-    response = await client.post(
-        LOGIN, json={"email": "TEST@EXAMPLE.COM", "password": PASSWORD}
-    )
+    response = await post_login(client, "TEST@EXAMPLE.COM")
 
     assert response.status_code == 200
     assert (await response.get_json())["token_type"] == "bearer"
@@ -146,49 +141,43 @@ async def test_login_email_in_other_case_succeeds(client: Client, user: User) ->
 async def test_login_bad_credentials_401(
     client: Client, user: User, email: str, password: str
 ) -> None:
-    response = await client.post(LOGIN, json={"email": email, "password": password})
+    response = await post_login(client, email, password)
 
     assert response.status_code == 401
     assert await response.get_json() == INVALID_CREDENTIALS
 
 
-async def test_login_soft_deleted_user_401(
-    client: Client, session: AsyncSession
+@pytest.mark.parametrize(
+    ("account", "password", "answer"),
+    [
+        pytest.param(
+            {"deleted_at": utcnow()}, PASSWORD, INVALID_CREDENTIALS, id="soft-deleted"
+        ),
+        # Only the right password learns that the account is deactivated.
+        pytest.param(
+            {"is_active": False}, PASSWORD, DEACTIVATED, id="deactivated-right-password"
+        ),
+        pytest.param(
+            {"is_active": False},
+            "wrong-password",
+            INVALID_CREDENTIALS,
+            id="deactivated-wrong-password",
+        ),
+    ],
+)
+async def test_login_account_that_may_not_log_in_401(
+    client: Client,
+    session: AsyncSession,
+    account: dict[str, Any],
+    password: str,
+    answer: dict[str, str],
 ) -> None:
-    deleted = await make_user(session, deleted_at=utcnow())
+    refused = await make_user(session, **account)
 
-    response = await client.post(
-        LOGIN, json={"email": deleted.email, "password": PASSWORD}
-    )
+    response = await post_login(client, refused.email, password)
 
     assert response.status_code == 401
-    assert await response.get_json() == INVALID_CREDENTIALS
-
-
-async def test_login_deactivated_user_right_password_401_deactivated(
-    client: Client, session: AsyncSession
-) -> None:
-    inactive = await make_user(session, is_active=False)
-
-    response = await client.post(
-        LOGIN, json={"email": inactive.email, "password": PASSWORD}
-    )
-
-    assert response.status_code == 401
-    assert await response.get_json() == DEACTIVATED
-
-
-async def test_login_deactivated_user_wrong_password_401_invalid(
-    client: Client, session: AsyncSession
-) -> None:
-    inactive = await make_user(session, is_active=False)
-
-    response = await client.post(
-        LOGIN, json={"email": inactive.email, "password": "wrong-password"}
-    )
-
-    assert response.status_code == 401
-    assert await response.get_json() == INVALID_CREDENTIALS
+    assert await response.get_json() == answer
 
 
 LONG_EMAIL = "a" * 64 + "@" + ".".join(["b" * 63, "c" * 63, "d" * 63]) + ".com"
@@ -317,9 +306,7 @@ async def test_login_flask_era_pbkdf2_hash_succeeds(
 ) -> None:
     legacy = await make_user(session, password_hash=PBKDF2_HASH)
 
-    response = await client.post(
-        LOGIN, json={"email": legacy.email, "password": PASSWORD}
-    )
+    response = await post_login(client, legacy.email)
 
     assert response.status_code == 200
     assert (await response.get_json())["token_type"] == "bearer"
@@ -330,7 +317,7 @@ async def test_login_flask_era_pbkdf2_hash_rehashed_to_scrypt(
 ) -> None:
     legacy = await make_user(session, password_hash=PBKDF2_HASH)
 
-    await client.post(LOGIN, json={"email": legacy.email, "password": PASSWORD})
+    await post_login(client, legacy.email)
 
     await session.refresh(legacy)
     assert legacy.password_hash.startswith("scrypt:32768:8:1$")
@@ -344,9 +331,7 @@ async def test_login_hash_of_unknown_method_401(
         session, password_hash="sha256$somesalt$0123456789abcdef0123456789abcdef"
     )
 
-    response = await client.post(
-        LOGIN, json={"email": legacy.email, "password": PASSWORD}
-    )
+    response = await post_login(client, legacy.email)
 
     assert response.status_code == 401
     assert await response.get_json() == INVALID_CREDENTIALS
@@ -363,9 +348,7 @@ async def test_login_unknown_email_costs_as_much_as_wrong_password(
             ("test@example.com", known),
         ):
             started = time.perf_counter()
-            response = await client.post(
-                LOGIN, json={"email": email, "password": "wrong-password"}
-            )
+            response = await post_login(client, email, "wrong-password")
             timings.append(time.perf_counter() - started)
             assert response.status_code == 401
 
@@ -416,37 +399,50 @@ async def test_refresh_new_access_token_works_on_me(
     assert (await response.get_json())["id"] == user.id
 
 
-async def test_refresh_with_access_token_422(
-    client: Client, user: User, flask_tokens: FlaskIssuer
-) -> None:
-    response = await post_refresh(client, flask_tokens.access(user.id))
-
-    assert response.status_code == 422
-    assert await response.get_json() == _token_error("Only refresh tokens are allowed")
-
-
-async def test_refresh_deactivated_user_is_revoked_401(
-    client: Client, session: AsyncSession, flask_tokens: FlaskIssuer
-) -> None:
+REFUSED_REFRESH: dict[str, tuple[dict[str, Any], Mint, int, str]] = {
+    "access-token": (
+        {},
+        lambda f, user_id: f.access(user_id),
+        422,
+        "Only refresh tokens are allowed",
+    ),
     # Flask answered "Account is deactivated" here; the contract (API.md, issue 3)
     # makes every token of a deactivated user a revoked one, with the same 401.
-    inactive = await make_user(session, is_active=False)
+    "deactivated-user": (
+        {"is_active": False},
+        lambda f, user_id: f.refresh(user_id),
+        401,
+        "Token has been revoked",
+    ),
+    "expired": (
+        {},
+        lambda f, user_id: f.refresh(user_id, expires_delta=timedelta(seconds=-60)),
+        401,
+        "Token has expired",
+    ),
+}
 
-    response = await post_refresh(client, flask_tokens.refresh(inactive.id))
 
-    assert response.status_code == 401
-    assert await response.get_json() == _token_error("Token has been revoked")
-
-
-async def test_refresh_expired_token_401(
-    client: Client, user: User, flask_tokens: FlaskIssuer
+@pytest.mark.parametrize(
+    ("account", "mint", "status", "message"),
+    REFUSED_REFRESH.values(),
+    ids=REFUSED_REFRESH.keys(),
+)
+async def test_refresh_refused(
+    client: Client,
+    session: AsyncSession,
+    flask_tokens: FlaskIssuer,
+    account: dict[str, Any],
+    mint: Mint,
+    status: int,
+    message: str,
 ) -> None:
-    token = flask_tokens.refresh(user.id, expires_delta=timedelta(seconds=-60))
+    user = await make_user(session, **account)
 
-    response = await post_refresh(client, token)
+    response = await post_refresh(client, mint(flask_tokens, user.id))
 
-    assert response.status_code == 401
-    assert await response.get_json() == _token_error("Token has expired")
+    assert response.status_code == status
+    assert await response.get_json() == _token_error(message)
 
 
 # --- logout ------------------------------------------------------------------
@@ -472,63 +468,53 @@ async def test_logout_without_token_401(client: Client) -> None:
 
 # Each case builds the Authorization header from the test key and the user's id.
 Authorization = Callable[[str, int], str | None]
-TOKEN_ERRORS: list[Any] = [
-    pytest.param(lambda key, uid: None, 401, MISSING_HEADER, id="no-header"),
-    pytest.param(lambda key, uid: "Token x", 401, MISSING_BEARER, id="token-scheme"),
-    pytest.param(lambda key, uid: "bearer x", 401, MISSING_BEARER, id="lower-bearer"),
-    pytest.param(
-        lambda key, uid: FlaskIssuer(key).access(uid),
-        401,
-        MISSING_BEARER,
-        id="bare-token",
-    ),
-    pytest.param(lambda key, uid: "Bearer", 422, BAD_HEADER, id="bearer-alone"),
-    pytest.param(lambda key, uid: "Bearer a b", 422, BAD_HEADER, id="two-words"),
-    pytest.param(
-        lambda key, uid: "Bearer abc", 422, "Not enough segments", id="one-segment"
-    ),
-    pytest.param(
-        lambda key, uid: "Bearer a.b.c", 422, "Invalid header padding", id="a.b.c"
-    ),
-    pytest.param(
+TOKEN_ERRORS: dict[str, tuple[Authorization, int, str]] = {
+    "no-header": (lambda key, uid: None, 401, MISSING_HEADER),
+    "token-scheme": (lambda key, uid: "Token x", 401, MISSING_BEARER),
+    "lower-bearer": (lambda key, uid: "bearer x", 401, MISSING_BEARER),
+    "bare-token": (lambda key, uid: FlaskIssuer(key).access(uid), 401, MISSING_BEARER),
+    "bearer-alone": (lambda key, uid: "Bearer", 422, BAD_HEADER),
+    "two-words": (lambda key, uid: "Bearer a b", 422, BAD_HEADER),
+    "one-segment": (lambda key, uid: "Bearer abc", 422, "Not enough segments"),
+    "a.b.c": (lambda key, uid: "Bearer a.b.c", 422, "Invalid header padding"),
+    "wrong-key": (
         lambda key, uid: "Bearer " + FlaskIssuer(OTHER_KEY).access(uid),
         422,
         "Signature verification failed",
-        id="wrong-key",
     ),
-    pytest.param(
+    "alg-none": (
         lambda key, uid: "Bearer " + alg_none(FlaskIssuer(key).access(uid)),
         422,
         "The specified alg value is not allowed",
-        id="alg-none",
     ),
-    pytest.param(
+    "expired": (
         lambda key, uid: (
             "Bearer "
             + FlaskIssuer(key).access(uid, expires_delta=timedelta(seconds=-60))
         ),
         401,
         "Token has expired",
-        id="expired",
     ),
-    pytest.param(
+    "refresh-as-access": (
         lambda key, uid: "Bearer " + FlaskIssuer(key).refresh(uid),
         422,
         "Only non-refresh tokens are allowed",
-        id="refresh-as-access",
     ),
-    pytest.param(
+    "int-sub": (
         lambda key, uid: (
             "Bearer " + FlaskIssuer(key, string_identity=False).access(uid)
         ),
         422,
         "Subject must be a string",
-        id="int-sub",
     ),
-]
+}
 
 
-@pytest.mark.parametrize(("authorization", "status", "message"), TOKEN_ERRORS)
+@pytest.mark.parametrize(
+    ("authorization", "status", "message"),
+    TOKEN_ERRORS.values(),
+    ids=TOKEN_ERRORS.keys(),
+)
 async def test_me_bad_authorization_answers_flask_token_error(
     client: Client,
     settings: Settings,

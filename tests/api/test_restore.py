@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
 from service.models import User
-from tests.factories import PASSWORD, login_headers, make_user, utcnow
-from tests.support import LOGIN, ME, REVOKED, USERS, get_me, user_json
+from tests.factories import login_headers, make_user, utcnow
+from tests.support import ME, REVOKED, USERS, get_me, post_login, user_json
 
 EMAIL_TAKEN = {"error": "Email already registered by another user"}
 
@@ -184,7 +184,7 @@ async def test_restore_keeps_session_from_before_delete_revoked(
     client: Client, session: AsyncSession, admin_headers: dict[str, str]
 ) -> None:
     target = await make_user(session)
-    login = await client.post(LOGIN, json={"email": target.email, "password": PASSWORD})
+    login = await post_login(client, target.email)
     old_access = (await login.get_json())["access_token"]
 
     await client.delete(f"{USERS}/{target.id}", headers=admin_headers)
@@ -220,7 +220,7 @@ async def test_restore_user_can_log_in_again(
 
     await client.delete(f"{USERS}/{target.id}", headers=admin_headers)
     await client.post(restore_url(target.id), headers=admin_headers)
-    login = await client.post(LOGIN, json={"email": target.email, "password": PASSWORD})
+    login = await post_login(client, target.email)
     token = (await login.get_json())["access_token"]
     response = await get_me(client, token)
 

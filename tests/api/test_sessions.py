@@ -35,7 +35,6 @@ from tests.factories import (
 )
 from tests.support import (
     INVALID_CREDENTIALS,
-    LOGIN,
     LOGOUT,
     ME,
     PASSWORD_CHANGE,
@@ -47,6 +46,7 @@ from tests.support import (
     bearer,
     change_password,
     get_me,
+    post_login,
     post_refresh,
     refreshed,
     send,
@@ -446,8 +446,8 @@ async def test_change_password_then_only_the_new_password_logs_in(
 ) -> None:
     await change_password(client, user_headers, NEW_PASSWORD)
 
-    old = await client.post(LOGIN, json={"email": user.email, "password": PASSWORD})
-    new = await client.post(LOGIN, json={"email": user.email, "password": NEW_PASSWORD})
+    old = await post_login(client, user.email)
+    new = await post_login(client, user.email, NEW_PASSWORD)
 
     assert old.status_code == 401
     assert await old.get_json() == INVALID_CREDENTIALS

@@ -6,6 +6,7 @@ import functools
 import itertools
 import os
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from quart import Quart
+from quart.typing import TestClientProtocol as Client
 from sqlalchemy import Row, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -26,9 +27,11 @@ from service.config import Settings
 from service.models import Base
 from tests.factories import PASSWORD, PASSWORD_HASH, at
 from tests.support import (
+    USERS,
     alembic_config,
-    bearer,
     drop_database,
+    get_me,
+    login,
     migrate,
     recreate_database,
     registration,
@@ -94,12 +97,12 @@ def legacy_hash() -> str:
 @dataclass
 class FlaskUser:
     email: str
-    password_hash: str
     first_name: str
     last_name: str
-    is_admin: bool
     created_at: datetime
     updated_at: datetime
+    password_hash: str = PASSWORD_HASH
+    is_admin: bool = False
     deleted_at: datetime | None = None
     is_active: bool = True
 
@@ -113,24 +116,21 @@ class AdoptedDatabase:
     posts_before: Sequence[Row[Any]]
 
 
-SCRYPT_USER = FlaskUser(
-    email="flask.user@example.com",
-    password_hash=PASSWORD_HASH,
-    first_name="Flask",
-    last_name="User",
-    is_admin=False,
-    created_at=at("2025-03-01T09:30:15.123456"),
-    updated_at=at("2025-03-02T10:00:00.654321"),
+# Flask's timestamps, microseconds and all.
+SCRYPT_CREATED, SCRYPT_UPDATED = map(
+    at, ["2025-03-01T09:30:15.123456", "2025-03-02T10:00:00.654321"]
 )
+SCRYPT_USER = FlaskUser(
+    "flask.user@example.com", "Flask", "User", SCRYPT_CREATED, SCRYPT_UPDATED
+)
+GONE = at("2024-02-05T12:00:00.000002")
 DELETED_USER = FlaskUser(
-    email="gone@example.com",
-    password_hash=PASSWORD_HASH,
-    first_name="Gone",
-    last_name="User",
-    is_admin=False,
-    created_at=at("2024-01-05T12:00:00.000001"),
-    updated_at=at("2024-02-05T12:00:00.000002"),
-    deleted_at=at("2024-02-05T12:00:00.000002"),
+    "gone@example.com",
+    "Gone",
+    "User",
+    at("2024-01-05T12:00:00.000001"),
+    GONE,
+    deleted_at=GONE,
 )
 
 
@@ -213,22 +213,23 @@ async def insert_flask_user(connection: AsyncConnection, user: FlaskUser) -> int
     return user_id
 
 
+NEW_YEAR = at("2025-01-01T00:00:00")
+
+
 async def insert_user(
     connection: AsyncConnection, email: str, deleted_at: datetime | None = None
 ) -> int:
     return await insert_flask_user(
         connection,
-        FlaskUser(
-            email=email,
-            password_hash=PASSWORD_HASH,
-            first_name="Some",
-            last_name="One",
-            is_admin=False,
-            created_at=at("2025-01-01T00:00:00"),
-            updated_at=at("2025-01-01T00:00:00"),
-            deleted_at=deleted_at,
-        ),
+        FlaskUser(email, "Some", "One", NEW_YEAR, NEW_YEAR, deleted_at=deleted_at),
     )
+
+
+async def insert_users(engine: AsyncEngine, *rows: tuple[str, str | None]) -> None:
+    """Flask-era users in one transaction: (email, when it was soft-deleted)."""
+    async with engine.begin() as connection:
+        for email, deleted in rows:
+            await insert_user(connection, email, at(deleted) if deleted else None)
 
 
 async def flask_rows(
@@ -273,9 +274,10 @@ def head_revision() -> str:
     return head
 
 
-def app_for(url: str) -> Quart:
-    # No test connection is bound: the app opens its own engine on `url`.
-    return create_app(
+@asynccontextmanager
+async def client_on(url: str) -> AsyncIterator[Client]:
+    """A client of an app serving the database at `url` with its own engine."""
+    app = create_app(
         Settings(
             env="testing",
             database_url=url,
@@ -284,6 +286,17 @@ def app_for(url: str) -> Quart:
             password_hash_threads=2,
         )
     )
+    async with app.test_app():
+        yield app.test_client()
+
+
+async def me_after_login(url: str, email: str, password: str) -> Any:
+    """What GET /users/me answers after a login as `email`."""
+    async with client_on(url) as client:
+        tokens = await login(client, email, password)
+        me = await get_me(client, tokens["access_token"])
+        assert me.status_code == 200
+        return await me.get_json()
 
 
 async def test_adopt_flask_database_upgrade_rewrites_no_row(
@@ -301,38 +314,18 @@ async def test_adopt_flask_database_upgrade_rewrites_no_row(
 async def test_adopt_flask_database_scrypt_user_logs_in_and_reads_itself(
     adopted: AdoptedDatabase,
 ) -> None:
-    app = app_for(adopted.url)
-    async with app.test_app():
-        client = app.test_client()
-        login = await client.post(
-            "/api/v1/auth/login",
-            json={"email": SCRYPT_USER.email, "password": PASSWORD},
-        )
-        assert login.status_code == 200
-        token = (await login.get_json())["access_token"]
-        me = await client.get("/api/v1/users/me", headers=bearer(token))
-        assert me.status_code == 200
-        assert await me.get_json() == user_json(
-            SCRYPT_USER, adopted.ids[SCRYPT_USER.email]
-        )
+    body = await me_after_login(adopted.url, SCRYPT_USER.email, PASSWORD)
+
+    assert body == user_json(SCRYPT_USER, adopted.ids[SCRYPT_USER.email])
 
 
 async def test_adopt_flask_database_pbkdf2_user_logs_in_and_reads_itself(
     adopted: AdoptedDatabase,
 ) -> None:
     user = legacy_user()
-    app = app_for(adopted.url)
-    async with app.test_app():
-        client = app.test_client()
-        login = await client.post(
-            "/api/v1/auth/login",
-            json={"email": user.email, "password": LEGACY_PASSWORD},
-        )
-        assert login.status_code == 200
-        token = (await login.get_json())["access_token"]
-        me = await client.get("/api/v1/users/me", headers=bearer(token))
-        assert me.status_code == 200
-        body = await me.get_json()
+
+    body = await me_after_login(adopted.url, user.email, LEGACY_PASSWORD)
+
     # Re-hashing the old pbkdf2 hash at login may move updated_at; every other
     # field is the Flask row as it was.
     assert {**body, "updated_at": None} == {
@@ -345,9 +338,7 @@ async def test_adopt_flask_database_pbkdf2_login_rehashes_with_scrypt(
     adopted: AdoptedDatabase,
 ) -> None:
     user = legacy_user()
-    app = app_for(adopted.url)
-    async with app.test_app():
-        client = app.test_client()
+    async with client_on(adopted.url) as client:
         credentials = {"email": user.email, "password": LEGACY_PASSWORD}
         first = await client.post("/api/v1/auth/login", json=credentials)
         assert first.status_code == 200
@@ -366,10 +357,9 @@ async def test_adopt_flask_database_pbkdf2_login_rehashes_with_scrypt(
 async def test_adopt_flask_database_soft_deleted_email_registers_again(
     adopted: AdoptedDatabase,
 ) -> None:
-    app = app_for(adopted.url)
-    async with app.test_app():
-        response = await app.test_client().post(
-            "/api/v1/users",
+    async with client_on(adopted.url) as client:
+        response = await client.post(
+            USERS,
             json=registration(
                 DELETED_USER.email,
                 password="newpassword1",
@@ -412,10 +402,9 @@ async def test_upgrade_with_live_emails_differing_in_case_refuses_and_changes_no
     empty_engine: AsyncEngine,
 ) -> None:
     await migrate(empty_engine, "upgrade", "0001")
-    async with empty_engine.begin() as connection:
-        await insert_user(connection, "A@x.com")
-        await insert_user(connection, "a@x.com")
-        await insert_user(connection, "b@x.com")
+    await insert_users(
+        empty_engine, ("A@x.com", None), ("a@x.com", None), ("b@x.com", None)
+    )
     before = await flask_rows(empty_engine)
     with pytest.raises(Exception, match=r"a@x\.com"):
         await migrate(empty_engine)
@@ -434,9 +423,9 @@ async def test_upgrade_with_soft_deleted_email_differing_in_case_succeeds(
     empty_engine: AsyncEngine,
 ) -> None:
     await migrate(empty_engine, "upgrade", "0001")
-    async with empty_engine.begin() as connection:
-        await insert_user(connection, "A@x.com", deleted_at=at("2025-02-01T00:00:00"))
-        await insert_user(connection, "a@x.com")
+    await insert_users(
+        empty_engine, ("A@x.com", "2025-02-01T00:00:00"), ("a@x.com", None)
+    )
     before = await flask_rows(empty_engine)
     await migrate(empty_engine)
     assert await current_revision(empty_engine) == head_revision()
@@ -448,8 +437,7 @@ async def test_head_live_email_differing_only_in_case_is_rejected(
     empty_engine: AsyncEngine, second: str
 ) -> None:
     await migrate(empty_engine)
-    async with empty_engine.begin() as connection:
-        await insert_user(connection, "Dup@x.com")
+    await insert_users(empty_engine, ("Dup@x.com", None))
     with pytest.raises(IntegrityError):
         async with empty_engine.begin() as connection:
             await insert_user(connection, second)
@@ -459,10 +447,12 @@ async def test_head_soft_deleted_duplicates_in_any_case_are_allowed(
     empty_engine: AsyncEngine,
 ) -> None:
     await migrate(empty_engine)
-    async with empty_engine.begin() as connection:
-        await insert_user(connection, "Dup@x.com", deleted_at=at("2025-02-01T00:00:00"))
-        await insert_user(connection, "dup@x.com", deleted_at=at("2025-03-01T00:00:00"))
-        await insert_user(connection, "DUP@x.com")
+    await insert_users(
+        empty_engine,
+        ("Dup@x.com", "2025-02-01T00:00:00"),
+        ("dup@x.com", "2025-03-01T00:00:00"),
+        ("DUP@x.com", None),
+    )
     async with empty_engine.connect() as connection:
         count = await connection.scalar(
             text("SELECT count(*) FROM users WHERE lower(email) = 'dup@x.com'")
@@ -474,9 +464,9 @@ async def test_downgrade_with_reregistered_email_refuses_and_changes_nothing(
     empty_engine: AsyncEngine,
 ) -> None:
     await migrate(empty_engine)
-    async with empty_engine.begin() as connection:
-        await insert_user(connection, "x@x.com", deleted_at=at("2025-02-01T00:00:00"))
-        await insert_user(connection, "x@x.com")
+    await insert_users(
+        empty_engine, ("x@x.com", "2025-02-01T00:00:00"), ("x@x.com", None)
+    )
     before = await flask_rows(empty_engine)
     # 0001's unique index covers soft-deleted rows, so it cannot come back.
     with pytest.raises(Exception, match=r"x@x\.com"):
