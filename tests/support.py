@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -136,6 +136,11 @@ async def migrated_database(name: str) -> AsyncIterator[AsyncEngine]:
     finally:
         await engine.dispose()
         await drop_database(name)
+
+
+def cases(names: str, table: Mapping[str, Any]) -> pytest.MarkDecorator:
+    """`@pytest.mark.parametrize` over a table of {id: the arguments}."""
+    return pytest.mark.parametrize(names, list(table.values()), ids=list(table))
 
 
 def unique_email(prefix: str = "user") -> str:

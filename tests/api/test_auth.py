@@ -25,6 +25,7 @@ from tests.support import (
     MISSING,
     REFRESH,
     bearer,
+    cases,
     get_me,
     post_login,
     post_refresh,
@@ -423,11 +424,7 @@ REFUSED_REFRESH: dict[str, tuple[dict[str, Any], Mint, int, str]] = {
 }
 
 
-@pytest.mark.parametrize(
-    ("account", "mint", "status", "message"),
-    REFUSED_REFRESH.values(),
-    ids=REFUSED_REFRESH.keys(),
-)
+@cases("account, mint, status, message", REFUSED_REFRESH)
 async def test_refresh_refused(
     client: Client,
     session: AsyncSession,
@@ -510,11 +507,7 @@ TOKEN_ERRORS: dict[str, tuple[Authorization, int, str]] = {
 }
 
 
-@pytest.mark.parametrize(
-    ("authorization", "status", "message"),
-    TOKEN_ERRORS.values(),
-    ids=TOKEN_ERRORS.keys(),
-)
+@cases("authorization, status, message", TOKEN_ERRORS)
 async def test_me_bad_authorization_answers_flask_token_error(
     client: Client,
     settings: Settings,

@@ -17,7 +17,7 @@ from service.api.deps import client_ip
 from service.config import Settings
 from service.models import AuthSession, User
 from tests.factories import PASSWORD
-from tests.support import LOGIN, AppStarter
+from tests.support import LOGIN, AppStarter, cases
 
 # Trusted proxies, the peer, its X-Forwarded-For, and the client that makes.
 CLIENT_IPS = {
@@ -44,11 +44,7 @@ CLIENT_IPS = {
 }
 
 
-@pytest.mark.parametrize(
-    ("proxies", "remote", "forwarded_for", "expected"),
-    CLIENT_IPS.values(),
-    ids=CLIENT_IPS.keys(),
-)
+@cases("proxies, remote, forwarded_for, expected", CLIENT_IPS)
 async def test_client_ip(
     settings: Settings,
     proxies: tuple[str, ...],

@@ -13,7 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.config import Settings
 from service.models import User
 from tests.factories import at, login_headers, make_user
-from tests.support import API, BAD_REQUEST, NOT_JSON, ROUTE_NOT_FOUND, TOO_LARGE, send
+from tests.support import (
+    API,
+    BAD_REQUEST,
+    NOT_JSON,
+    ROUTE_NOT_FOUND,
+    TOO_LARGE,
+    cases,
+    send,
+)
 
 METHOD_NOT_ALLOWED = {"error": "The method is not allowed for the requested URL."}
 MAX_CONTENT_LENGTH = 1024 * 1024
@@ -174,7 +182,7 @@ NOT_JSON_TYPES = {
 
 
 @pytest.mark.parametrize("target", BODY_ROUTES)
-@pytest.mark.parametrize("data", MALFORMED.values(), ids=MALFORMED.keys())
+@cases("data", MALFORMED)
 async def test_malformed_json_body_returns_400(
     client: Client,
     session: AsyncSession,
@@ -189,9 +197,7 @@ async def test_malformed_json_body_returns_400(
 
 
 @pytest.mark.parametrize("target", BODY_ROUTES)
-@pytest.mark.parametrize(
-    "content_type", NOT_JSON_TYPES.values(), ids=NOT_JSON_TYPES.keys()
-)
+@cases("content_type", NOT_JSON_TYPES)
 async def test_non_json_content_type_returns_415(
     client: Client,
     session: AsyncSession,

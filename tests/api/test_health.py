@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from quart.typing import TestClientProtocol as Client
@@ -60,12 +61,17 @@ async def hanging_client(settings: Settings, silent_port: int) -> AsyncIterator[
         yield app.test_client()
 
 
-async def test_healthz_returns_200_ok(client: Client) -> None:
-    response = await client.get("/healthz")
+@pytest.mark.parametrize(
+    ("path", "answer"),
+    [("/healthz", {"status": "ok"}), ("/readyz", {"status": "ready"})],
+    ids=["healthz-ok", "readyz-ready"],
+)
+async def test_probe_answers_200(client: Client, path: str, answer: Any) -> None:
+    response = await client.get(path)
 
     assert response.status_code == 200
     assert response.mimetype == "application/json"
-    assert await response.get_json() == {"status": "ok"}
+    assert await response.get_json() == answer
 
 
 async def test_healthz_database_unreachable_still_200(
@@ -75,14 +81,6 @@ async def test_healthz_database_unreachable_still_200(
 
     assert response.status_code == 200
     assert await response.get_json() == {"status": "ok"}
-
-
-async def test_readyz_returns_200_ready(client: Client) -> None:
-    response = await client.get("/readyz")
-
-    assert response.status_code == 200
-    assert response.mimetype == "application/json"
-    assert await response.get_json() == {"status": "ready"}
 
 
 async def test_readyz_database_unreachable_returns_503_json(

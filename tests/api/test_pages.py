@@ -15,6 +15,7 @@ from tests.support import (
     PAGE_MATH,
     POSTS,
     USERS,
+    cases,
     page_json,
     post_json,
     user_json,
@@ -22,11 +23,7 @@ from tests.support import (
 
 
 @pytest.mark.parametrize("route", [USERS, POSTS], ids=["users", "posts"])
-@pytest.mark.parametrize(
-    ("query", "expected", "page", "per_page", "pages"),
-    PAGE_MATH.values(),
-    ids=PAGE_MATH.keys(),
-)
+@cases("query, expected, page, per_page, pages", PAGE_MATH)
 async def test_list_page_math(
     client: Client,
     session: AsyncSession,

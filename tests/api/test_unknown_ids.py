@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from quart.typing import TestClientProtocol as Client
 
-from tests.support import POSTS, ROUTE_NOT_FOUND, SESSIONS, USERS, send
+from tests.support import POSTS, ROUTE_NOT_FOUND, SESSIONS, USERS, cases, send
 
 NOT_AUTHORIZED = {"error": "Not authorized"}
 SESSION_NOT_FOUND = {"error": "Session not found"}
@@ -122,11 +121,7 @@ for name, session_id in [
     )
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "caller", "body", "status", "answer"),
-    UNKNOWN.values(),
-    ids=UNKNOWN.keys(),
-)
+@cases("method, path, caller, body, status, answer", UNKNOWN)
 async def test_unknown_id_answers_404(
     client: Client,
     user_headers: dict[str, str],

@@ -17,6 +17,7 @@ import pytest
 from service.errors import AppError, AuthError, InvalidTokenError
 from service.security.tokens import TokenType, create_token, decode_token
 from tests.flask_tokens import FlaskIssuer, alg_none
+from tests.support import cases
 
 # Long enough for HS256 without PyJWT's short-key warning (an error here).
 KEY = "tokens-test-jwt-secret-key-0123456789-abcdefghij"
@@ -257,9 +258,7 @@ REJECTED: dict[str, tuple[Mint, str, Refusal]] = {
 }
 
 
-@pytest.mark.parametrize(
-    ("mint", "expected_type", "refusal"), REJECTED.values(), ids=REJECTED.keys()
-)
+@cases("mint, expected_type, refusal", REJECTED)
 async def test_decode_token_bad_token_raises_flasks_error(
     flask_tokens: FlaskIssuer, mint: Mint, expected_type: TokenType, refusal: Refusal
 ) -> None:

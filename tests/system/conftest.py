@@ -19,7 +19,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from service.models import User
 from tests import backends
+from tests.factories import committed_user
 from tests.support import ROOT, migrate, migrated_database
 from tests.system.harness import ServedApp
 from tests.system.standbys import ReplicatedPair
@@ -67,6 +69,13 @@ def served(
 async def http(served: ServedApp) -> AsyncIterator[httpx.AsyncClient]:
     async with served.client() as client:
         yield client
+
+
+@pytest.fixture
+async def user(served_engine: AsyncEngine) -> User:
+    """Here, a user the served instances see: committed on their database, its
+    address unique (the suite's `user` lives in the test session's database)."""
+    return await committed_user(served_engine)
 
 
 # Small budgets, so that spending them costs a few hashes, not a hundred.

@@ -662,8 +662,17 @@ class Deployment:
     python: str = field(init=False)
     secrets: dict[str, str] = field(init=False)
     redis_key_prefix: str = field(init=False)
+    context: Path = field(init=False)
+    app: Path = field(init=False)
+    venv: Path = field(init=False)
+    logs: Path = field(init=False)
 
     def __post_init__(self) -> None:
+        # The build context, the runtime WORKDIR (/app) and its venv, the logs.
+        self.context = self.workdir / "build"
+        self.app = self.workdir / "app"
+        self.venv = self.app / ".venv"
+        self.logs = self.workdir / "logs"
         self.stages = dockerfile_stages()
         self.compose = load_compose()
         uv = ROOT / ".tools" / "bin" / "uv"
@@ -700,22 +709,6 @@ class Deployment:
     @property
     def runtime(self) -> Stage:
         return self.stages[-1]
-
-    @property
-    def context(self) -> Path:
-        return self.workdir / "build"
-
-    @property
-    def app(self) -> Path:
-        return self.workdir / "app"
-
-    @property
-    def venv(self) -> Path:
-        return self.app / ".venv"
-
-    @property
-    def logs(self) -> Path:
-        return self.workdir / "logs"
 
     @property
     def lb_port(self) -> int:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from service.config import DEV_SECRET_KEY
+from service.models import User
 from service.security.tokens import INVALID_RESET, create_reset_token
 from tests.factories import PASSWORD, committed_user
 from tests.support import (
@@ -120,11 +121,10 @@ async def test_registration_past_its_per_address_limit_answers_429(
 
 
 async def test_reset_mail_past_its_per_email_limit_answers_429(
-    served: ServedApp, served_engine: AsyncEngine
+    served: ServedApp, user: User
 ) -> None:
     # Default PASSWORD_RESET_MAX_PER_ADDRESS: 3 mails an hour to one address,
     # whoever asks.
-    user = await committed_user(served_engine)
     for _ in range(3):
         async with served.client() as client:
             response = await client.post(FORGOT, json={"email": user.email})
@@ -152,11 +152,10 @@ async def test_reset_mail_past_its_per_client_limit_answers_429(
 
 
 async def test_wrong_current_passwords_spend_the_login_budget(
-    served: ServedApp, served_engine: AsyncEngine
+    served: ServedApp, user: User
 ) -> None:
     # With a stolen access token, POST /auth/password is a password oracle: its
     # wrong guesses count against the account's login budget (10).
-    user = await committed_user(served_engine)
     tokens = await tokens_for(served, user.email)
     async with served.client() as thief:
         for number in range(10):
@@ -269,9 +268,8 @@ async def test_pool_checkout_timeout_answers_503_json(
 
 
 async def test_concurrent_resets_with_one_token_have_one_winner(
-    served: ServedApp, served_engine: AsyncEngine
+    served: ServedApp, user: User
 ) -> None:
-    user = await committed_user(served_engine)
     token = create_reset_token(
         user_id=user.id,
         password_hash=user.password_hash,
@@ -373,9 +371,8 @@ async def test_rotation_never_extends_the_session_past_its_login(
 
 
 async def test_nul_in_the_login_password_is_a_wrong_password(
-    served: ServedApp, served_engine: AsyncEngine
+    served: ServedApp, user: User
 ) -> None:
-    user = await committed_user(served_engine)
     async with served.client() as client:
         response = await client.post(
             LOGIN, json={"email": user.email, "password": "password\x00123"}

@@ -12,6 +12,7 @@ import uuid
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.models import User
 from tests.factories import PASSWORD, committed_user
 from tests.support import LOGIN, TOO_MANY, unique_email
 from tests.system.harness import ServedApp
@@ -33,11 +34,10 @@ def unknown_email() -> str:
 
 
 async def test_twenty_concurrent_right_passwords_all_log_in(
-    served: ServedApp, served_engine: AsyncEngine
+    served: ServedApp, user: User
 ) -> None:
     # Default budget: 10 per account. Twenty at once must not be refused: a
     # right password is refused only when real failures spent the budget.
-    user = await committed_user(served_engine)
     async with served.client() as client:
         responses = await asyncio.gather(
             *(login(client, user.email, PASSWORD) for _ in range(20))
@@ -66,9 +66,8 @@ async def test_an_address_over_its_limit_cannot_lock_out_an_account(
 
 
 async def test_a_burst_of_wrong_guesses_gets_no_more_than_the_budget(
-    served_small: ServedApp, served_engine: AsyncEngine
+    served_small: ServedApp, user: User
 ) -> None:
-    user = await committed_user(served_engine)
 
     responses = await asyncio.gather(
         *(
@@ -85,9 +84,8 @@ async def test_a_burst_of_wrong_guesses_gets_no_more_than_the_budget(
 
 
 async def test_right_password_amid_wrong_ones_gets_in_while_budget_is_left(
-    served_small: ServedApp, served_engine: AsyncEngine
+    served_small: ServedApp, user: User
 ) -> None:
-    user = await committed_user(served_engine)
 
     wrong = [
         login_from_anywhere(served_small, user.email, f"guess-{n}") for n in range(2)
@@ -124,9 +122,8 @@ async def test_case_variants_of_an_address_share_its_budget(
 
 
 async def test_failed_login_is_a_security_event_with_the_client_address(
-    served: ServedApp, served_engine: AsyncEngine
+    served: ServedApp, user: User
 ) -> None:
-    user = await committed_user(served_engine)
     address = "127.3.4.5"
     async with served.client(address) as client:
         response = await client.post(

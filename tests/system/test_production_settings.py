@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.config import Settings
-from tests.factories import PASSWORD, committed_user, flask_token_for
+from service.models import User
+from tests.factories import PASSWORD, flask_token_for
 from tests.support import FORGOT, LOGIN, ME, REFRESH, RESET, RESET_MAIL, REVOKED, bearer
 from tests.system.conftest import serve
 from tests.system.harness import ServedApp
@@ -71,9 +71,8 @@ def production(
 
 
 async def test_production_logs_the_reset_mail_without_a_working_token(
-    production: ServedApp, served_engine: AsyncEngine
+    production: ServedApp, user: User
 ) -> None:
-    user = await committed_user(served_engine)
 
     async with production.client() as client:
         asked = await client.post(FORGOT, json={"email": user.email})
@@ -107,9 +106,8 @@ async def test_production_logs_the_reset_mail_without_a_working_token(
 
 
 async def test_flask_era_tokens_are_refused_once_legacy_tokens_are_off(
-    production: ServedApp, served_engine: AsyncEngine
+    production: ServedApp, user: User
 ) -> None:
-    user = await committed_user(served_engine)
     # As the Flask service minted them: signed with the served instance's key.
     signer = Settings(jwt_secret_key=JWT_KEY)
     flask_access = flask_token_for(signer, user)
