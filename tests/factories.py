@@ -58,6 +58,20 @@ async def make_user(session: AsyncSession, **overrides: Any) -> User:
     return user
 
 
+async def make_users(session: AsyncSession, count: int) -> None:
+    """`count` users in one commit (make_user commits each)."""
+    session.add_all(
+        User(
+            email=f"bulk{next(_numbers)}@example.com",
+            password_hash=PASSWORD_HASH,
+            first_name="Bulk",
+            last_name=str(n),
+        )
+        for n in range(count)
+    )
+    await session.commit()
+
+
 async def committed_user(database: AsyncEngine | str, **overrides: Any) -> User:
     """A user committed on another database than the test session's (a served
     instance's, a cluster's: an engine, or a URL to make one for), its address
@@ -150,6 +164,7 @@ __all__ = [
     "login_tokens",
     "make_post",
     "make_user",
+    "make_users",
     "mint",
     "utcnow",
 ]

@@ -220,15 +220,11 @@ async def post_login(
 
 
 async def login(
-    client: Client,
-    email: str,
-    password: str = PASSWORD,
-    *,
-    user_agent: str | None = None,
-    ip: str | None = None,
+    client: Client, email: str, password: str = PASSWORD, **client_is: str | None
 ) -> dict[str, str]:
-    """POST /auth/login, which must succeed: the token pair."""
-    response = await post_login(client, email, password, user_agent=user_agent, ip=ip)
+    """POST /auth/login (from post_login's `ip`, `user_agent`), which must
+    succeed: the token pair."""
+    response = await post_login(client, email, password, **client_is)
     assert response.status_code == 200, await response.get_data(as_text=True)
     tokens: dict[str, str] = await response.get_json()
     return tokens

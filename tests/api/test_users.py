@@ -15,7 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
 from service.models import User
-from tests.factories import at, flask_headers_for, login_headers, make_user, utcnow
+from tests.factories import (
+    at,
+    flask_headers_for,
+    login_headers,
+    make_user,
+    make_users,
+    utcnow,
+)
 from tests.support import (
     BAD_REQUEST,
     MISSING,
@@ -488,16 +495,7 @@ async def test_list_users_active_only_only_true_string_filters(
 async def test_list_users_per_page_capped_at_100(
     client: Client, session: AsyncSession, settings: Settings
 ) -> None:
-    session.add_all(
-        User(
-            email=f"bulk{n}@example.com",
-            password_hash="unused",
-            first_name="Bulk",
-            last_name=str(n),
-        )
-        for n in range(101)
-    )
-    await session.commit()
+    await make_users(session, 101)
     caller = await make_user(session)
 
     response = await client.get(

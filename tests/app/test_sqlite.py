@@ -17,7 +17,14 @@ from service.config import Settings
 from service.db.request import SESSIONMAKER_KEY
 from service.models import User
 from service.schemas.user import NewUser
-from tests.support import PASSWORD, bearer, login, migrate_sqlite, registration
+from tests.support import (
+    PASSWORD,
+    bearer,
+    login,
+    migrate_sqlite,
+    post_refresh,
+    registration,
+)
 
 
 @pytest.fixture
@@ -196,9 +203,7 @@ async def test_sqlite_admin_delete_then_email_registers_again(
 async def test_sqlite_refresh_returns_new_access_token(sqlite_client: Client) -> None:
     await register(sqlite_client, "fresh@example.com")
     tokens = await login(sqlite_client, "fresh@example.com")
-    response = await sqlite_client.post(
-        "/api/v1/auth/refresh", headers=bearer(tokens["refresh_token"])
-    )
+    response = await post_refresh(sqlite_client, tokens["refresh_token"])
     assert response.status_code == 200
     body = await response.get_json()
     assert body["token_type"] == "bearer"
@@ -210,10 +215,8 @@ async def test_sqlite_refresh_returns_new_access_token(sqlite_client: Client) ->
 
 async def test_sqlite_logout_returns_message(sqlite_client: Client) -> None:
     await register(sqlite_client, "bye@example.com")
-    tokens = await login(sqlite_client, "bye@example.com")
-    response = await sqlite_client.post(
-        "/api/v1/auth/logout", headers=bearer(tokens["access_token"])
-    )
+    access = (await login(sqlite_client, "bye@example.com"))["access_token"]
+    response = await sqlite_client.post("/api/v1/auth/logout", headers=bearer(access))
     assert response.status_code == 200
     assert await response.get_json() == {"message": "Successfully logged out"}
 

@@ -131,36 +131,34 @@ async def test_create_user_invalid_email(client: Client) -> None:
 # TestDeleteUser
 
 
-async def test_delete_user_requires_admin(
+@pytest.mark.parametrize(
+    ("caller", "status", "deleted"),
+    [
+        pytest.param("user", 403, False, id="requires_admin"),
+        pytest.param("admin", 204, True, id="as_admin"),
+    ],
+)
+async def test_delete_user(
     client: Client,
     routed_login_headers: dict[str, str],
-    user: User,
-    session: AsyncSession,
-) -> None:
-    response = await client.delete(
-        f"/api/v1/users/{user.id}", headers=routed_login_headers
-    )
-
-    assert response.status_code == 403
-    assert await response.get_json() == {"error": "Admin access required"}
-    await session.refresh(user)
-    assert user.deleted_at is None
-
-
-async def test_delete_user_as_admin(
-    client: Client,
     admin_login_headers: dict[str, str],
     user: User,
     session: AsyncSession,
+    caller: str,
+    status: int,
+    deleted: bool,
 ) -> None:
-    response = await client.delete(
-        f"/api/v1/users/{user.id}", headers=admin_login_headers
-    )
+    headers = admin_login_headers if caller == "admin" else routed_login_headers
 
-    assert response.status_code == 204
-    assert await response.get_data() == b""
+    response = await client.delete(f"/api/v1/users/{user.id}", headers=headers)
+
+    assert response.status_code == status
+    if deleted:
+        assert await response.get_data() == b""
+    else:
+        assert await response.get_json() == {"error": "Admin access required"}
     await session.refresh(user)
-    assert user.deleted_at is not None
+    assert (user.deleted_at is not None) is deleted
 
 
 # TestUserService

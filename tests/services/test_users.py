@@ -13,7 +13,7 @@ from werkzeug.security import check_password_hash
 from service.errors import NotFoundError
 from service.models import User, utcnow
 from service.services.users import UserService
-from tests.factories import at, make_user
+from tests.factories import at, make_user, make_users
 from tests.support import registration
 
 EMAIL_TAKEN = {"email": ["Email already registered."]}
@@ -175,16 +175,7 @@ async def test_list_page_never_lists_soft_deleted(
 async def test_list_page_total_and_pages(
     users: UserService, session: AsyncSession, count: int, per_page: int, pages: int
 ) -> None:
-    session.add_all(
-        User(
-            email=f"page{i}@example.com",
-            password_hash="x",
-            first_name="Page",
-            last_name=str(i),
-        )
-        for i in range(count)
-    )
-    await session.commit()
+    await make_users(session, count)
 
     page = await users.list_page(page=1, per_page=per_page, active_only=True)
 
