@@ -196,6 +196,12 @@ async def names() -> AsyncIterator[Names]:
 
 
 @pytest.fixture
+async def account(session: AsyncSession, names: Names) -> User:
+    """A user whose address's throttle keys go after the test (tests on Redis)."""
+    return await make_user(session, email=names.email())
+
+
+@pytest.fixture
 def hasher() -> Iterator[PasswordHasher]:
     hasher = PasswordHasher(threads=2)
     yield hasher

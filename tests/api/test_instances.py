@@ -9,15 +9,18 @@ after unique emails and IPs and deleted at the end of each test.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
+import pytest
+from quart.typing import TestClientProtocol as Client
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from service.config import Settings
-from service.models import AuthSession
-from tests.factories import flask_token_for, make_user
+from service.models import AuthSession, User
+from tests.factories import flask_token_for
 from tests.support import (
     LOGOUT,
     REFRESH,
@@ -51,11 +54,10 @@ def claims(settings: Settings, token: str) -> dict[str, Any]:
 
 
 async def test_logout_on_one_replica_is_refused_on_the_other_at_once(
-    make_instances: InstancesMaker, session: AsyncSession, names: Names
+    make_instances: InstancesMaker, account: User, names: Names
 ) -> None:
     a, b = await make_instances()
-    user = await make_user(session, email=names.email())
-    tokens = await login(a, user.email, ip=names.ip())
+    tokens = await login(a, account.email, ip=names.ip())
     before = await get_me(a, tokens["access_token"])
 
     logout = await b.post(LOGOUT, headers=bearer(tokens["access_token"]))
@@ -72,16 +74,15 @@ LOGGED_OUT = (200, {"message": "Successfully logged out"})
 
 async def test_concurrent_logouts_of_one_flask_token_answer_200_or_401(
     make_instances: InstancesMaker,
-    session: AsyncSession,
+    account: User,
     names: Names,
     settings: Settings,
 ) -> None:
     # A client retrying a logout, or two tabs: the loser must not trip over the
     # winner's revoked_tokens row.
     a, b = await make_instances()
-    user = await make_user(session, email=names.email())
     for _ in range(3):
-        token = flask_token_for(settings, user)
+        token = flask_token_for(settings, account)
 
         responses = await asyncio.gather(
             *(replica.post(LOGOUT, headers=bearer(token)) for replica in (a, b, a, b))
@@ -97,13 +98,12 @@ async def test_concurrent_logouts_of_one_flask_token_answer_200_or_401(
 
 
 async def test_concurrent_logouts_of_one_session_answer_200_or_401(
-    make_instances: InstancesMaker, session: AsyncSession, names: Names
+    make_instances: InstancesMaker, account: User, names: Names
 ) -> None:
     a, b = await make_instances()
-    user = await make_user(session, email=names.email())
     peer = names.ip()
     for _ in range(3):
-        tokens = await login(a, user.email, ip=peer)
+        tokens = await login(a, account.email, ip=peer)
 
         responses = await asyncio.gather(
             *(
@@ -122,18 +122,28 @@ async def test_concurrent_logouts_of_one_session_answer_200_or_401(
 # --- the rotation race --------------------------------------------------------------
 
 
-async def test_refresh_rotation_race_across_replicas_has_one_winner(
-    make_instances: InstancesMaker,
-    session: AsyncSession,
-    names: Names,
-    engine: AsyncEngine,
-    settings: Settings,
-) -> None:
+@dataclass
+class Race:
+    """Two instances that rotate refresh tokens, and a user logging in on them."""
+
+    a: Client
+    b: Client
+    user: User
+    peer: str
+
+
+@pytest.fixture
+async def race(make_instances: InstancesMaker, account: User, names: Names) -> Race:
     a, b = await make_instances(refresh_rotation=True)
-    user = await make_user(session, email=names.email())
-    peer = names.ip()
+    return Race(a, b, account, names.ip())
+
+
+async def test_refresh_rotation_race_across_replicas_has_one_winner(
+    race: Race, engine: AsyncEngine, settings: Settings
+) -> None:
+    a, b, account, peer = race.a, race.b, race.user, race.peer
     for _ in range(RACE_ROUNDS):
-        tokens = await login(a, user.email, ip=peer)
+        tokens = await login(a, account.email, ip=peer)
         old = claims(settings, tokens["refresh_token"])
 
         responses = await asyncio.gather(
@@ -160,17 +170,11 @@ async def test_refresh_rotation_race_across_replicas_has_one_winner(
 
 
 async def test_refresh_rotation_race_rows_left_consistent(
-    make_instances: InstancesMaker,
-    session: AsyncSession,
-    names: Names,
-    engine: AsyncEngine,
-    settings: Settings,
+    race: Race, engine: AsyncEngine, settings: Settings
 ) -> None:
     # Many sessions racing at once, not one after another.
-    a, b = await make_instances(refresh_rotation=True)
-    user = await make_user(session, email=names.email())
-    peer = names.ip()
-    logins = [await login(a, user.email, ip=peer) for _ in range(3)]
+    logins = [await login(race.a, race.user.email, ip=race.peer) for _ in range(3)]
+    a, b = race.a, race.b
 
     responses = await asyncio.gather(
         *(
@@ -191,14 +195,13 @@ async def test_refresh_rotation_race_rows_left_consistent(
 
 async def test_committed_rows_are_visible_between_replicas(
     make_instances: InstancesMaker,
-    session: AsyncSession,
+    account: User,
     names: Names,
     engine: AsyncEngine,
 ) -> None:
     # The premise of the tests above: no shared transaction hides a commit.
     a, b = await make_instances()
-    user = await make_user(session, email=names.email())
-    tokens = await login(a, user.email, ip=names.ip())
+    tokens = await login(a, account.email, ip=names.ip())
 
     sessions = await b.get(
         "/api/v1/auth/sessions", headers=bearer(tokens["access_token"])
@@ -212,7 +215,7 @@ async def test_committed_rows_are_visible_between_replicas(
         count = len(
             (
                 await session.scalars(
-                    select(AuthSession).where(AuthSession.user_id == user.id)
+                    select(AuthSession).where(AuthSession.user_id == account.id)
                 )
             ).all()
         )

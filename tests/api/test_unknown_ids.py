@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from quart.typing import TestClientProtocol as Client
 
 from tests.support import POSTS, ROUTE_NOT_FOUND, SESSIONS, USERS, cases, send
@@ -121,11 +122,17 @@ for name, session_id in [
     )
 
 
+@pytest.fixture
+def callers(
+    user_headers: dict[str, str], admin_headers: dict[str, str]
+) -> dict[str, dict[str, str]]:
+    return {"user": user_headers, "admin": admin_headers}
+
+
 @cases("method, path, caller, body, status, answer", UNKNOWN)
 async def test_unknown_id_answers_404(
     client: Client,
-    user_headers: dict[str, str],
-    admin_headers: dict[str, str],
+    callers: dict[str, dict[str, str]],
     method: str,
     path: str,
     caller: str,
@@ -133,7 +140,7 @@ async def test_unknown_id_answers_404(
     status: int,
     answer: Any,
 ) -> None:
-    headers = admin_headers if caller == "admin" else user_headers
+    headers = callers[caller]
     sent: dict[str, Any] = {} if body is None else {"json": body}
 
     response = await send(client, method, path, headers=headers, **sent)
