@@ -278,22 +278,17 @@ async def test_forgot_answers_known_and_unknown_in_same_time(
     assert slow < 3 * fast + 0.1, (known, unknown)
 
 
-@pytest.mark.parametrize(
-    ("payload", "errors"),
-    [
-        pytest.param({}, {"email": ["Missing data for required field."]}, id="missing"),
-        pytest.param(
-            {"email": "not-an-email"},
-            {"email": ["Not a valid email address."]},
-            id="not-email",
-        ),
-        pytest.param(
-            {"email": "a@example.com", "extra": 1},
-            {"extra": ["Unknown field."]},
-            id="unknown-field",
-        ),
-    ],
-)
+INVALID_FORGOT_BODIES = {
+    "missing": ({}, {"email": ["Missing data for required field."]}),
+    "not-email": ({"email": "not-an-email"}, {"email": ["Not a valid email address."]}),
+    "unknown-field": (
+        {"email": "a@example.com", "extra": 1},
+        {"extra": ["Unknown field."]},
+    ),
+}
+
+
+@cases("payload, errors", INVALID_FORGOT_BODIES)
 async def test_forgot_invalid_body_returns_400(
     mail_client: Client, payload: dict[str, Any], errors: dict[str, list[str]]
 ) -> None:
@@ -566,17 +561,17 @@ async def test_reset_then_fresh_login_works(
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize(
-    ("payload", "field_name"),
-    [
-        pytest.param({"new_password": "short"}, "new_password", id="short-password"),
-        pytest.param({"new_password": "p" * 129}, "new_password", id="long-password"),
-        pytest.param({"new_password": "pass\x00word"}, "new_password", id="nul"),
-        pytest.param({"token": ""}, "token", id="empty-token"),
-        pytest.param({"token": "t" * 2049}, "token", id="token-too-long"),
-        pytest.param({"extra": "x"}, "extra", id="unknown-field"),
-    ],
-)
+INVALID_RESET_BODIES = {
+    "short-password": ({"new_password": "short"}, "new_password"),
+    "long-password": ({"new_password": "p" * 129}, "new_password"),
+    "nul": ({"new_password": "pass\x00word"}, "new_password"),
+    "empty-token": ({"token": ""}, "token"),
+    "token-too-long": ({"token": "t" * 2049}, "token"),
+    "unknown-field": ({"extra": "x"}, "extra"),
+}
+
+
+@cases("payload, field_name", INVALID_RESET_BODIES)
 async def test_reset_invalid_body_returns_400_and_token_still_works(
     mail_client: Client,
     mailed_token: str,

@@ -25,6 +25,7 @@ from tests.support import (
     NOT_JSON,
     POSTS,
     USERS,
+    cases,
     page_json,
     post_json,
 )
@@ -143,38 +144,25 @@ async def test_create_post_longest_title_returns_201(
     assert (await response.get_json())["title"] == "t" * 200
 
 
-@pytest.mark.parametrize(
-    ("payload", "errors"),
-    [
-        pytest.param({}, {"title": MISSING, "content": MISSING}, id="empty"),
-        pytest.param({"content": "c"}, {"title": MISSING}, id="no-title"),
-        pytest.param({"title": "t"}, {"content": MISSING}, id="no-content"),
-        pytest.param({"title": "", "content": "c"}, {"title": TITLE_LENGTH}, id="t0"),
-        pytest.param(
-            {"title": "t" * 201, "content": "c"}, {"title": TITLE_LENGTH}, id="t201"
-        ),
-        pytest.param(
-            {"title": "t", "content": ""}, {"content": CONTENT_EMPTY}, id="c0"
-        ),
-        pytest.param(
-            {"title": None, "content": "c"},
-            {"title": ["Field may not be null."]},
-            id="null",
-        ),
-        pytest.param(
-            {"title": "t", "content": 5},
-            {"content": ["Not a valid string."]},
-            id="not-string",
-        ),
-        pytest.param(
-            {"title": "t", "content": "c", "tags": []},
-            {"tags": ["Unknown field."]},
-            id="unknown-field",
-        ),
-        pytest.param({"title": "a\x00b", "content": "c"}, {"title": NUL}, id="nul-t"),
-        pytest.param({"title": "t", "content": "\x00"}, {"content": NUL}, id="nul-c"),
-    ],
-)
+INVALID_NEW_POSTS = {
+    "empty": ({}, {"title": MISSING, "content": MISSING}),
+    "no-title": ({"content": "c"}, {"title": MISSING}),
+    "no-content": ({"title": "t"}, {"content": MISSING}),
+    "t0": ({"title": "", "content": "c"}, {"title": TITLE_LENGTH}),
+    "t201": ({"title": "t" * 201, "content": "c"}, {"title": TITLE_LENGTH}),
+    "c0": ({"title": "t", "content": ""}, {"content": CONTENT_EMPTY}),
+    "null": ({"title": None, "content": "c"}, {"title": ["Field may not be null."]}),
+    "not-string": ({"title": "t", "content": 5}, {"content": ["Not a valid string."]}),
+    "unknown-field": (
+        {"title": "t", "content": "c", "tags": []},
+        {"tags": ["Unknown field."]},
+    ),
+    "nul-t": ({"title": "a\x00b", "content": "c"}, {"title": NUL}),
+    "nul-c": ({"title": "t", "content": "\x00"}, {"content": NUL}),
+}
+
+
+@cases("payload, errors", INVALID_NEW_POSTS)
 async def test_create_post_invalid_body_returns_400(
     client: Client,
     session: AsyncSession,
@@ -371,19 +359,17 @@ async def test_update_post_admin_claim_in_token_without_admin_row_returns_403(
     assert await response.get_json() == NOT_AUTHORIZED
 
 
-@pytest.mark.parametrize(
-    ("payload", "errors"),
-    [
-        pytest.param({"title": ""}, {"title": TITLE_LENGTH}, id="t0"),
-        pytest.param({"title": "t" * 201}, {"title": TITLE_LENGTH}, id="t201"),
-        pytest.param({"content": ""}, {"content": CONTENT_EMPTY}, id="c0"),
-        pytest.param({"content": "a\x00"}, {"content": NUL}, id="nul"),
-        pytest.param(
-            {"author_id": 1}, {"author_id": ["Unknown field."]}, id="author_id"
-        ),
-        pytest.param({"title": None}, {"title": ["Field may not be null."]}, id="null"),
-    ],
-)
+INVALID_POST_CHANGES = {
+    "t0": ({"title": ""}, {"title": TITLE_LENGTH}),
+    "t201": ({"title": "t" * 201}, {"title": TITLE_LENGTH}),
+    "c0": ({"content": ""}, {"content": CONTENT_EMPTY}),
+    "nul": ({"content": "a\x00"}, {"content": NUL}),
+    "author_id": ({"author_id": 1}, {"author_id": ["Unknown field."]}),
+    "null": ({"title": None}, {"title": ["Field may not be null."]}),
+}
+
+
+@cases("payload, errors", INVALID_POST_CHANGES)
 async def test_update_post_invalid_body_returns_400_unchanged(
     client: Client,
     session: AsyncSession,

@@ -883,6 +883,13 @@ class Deployment:
         self.replicas.append(replica)
         return replica
 
+    def new_replica(self) -> Replica:
+        """A replica at the next unused address, started and serving."""
+        replica = self.add_replica()
+        self.start_replica(replica)
+        self.wait_replica(replica)
+        return replica
+
     def ensure_replicas(self) -> bool:
         """Start the replicas (again, after a test stopped one) and wait for them.
 

@@ -601,9 +601,7 @@ async def remove_replica(stack: Deployment, replica: Replica) -> None:
 async def test_a_third_replica_gets_traffic_within_seconds_of_its_dns_record(
     stack: Deployment, measurements: list[str]
 ) -> None:
-    third = stack.add_replica()
-    await asyncio.to_thread(stack.start_replica, third)
-    await asyncio.to_thread(stack.wait_replica, third)
+    third = await asyncio.to_thread(stack.new_replica)
     try:
         stack.publish()
         seconds, _seen = await requests_until(
@@ -621,9 +619,7 @@ async def test_a_replica_back_at_a_new_address_is_found(
     # `up --build` recreates a replica; Docker usually gives it a new address.
     old = stack.replicas[0]
     await remove_replica(stack, old)
-    new = stack.add_replica()
-    await asyncio.to_thread(stack.start_replica, new)
-    await asyncio.to_thread(stack.wait_replica, new)
+    new = await asyncio.to_thread(stack.new_replica)
     stack.publish()
 
     seconds, _ = await requests_until(
@@ -641,9 +637,7 @@ async def test_a_replica_back_at_a_new_address_is_found(
 async def test_removing_a_replica_under_load_fails_no_request(
     stack: Deployment, measurements: list[str]
 ) -> None:
-    third = stack.add_replica()
-    await asyncio.to_thread(stack.start_replica, third)
-    await asyncio.to_thread(stack.wait_replica, third)
+    third = await asyncio.to_thread(stack.new_replica)
     stack.publish()
     await requests_until(stack, lambda seen: len(stack.replicas) - 1 in seen, 15)
     load = Load(stack.lb_port, "GET", ME, bearer(await admin_token(stack)))

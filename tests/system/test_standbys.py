@@ -88,6 +88,13 @@ async def primary_position(pair: ReplicatedPair) -> int:
         await connection.close()
 
 
+async def written(pair: ReplicatedPair, caplog: pytest.LogCaptureFixture) -> int:
+    """Where the primary stands after a write; the access log is captured from now."""
+    position = await primary_position(pair)
+    caplog.set_level(logging.INFO, "service.access")
+    return position
+
+
 async def standby_has(pair: ReplicatedPair, position: int) -> bool:
     connection = await asyncpg.connect(pair.replica.dsn(DATABASE))
     try:
@@ -127,8 +134,7 @@ async def test_register_then_get(
     )
     assert created.status_code == 201
     body = await created.get_json()
-    written_at = await primary_position(held_back)
-    caplog.set_level(logging.INFO, "service.access")
+    written_at = await written(held_back, caplog)
 
     got = await client.get(
         f"{USERS}/{body['id']}", headers=flask_headers_for(SIGNER, reader)
@@ -151,8 +157,7 @@ async def test_patch_then_list(
         headers=flask_headers_for(SIGNER, user),
     )
     assert patched.status_code == 200
-    written_at = await primary_position(held_back)
-    caplog.set_level(logging.INFO, "service.access")
+    written_at = await written(held_back, caplog)
 
     listed = await client.get(
         f"{USERS}?per_page=100", headers=flask_headers_for(SIGNER, user)
@@ -175,8 +180,7 @@ async def test_delete_then_get_as_another_user(
         f"{USERS}/{doomed.id}", headers=flask_headers_for(SIGNER, admin)
     )
     assert deleted.status_code == 204
-    written_at = await primary_position(held_back)
-    caplog.set_level(logging.INFO, "service.access")
+    written_at = await written(held_back, caplog)
 
     got = await client.get(
         f"{USERS}/{doomed.id}", headers=flask_headers_for(SIGNER, other)
