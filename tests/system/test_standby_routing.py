@@ -21,33 +21,10 @@ from service.db.replicas import (
     ReplicaSet,
     RequestReads,
     create_replica_set,
-    format_lsn,
-    parse_lsn,
-    settled_position,
 )
 from tests.system.standbys import DATABASE, ReplicatedPair
 
 IS_STANDBY = text("SELECT pg_is_in_recovery()")
-
-
-def test_lsn_round_trip() -> None:
-    assert parse_lsn("16/B374D848") == (0x16 << 32) | 0xB374D848
-    assert format_lsn(parse_lsn("16/B374D848")) == "16/B374D848"
-
-
-@pytest.mark.parametrize(
-    ("position", "settled"),
-    [
-        (8192 + 24, 8192),  # past a short page header
-        (16 * 1024 * 1024 + 40, 16 * 1024 * 1024),  # past a segment's long header
-        (8192 + 40, 8192 + 40),  # a record that really ends there
-        (8192 + 64, 8192 + 64),
-    ],
-)
-def test_settled_position_steps_back_over_empty_page_headers(
-    position: int, settled: int
-) -> None:
-    assert settled_position(position, 8192, 16 * 1024 * 1024) == settled
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from service import create_app
-from service.config import ConfigError, Settings
+from service.config import Settings
 from service.db.replicas import parse_lsn
 from tests.factories import (
     PASSWORD,
@@ -311,31 +311,3 @@ def _samples(text: str) -> dict[tuple[str, str], float]:
             label = sample.labels.get("target") or sample.labels.get("reason") or ""
             found[(sample.name, label)] = sample.value
     return found
-
-
-def test_replica_urls_come_from_one_comma_separated_setting() -> None:
-    settings = Settings.from_env(
-        {
-            "DATABASE_URL": "postgresql://u@primary/db",
-            "DATABASE_REPLICA_URL": "postgresql://u@r1/db, postgres://u@r2:5433/db",
-            "DB_REPLICA_MAX_LAG": "2.5",
-        }
-    )
-    assert settings.database_replica_urls == (
-        "postgresql+asyncpg://u@r1/db",
-        "postgresql+asyncpg://u@r2:5433/db",
-    )
-    assert settings.db_replica_max_lag == 2.5
-    assert Settings.from_env({}).database_replica_urls == ()
-
-
-@pytest.mark.parametrize(
-    "environ",
-    [
-        {"DATABASE_REPLICA_URL": "postgresql://u@r1/db"},  # on the SQLite default
-        {"DATABASE_URL": "postgresql://u@p/db", "DATABASE_REPLICA_URL": "sqlite:///x"},
-    ],
-)
-def test_replicas_need_postgresql(environ: dict[str, str]) -> None:
-    with pytest.raises(ConfigError, match="DATABASE_REPLICA_URL"):
-        Settings.from_env(environ)
