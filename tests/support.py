@@ -1,5 +1,7 @@
-"""The suite's helpers: database set-up, free ports, bearer headers, logins over
-the API, and a user's JSON as the API answers it (tests/factories.py builds rows)."""
+"""The suite's helpers: database set-up, the API's paths and the answers tests
+expect in full, the requests many tests make (logins, refreshes, password
+changes), a user's and a post's JSON as the API answers them, and cases() for
+parameter tables (tests/factories.py builds rows)."""
 
 from __future__ import annotations
 
