@@ -72,10 +72,10 @@ cov: install ## the test suite under coverage
 	$(RUN) coverage report
 
 contract: install ## a longer schemathesis run against the OpenAPI document (200 examples per operation)
-	SCHEMATHESIS_MAX_EXAMPLES=200 $(RUN) pytest tests/test_schemathesis.py
+	SCHEMATHESIS_MAX_EXAMPLES=200 $(RUN) pytest tests/parity/test_schemathesis.py
 
 diff: install ## thousands of request sequences to the Flask original and this service, compared (docs/MIGRATING.md)
-	HYPOTHESIS_PROFILE=explore DIFFERENTIAL_EXAMPLES=$${DIFFERENTIAL_EXAMPLES:-3000} $(RUN) pytest tests/differential/test_differential.py
+	HYPOTHESIS_PROFILE=explore DIFFERENTIAL_EXAMPLES=$${DIFFERENTIAL_EXAMPLES:-3000} $(RUN) pytest tests/parity/test_differential.py
 
 bench: install ## benchmark against a bare ASGI app on the same Hypercorn (PostgreSQL, wrk): bench/README.md
 	$(RUN) python bench/run.py $(BENCH_ARGS)

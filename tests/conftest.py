@@ -4,8 +4,8 @@ are deleted after it (or, opting in, runs in one rolled-back transaction)."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -25,8 +25,17 @@ from service.config import Settings
 from service.db.engine import Database, make_sessionmaker
 from service.models import User
 from service.models.base import Base
+from service.security.passwords import PasswordHasher
+from service.services.users import UserService
+from tests import backends
 from tests.factories import login_headers, make_user
-from tests.support import AppMaker, migrated_database
+from tests.support import (
+    AppMaker,
+    AppStarter,
+    InstancesMaker,
+    Names,
+    migrated_database,
+)
 
 # The suite that gates CI gives the same result run after run: Hypothesis draws
 # the same examples every time (`ci`). `make diff` explores with fresh random
@@ -112,6 +121,34 @@ def make_app(settings: Settings, committed: None) -> AppMaker:
 
 
 @pytest.fixture
+async def start_app(make_app: AppMaker) -> AsyncIterator[AppStarter]:
+    """`app = await start_app(*blueprints, **changes)`: make_app's app, served
+    until the test ends (for tests that want several)."""
+    async with AsyncExitStack() as stack:
+
+        async def start(*blueprints: Blueprint, **changes: Any) -> Quart:
+            return await stack.enter_async_context(make_app(*blueprints, **changes))
+
+        yield start
+
+
+@pytest.fixture
+def make_instances(start_app: AppStarter) -> InstancesMaker:
+    """`a, b = await make_instances(**changes)`: clients of two apps, as two
+    replicas are, each with its own engine and pool on the run's database (what
+    one commits, the other must see) and its own client of the Redis."""
+
+    async def make(**changes: Any) -> tuple[Client, Client]:
+        redis_url = backends.redis_url()
+        first, second = [
+            await start_app(redis_url=redis_url, **changes) for _ in range(2)
+        ]
+        return first.test_client(), second.test_client()
+
+    return make
+
+
+@pytest.fixture
 async def app(make_app: AppMaker) -> AsyncIterator[Quart]:
     async with make_app() as app:
         yield app
@@ -152,6 +189,32 @@ def make_bound_app(settings: Settings, bound_database: Database) -> AppMaker:
             yield app
 
     return serve
+
+
+@pytest.fixture
+async def names() -> AsyncIterator[Names]:
+    """Unique emails and IPs; the throttle keys they name go after the test."""
+    names = Names()
+    yield names
+    await names.delete_keys(backends.redis_url())
+
+
+@pytest.fixture
+async def account(session: AsyncSession, names: Names) -> User:
+    """A user whose address's throttle keys go after the test (tests on Redis)."""
+    return await make_user(session, email=names.email())
+
+
+@pytest.fixture
+def hasher() -> Iterator[PasswordHasher]:
+    hasher = PasswordHasher(threads=2)
+    yield hasher
+    hasher.shutdown()
+
+
+@pytest.fixture
+def users(session: AsyncSession, hasher: PasswordHasher) -> UserService:
+    return UserService(session, hasher)
 
 
 @pytest.fixture

@@ -1,35 +1,83 @@
-"""The suite's helpers: database set-up, free ports, bearer headers, logins over
-the API, and a user's JSON as the API answers it (tests/factories.py builds rows)."""
+"""The suite's helpers: database set-up, the API's paths and the answers tests
+expect in full, the requests many tests make (logins, refreshes, password
+changes), a user's and a post's JSON as the API answers them, and cases() for
+parameter tables (tests/factories.py builds rows)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import asyncpg
+import pytest
 from alembic import command
 from alembic.config import Config
 from quart import Quart, Response
 from quart.typing import TestClientProtocol as Client
+from redis.asyncio import Redis
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.config import normalize_database_url
+from service.models import Post, User
+from service.schemas.user import NewUser
+from service.throttle.keys import account_key, ip_key
 from tests import backends
 
 # The conftest's make_app / make_bound_app: `async with make_app(**changes) as app`.
 AppMaker = Callable[..., AbstractAsyncContextManager[Quart]]
+# The conftest's start_app: `app = await start_app(**changes)`.
+AppStarter = Callable[..., Awaitable[Quart]]
+# The conftest's make_instances: `a, b = await make_instances(**changes)`.
+InstancesMaker = Callable[..., Awaitable[tuple[Client, Client]]]
 # Every factory user's password (tests/factories.py hashes it once).
 PASSWORD = "password123"
-LOGIN = "/api/v1/auth/login"
 ROOT = Path(__file__).resolve().parent.parent
 # The server the suite talks to (tests/backends.py picks it); it creates and
 # drops its own databases there.
 ADMIN_DSN = backends.postgres_dsn()
+
+
+# The API's paths, and the answers many tests expect in full.
+API = "/api/v1"
+LOGIN = f"{API}/auth/login"
+REFRESH = f"{API}/auth/refresh"
+LOGOUT = f"{API}/auth/logout"
+PASSWORD_CHANGE = f"{API}/auth/password"
+FORGOT = f"{API}/auth/password/forgot"
+RESET = f"{API}/auth/password/reset"
+SESSIONS = f"{API}/auth/sessions"
+USERS = f"{API}/users"
+ME = f"{USERS}/me"
+POSTS = f"{API}/posts"
+REVOKED = {"msg": "Token has been revoked", "error": "Token has been revoked"}
+MISSING_HEADER = {
+    "msg": "Missing Authorization Header",
+    "error": "Missing Authorization Header",
+}
+INVALID_CREDENTIALS = {"error": "Invalid email or password"}
+TOO_MANY = {"error": "Too many failed login attempts; try again later"}
+UNAVAILABLE = {"error": "Service unavailable"}
+ROUTE_NOT_FOUND = {
+    "error": "The requested URL was not found on the server. If you entered the URL "
+    "manually please check your spelling and try again."
+}
+BAD_REQUEST = {
+    "error": "The browser (or proxy) sent a request that this server could not "
+    "understand."
+}
+NOT_JSON = {
+    "error": "Did not attempt to load JSON data because the request Content-Type "
+    "was not 'application/json'."
+}
+TOO_LARGE = {"error": "The data value transmitted exceeds the capacity limit."}
+MISSING = ["Missing data for required field."]
+METRICS_TOKEN = "metrics-token-0123456789abcdef"
 
 
 def database_url(name: str) -> str:
@@ -72,6 +120,14 @@ async def migrate(
         await connection.run_sync(run)
 
 
+async def migrate_sqlite(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alembic's upgrade to head on a SQLite `url`, as `alembic upgrade` runs it."""
+    # env.py takes the URL from DATABASE_URL and calls asyncio.run itself, so the
+    # command runs in a thread, away from the test's event loop.
+    monkeypatch.setenv("DATABASE_URL", url)
+    await asyncio.to_thread(command.upgrade, alembic_config(), "head")
+
+
 @asynccontextmanager
 async def migrated_database(name: str) -> AsyncIterator[AsyncEngine]:
     """A new database `name` at Alembic's head, dropped when the block ends."""
@@ -82,6 +138,66 @@ async def migrated_database(name: str) -> AsyncIterator[AsyncEngine]:
     finally:
         await engine.dispose()
         await drop_database(name)
+
+
+def cases(names: str, table: Mapping[str, Any]) -> pytest.MarkDecorator:
+    """`@pytest.mark.parametrize` over a table of {id: the arguments}."""
+    return pytest.mark.parametrize(names, list(table.values()), ids=list(table))
+
+
+def unique_email(prefix: str = "user") -> str:
+    """An address no other test, nor a run at the same time, has (for rows that
+    are committed for real, or keys in a Redis other runs share)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+class Names:
+    """Unique emails and IPs for the login throttle; the Redis keys they name
+    are remembered, so that `delete_keys` can remove them afterwards."""
+
+    def __init__(self, prefix: str = "throttle") -> None:
+        self.prefix = prefix
+        self.keys: set[str] = set()
+
+    def email(self) -> str:
+        return self.track(unique_email(self.prefix))
+
+    def ip(self) -> str:
+        # A /64 of its own: the throttle budgets IPv6 clients per /64.
+        hex_ = uuid.uuid4().hex
+        ip = f"2001:db8:{hex_[:4]}:{hex_[4:8]}::{hex_[8:12]}"
+        self.keys.add(ip_key(ip))
+        return ip
+
+    def track(self, email: str) -> str:
+        self.keys.add(account_key(email))
+        return email
+
+    async def delete_keys(self, redis_url: str) -> None:
+        keys = [k for key in self.keys for k in (key, f"{key}:holds", f"{key}:settled")]
+        if not keys:
+            return
+        redis: Redis = Redis.from_url(redis_url)
+        try:
+            await redis.delete(*keys)
+        finally:
+            await redis.aclose()
+
+
+def registration(
+    email: str,
+    *,
+    password: str = PASSWORD,
+    first_name: str = "New",
+    last_name: str = "User",
+) -> NewUser:
+    """The body of POST /users (what UserService.register takes) for `email`."""
+    return {
+        "email": email,
+        "password": password,
+        "first_name": first_name,
+        "last_name": last_name,
+    }
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -106,43 +222,64 @@ async def post_login(
 
 
 async def login(
-    client: Client,
-    email: str,
-    password: str = PASSWORD,
-    *,
-    user_agent: str | None = None,
-    ip: str | None = None,
+    client: Client, email: str, password: str = PASSWORD, **client_is: str | None
 ) -> dict[str, str]:
-    """POST /auth/login, which must succeed: the token pair."""
-    response = await post_login(client, email, password, user_agent=user_agent, ip=ip)
+    """POST /auth/login (from post_login's `ip`, `user_agent`), which must
+    succeed: the token pair."""
+    response = await post_login(client, email, password, **client_is)
     assert response.status_code == 200, await response.get_data(as_text=True)
     tokens: dict[str, str] = await response.get_json()
     return tokens
 
 
+async def send(client: Client, method: str, path: str, **options: Any) -> Response:
+    """`client.open` for any method: quart.typing's protocol wrongly makes `json`
+    required, and json=None would send a JSON null, not no body."""
+    return await client.open(path, method=method, **options)
+
+
+async def post_refresh(client: Client, token: str) -> Response:
+    """POST /auth/refresh with `token`."""
+    return await client.post(REFRESH, headers=bearer(token))
+
+
+async def refreshed(client: Client, token: str) -> dict[str, str]:
+    """POST /auth/refresh, which must succeed: the new tokens."""
+    response = await post_refresh(client, token)
+    assert response.status_code == 200, await response.get_data(as_text=True)
+    tokens: dict[str, str] = await response.get_json()
+    return tokens
+
+
+async def get_me(client: Client, token: str) -> Response:
+    """GET /users/me with `token`."""
+    return await client.get(ME, headers=bearer(token))
+
+
+async def change_password(
+    client: Client,
+    headers: dict[str, str] | None,
+    new_password: str,
+    current_password: str = PASSWORD,
+) -> Response:
+    """POST /auth/password with `headers` (None: without a token)."""
+    return await client.post(
+        PASSWORD_CHANGE,
+        json={"current_password": current_password, "new_password": new_password},
+        headers=headers,
+    )
+
+
 class UserFields(Protocol):
     """What a user's JSON is made of: the model, or the Flask service's row."""
 
-    @property
-    def email(self) -> str: ...
-
-    @property
-    def first_name(self) -> str: ...
-
-    @property
-    def last_name(self) -> str: ...
-
-    @property
-    def is_active(self) -> bool: ...
-
-    @property
-    def is_admin(self) -> bool: ...
-
-    @property
-    def created_at(self) -> datetime: ...
-
-    @property
-    def updated_at(self) -> datetime: ...
+    email: str
+    first_name: str
+    last_name: str
+    is_active: bool
+    is_admin: bool
+    created_at: datetime
+    updated_at: datetime
 
 
 def user_json(user: UserFields, user_id: int | None = None) -> dict[str, Any]:
@@ -160,24 +297,71 @@ def user_json(user: UserFields, user_id: int | None = None) -> dict[str, Any]:
     }
 
 
+def post_json(post: Post, author: User) -> dict[str, Any]:
+    return {
+        "id": post.id,
+        "title": post.title,
+        "content": post.content,
+        "author_id": author.id,
+        "author": {"id": author.id, "full_name": author.full_name},
+        "created_at": post.created_at.isoformat(),
+        "updated_at": post.updated_at.isoformat(),
+    }
+
+
+# Five items, index 4 the newest, listed with a query: the indexes the page holds,
+# and the page, per_page and pages the answer states.
+PAGE_MATH = {
+    "first": ({"page": "1", "per_page": "2"}, [4, 3], 1, 2, 3),
+    "second": ({"page": "2", "per_page": "2"}, [2, 1], 2, 2, 3),
+    "last-partial": ({"page": "3", "per_page": "2"}, [0], 3, 2, 3),
+    "past-end": ({"page": "9", "per_page": "2"}, [], 9, 2, 3),
+    "past-end-default-size": ({"page": "2"}, [], 2, 20, 1),
+    "page-beyond-int32": ({"page": "99999999999"}, [], 99999999999, 20, 1),
+    "page-beyond-int64": ({"page": str(2**63)}, [], 2**63, 20, 1),
+    "page-1e20": ({"page": str(10**20)}, [], 10**20, 20, 1),
+    "page-0": ({"page": "0", "per_page": "2"}, [4, 3], 1, 2, 3),
+    "page-neg": ({"page": "-3", "per_page": "2"}, [4, 3], 1, 2, 3),
+    "per_page-0": ({"per_page": "0"}, [4, 3, 2, 1, 0], 1, 20, 1),
+    "per_page-negative": ({"per_page": "-5"}, [4, 3, 2, 1, 0], 1, 20, 1),
+    "junk": ({"page": "abc", "per_page": "x"}, [4, 3, 2, 1, 0], 1, 20, 1),
+    "exact-fit": ({"per_page": "5"}, [4, 3, 2, 1, 0], 1, 5, 1),
+}
+
+
+def page_json(
+    key: str,
+    items: list[Any],
+    *,
+    total: int,
+    pages: int,
+    page: int = 1,
+    per_page: int = 20,
+) -> dict[str, Any]:
+    """A page of a list route as the API answers it: the items under `key`."""
+    return {
+        key: items,
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+        "pages": pages,
+    }
+
+
+# The operations anyone may call, without a token.
+PUBLIC_OPERATIONS = [
+    "GET /healthz",
+    "GET /readyz",
+    "POST /api/v1/auth/login",
+    "POST /api/v1/auth/password/forgot",
+    "POST /api/v1/auth/password/reset",
+    "POST /api/v1/users",
+]
+
+
 # What production needs beyond the Flask deployment's variables (docs/MIGRATING.md):
 # the Flask service had no reset mail.
 RESET_MAIL = {
     "MAIL_BACKEND": "log",
     "PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
 }
-
-
-def json_log_lines(path: Path, containing: str = "") -> list[dict[str, Any]]:
-    """A served instance's JSON log records, read from its output file."""
-    entries = []
-    for line in path.read_text(errors="replace").splitlines():
-        if containing not in line:
-            continue
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict):
-            entries.append(entry)
-    return entries

@@ -17,12 +17,20 @@ from service.config import Settings
 from service.models import User, utcnow
 from tests.factories import PASSWORD, make_user
 from tests.flask_tokens import FlaskIssuer, alg_none
-from tests.support import bearer
-
-LOGIN = "/api/v1/auth/login"
-REFRESH = "/api/v1/auth/refresh"
-LOGOUT = "/api/v1/auth/logout"
-ME = "/api/v1/users/me"
+from tests.support import (
+    INVALID_CREDENTIALS,
+    LOGIN,
+    LOGOUT,
+    ME,
+    MISSING,
+    REFRESH,
+    bearer,
+    cases,
+    get_me,
+    post_login,
+    post_refresh,
+    refreshed,
+)
 
 OTHER_KEY = "another-jwt-secret-key-0123456789-abcdefghijklm"
 # An older werkzeug's pbkdf2 hash of PASSWORD, made once with
@@ -31,7 +39,6 @@ PBKDF2_HASH = (
     "pbkdf2:sha256:600000$9sTVuIYDbG93HJPP$"
     "528a76459468d80c7c2c97199bea29d648ea60359c8b8f6708011fe5728f7278"
 )
-INVALID_CREDENTIALS = {"error": "Invalid email or password"}
 DEACTIVATED = {"error": "Account is deactivated"}
 MISSING_HEADER = "Missing Authorization Header"
 MISSING_BEARER = (
@@ -46,11 +53,14 @@ NOT_JSON = (
 BAD_REQUEST = (
     "The browser (or proxy) sent a request that this server could not understand."
 )
-MISSING = ["Missing data for required field."]
 
 
 def _token_error(message: str) -> dict[str, str]:
     return {"msg": message, "error": message}
+
+
+# A token flask-jwt-extended mints for a user id.
+Mint = Callable[[FlaskIssuer, int], str]
 
 
 @pytest.fixture
@@ -64,9 +74,7 @@ def flask_tokens(settings: Settings) -> FlaskIssuer:
 async def test_login_valid_credentials_returns_token_pair(
     client: Client, user: User
 ) -> None:
-    response = await client.post(
-        LOGIN, json={"email": "test@example.com", "password": PASSWORD}
-    )
+    response = await post_login(client, "test@example.com")
 
     assert response.status_code == 200
     body = await response.get_json()
@@ -79,9 +87,7 @@ async def test_login_valid_credentials_returns_token_pair(
 async def test_login_tokens_decode_in_flask_for_the_user(
     client: Client, user: User, flask_tokens: FlaskIssuer
 ) -> None:
-    response = await client.post(
-        LOGIN, json={"email": "test@example.com", "password": PASSWORD}
-    )
+    response = await post_login(client, "test@example.com")
     body = await response.get_json()
 
     access = flask_tokens.decode(body["access_token"])
@@ -99,32 +105,26 @@ async def test_login_tokens_decode_in_flask_for_the_user(
 
 
 async def test_login_access_token_works_on_me(client: Client, user: User) -> None:
-    login = await client.post(
-        LOGIN, json={"email": "test@example.com", "password": PASSWORD}
-    )
+    login = await post_login(client, "test@example.com")
     tokens = await login.get_json()
 
-    response = await client.get(ME, headers=bearer(tokens["access_token"]))
+    response = await get_me(client, tokens["access_token"])
 
     assert response.status_code == 200
     assert (await response.get_json())["id"] == user.id
 
 
 async def test_login_refresh_token_works_on_refresh(client: Client, user: User) -> None:
-    login = await client.post(
-        LOGIN, json={"email": "test@example.com", "password": PASSWORD}
-    )
+    login = await post_login(client, "test@example.com")
     tokens = await login.get_json()
 
-    response = await client.post(REFRESH, headers=bearer(tokens["refresh_token"]))
+    response = await post_refresh(client, tokens["refresh_token"])
 
     assert response.status_code == 200
 
 
 async def test_login_email_in_other_case_succeeds(client: Client, user: User) -> None:
-    response = await client.post(
-        LOGIN, json={"email": "TEST@EXAMPLE.COM", "password": PASSWORD}
-    )
+    response = await post_login(client, "TEST@EXAMPLE.COM")
 
     assert response.status_code == 200
     assert (await response.get_json())["token_type"] == "bearer"
@@ -142,49 +142,43 @@ async def test_login_email_in_other_case_succeeds(client: Client, user: User) ->
 async def test_login_bad_credentials_401(
     client: Client, user: User, email: str, password: str
 ) -> None:
-    response = await client.post(LOGIN, json={"email": email, "password": password})
+    response = await post_login(client, email, password)
 
     assert response.status_code == 401
     assert await response.get_json() == INVALID_CREDENTIALS
 
 
-async def test_login_soft_deleted_user_401(
-    client: Client, session: AsyncSession
+@pytest.mark.parametrize(
+    ("account", "password", "answer"),
+    [
+        pytest.param(
+            {"deleted_at": utcnow()}, PASSWORD, INVALID_CREDENTIALS, id="soft-deleted"
+        ),
+        # Only the right password learns that the account is deactivated.
+        pytest.param(
+            {"is_active": False}, PASSWORD, DEACTIVATED, id="deactivated-right-password"
+        ),
+        pytest.param(
+            {"is_active": False},
+            "wrong-password",
+            INVALID_CREDENTIALS,
+            id="deactivated-wrong-password",
+        ),
+    ],
+)
+async def test_login_account_that_may_not_log_in_401(
+    client: Client,
+    session: AsyncSession,
+    account: dict[str, Any],
+    password: str,
+    answer: dict[str, str],
 ) -> None:
-    deleted = await make_user(session, deleted_at=utcnow())
+    refused = await make_user(session, **account)
 
-    response = await client.post(
-        LOGIN, json={"email": deleted.email, "password": PASSWORD}
-    )
+    response = await post_login(client, refused.email, password)
 
     assert response.status_code == 401
-    assert await response.get_json() == INVALID_CREDENTIALS
-
-
-async def test_login_deactivated_user_right_password_401_deactivated(
-    client: Client, session: AsyncSession
-) -> None:
-    inactive = await make_user(session, is_active=False)
-
-    response = await client.post(
-        LOGIN, json={"email": inactive.email, "password": PASSWORD}
-    )
-
-    assert response.status_code == 401
-    assert await response.get_json() == DEACTIVATED
-
-
-async def test_login_deactivated_user_wrong_password_401_invalid(
-    client: Client, session: AsyncSession
-) -> None:
-    inactive = await make_user(session, is_active=False)
-
-    response = await client.post(
-        LOGIN, json={"email": inactive.email, "password": "wrong-password"}
-    )
-
-    assert response.status_code == 401
-    assert await response.get_json() == INVALID_CREDENTIALS
+    assert await response.get_json() == answer
 
 
 LONG_EMAIL = "a" * 64 + "@" + ".".join(["b" * 63, "c" * 63, "d" * 63]) + ".com"
@@ -242,7 +236,7 @@ async def test_login_invalid_body_400(
         (b'{"email": "te\\u0000st@example.com", "password": "password123"}', "email"),
         (b'{"email": "te\\udc00st@example.com", "password": "password123"}', "email"),
     ],
-    # A NUL in the password is a wrong password (401): tests/hostile/test_routes.py.
+    # A NUL in the password is a wrong password (401): system/test_hostile_routes.py.
     ids=["surrogate-password", "nul-email", "surrogate-email"],
 )
 async def test_login_unstorable_text_400(
@@ -313,9 +307,7 @@ async def test_login_flask_era_pbkdf2_hash_succeeds(
 ) -> None:
     legacy = await make_user(session, password_hash=PBKDF2_HASH)
 
-    response = await client.post(
-        LOGIN, json={"email": legacy.email, "password": PASSWORD}
-    )
+    response = await post_login(client, legacy.email)
 
     assert response.status_code == 200
     assert (await response.get_json())["token_type"] == "bearer"
@@ -326,7 +318,7 @@ async def test_login_flask_era_pbkdf2_hash_rehashed_to_scrypt(
 ) -> None:
     legacy = await make_user(session, password_hash=PBKDF2_HASH)
 
-    await client.post(LOGIN, json={"email": legacy.email, "password": PASSWORD})
+    await post_login(client, legacy.email)
 
     await session.refresh(legacy)
     assert legacy.password_hash.startswith("scrypt:32768:8:1$")
@@ -340,9 +332,7 @@ async def test_login_hash_of_unknown_method_401(
         session, password_hash="sha256$somesalt$0123456789abcdef0123456789abcdef"
     )
 
-    response = await client.post(
-        LOGIN, json={"email": legacy.email, "password": PASSWORD}
-    )
+    response = await post_login(client, legacy.email)
 
     assert response.status_code == 401
     assert await response.get_json() == INVALID_CREDENTIALS
@@ -359,9 +349,7 @@ async def test_login_unknown_email_costs_as_much_as_wrong_password(
             ("test@example.com", known),
         ):
             started = time.perf_counter()
-            response = await client.post(
-                LOGIN, json={"email": email, "password": "wrong-password"}
-            )
+            response = await post_login(client, email, "wrong-password")
             timings.append(time.perf_counter() - started)
             assert response.status_code == 401
 
@@ -375,7 +363,7 @@ async def test_login_unknown_email_costs_as_much_as_wrong_password(
 async def test_refresh_returns_access_token_only(
     client: Client, user: User, flask_tokens: FlaskIssuer
 ) -> None:
-    response = await client.post(REFRESH, headers=bearer(flask_tokens.refresh(user.id)))
+    response = await post_refresh(client, flask_tokens.refresh(user.id))
 
     assert response.status_code == 200
     body = await response.get_json()
@@ -389,9 +377,7 @@ async def test_refresh_access_token_carries_is_admin_from_database(
 ) -> None:
     account = await make_user(session, is_admin=is_admin)
 
-    response = await client.post(
-        REFRESH, headers=bearer(flask_tokens.refresh(account.id))
-    )
+    response = await post_refresh(client, flask_tokens.refresh(account.id))
 
     claims = flask_tokens.decode((await response.get_json())["access_token"])
     assert (claims["sub"], claims["type"], claims["is_admin"]) == (
@@ -404,50 +390,56 @@ async def test_refresh_access_token_carries_is_admin_from_database(
 async def test_refresh_new_access_token_works_on_me(
     client: Client, user: User, flask_tokens: FlaskIssuer
 ) -> None:
-    refreshed = await client.post(
-        REFRESH, headers=bearer(flask_tokens.refresh(user.id))
-    )
-    access_token = (await refreshed.get_json())["access_token"]
+    access_token = (await refreshed(client, flask_tokens.refresh(user.id)))[
+        "access_token"
+    ]
 
-    response = await client.get(ME, headers=bearer(access_token))
+    response = await get_me(client, access_token)
 
     assert response.status_code == 200
     assert (await response.get_json())["id"] == user.id
 
 
-async def test_refresh_with_access_token_422(
-    client: Client, user: User, flask_tokens: FlaskIssuer
-) -> None:
-    response = await client.post(REFRESH, headers=bearer(flask_tokens.access(user.id)))
-
-    assert response.status_code == 422
-    assert await response.get_json() == _token_error("Only refresh tokens are allowed")
-
-
-async def test_refresh_deactivated_user_is_revoked_401(
-    client: Client, session: AsyncSession, flask_tokens: FlaskIssuer
-) -> None:
+REFUSED_REFRESH: dict[str, tuple[dict[str, Any], Mint, int, str]] = {
+    "access-token": (
+        {},
+        lambda f, user_id: f.access(user_id),
+        422,
+        "Only refresh tokens are allowed",
+    ),
     # Flask answered "Account is deactivated" here; the contract (API.md, issue 3)
     # makes every token of a deactivated user a revoked one, with the same 401.
-    inactive = await make_user(session, is_active=False)
+    "deactivated-user": (
+        {"is_active": False},
+        lambda f, user_id: f.refresh(user_id),
+        401,
+        "Token has been revoked",
+    ),
+    "expired": (
+        {},
+        lambda f, user_id: f.refresh(user_id, expires_delta=timedelta(seconds=-60)),
+        401,
+        "Token has expired",
+    ),
+}
 
-    response = await client.post(
-        REFRESH, headers=bearer(flask_tokens.refresh(inactive.id))
-    )
 
-    assert response.status_code == 401
-    assert await response.get_json() == _token_error("Token has been revoked")
-
-
-async def test_refresh_expired_token_401(
-    client: Client, user: User, flask_tokens: FlaskIssuer
+@cases("account, mint, status, message", REFUSED_REFRESH)
+async def test_refresh_refused(
+    client: Client,
+    session: AsyncSession,
+    flask_tokens: FlaskIssuer,
+    account: dict[str, Any],
+    mint: Mint,
+    status: int,
+    message: str,
 ) -> None:
-    token = flask_tokens.refresh(user.id, expires_delta=timedelta(seconds=-60))
+    user = await make_user(session, **account)
 
-    response = await client.post(REFRESH, headers=bearer(token))
+    response = await post_refresh(client, mint(flask_tokens, user.id))
 
-    assert response.status_code == 401
-    assert await response.get_json() == _token_error("Token has expired")
+    assert response.status_code == status
+    assert await response.get_json() == _token_error(message)
 
 
 # --- logout ------------------------------------------------------------------
@@ -473,63 +465,49 @@ async def test_logout_without_token_401(client: Client) -> None:
 
 # Each case builds the Authorization header from the test key and the user's id.
 Authorization = Callable[[str, int], str | None]
-TOKEN_ERRORS: list[Any] = [
-    pytest.param(lambda key, uid: None, 401, MISSING_HEADER, id="no-header"),
-    pytest.param(lambda key, uid: "Token x", 401, MISSING_BEARER, id="token-scheme"),
-    pytest.param(lambda key, uid: "bearer x", 401, MISSING_BEARER, id="lower-bearer"),
-    pytest.param(
-        lambda key, uid: FlaskIssuer(key).access(uid),
-        401,
-        MISSING_BEARER,
-        id="bare-token",
-    ),
-    pytest.param(lambda key, uid: "Bearer", 422, BAD_HEADER, id="bearer-alone"),
-    pytest.param(lambda key, uid: "Bearer a b", 422, BAD_HEADER, id="two-words"),
-    pytest.param(
-        lambda key, uid: "Bearer abc", 422, "Not enough segments", id="one-segment"
-    ),
-    pytest.param(
-        lambda key, uid: "Bearer a.b.c", 422, "Invalid header padding", id="a.b.c"
-    ),
-    pytest.param(
+TOKEN_ERRORS: dict[str, tuple[Authorization, int, str]] = {
+    "no-header": (lambda key, uid: None, 401, MISSING_HEADER),
+    "token-scheme": (lambda key, uid: "Token x", 401, MISSING_BEARER),
+    "lower-bearer": (lambda key, uid: "bearer x", 401, MISSING_BEARER),
+    "bare-token": (lambda key, uid: FlaskIssuer(key).access(uid), 401, MISSING_BEARER),
+    "bearer-alone": (lambda key, uid: "Bearer", 422, BAD_HEADER),
+    "two-words": (lambda key, uid: "Bearer a b", 422, BAD_HEADER),
+    "one-segment": (lambda key, uid: "Bearer abc", 422, "Not enough segments"),
+    "a.b.c": (lambda key, uid: "Bearer a.b.c", 422, "Invalid header padding"),
+    "wrong-key": (
         lambda key, uid: "Bearer " + FlaskIssuer(OTHER_KEY).access(uid),
         422,
         "Signature verification failed",
-        id="wrong-key",
     ),
-    pytest.param(
+    "alg-none": (
         lambda key, uid: "Bearer " + alg_none(FlaskIssuer(key).access(uid)),
         422,
         "The specified alg value is not allowed",
-        id="alg-none",
     ),
-    pytest.param(
+    "expired": (
         lambda key, uid: (
             "Bearer "
             + FlaskIssuer(key).access(uid, expires_delta=timedelta(seconds=-60))
         ),
         401,
         "Token has expired",
-        id="expired",
     ),
-    pytest.param(
+    "refresh-as-access": (
         lambda key, uid: "Bearer " + FlaskIssuer(key).refresh(uid),
         422,
         "Only non-refresh tokens are allowed",
-        id="refresh-as-access",
     ),
-    pytest.param(
+    "int-sub": (
         lambda key, uid: (
             "Bearer " + FlaskIssuer(key, string_identity=False).access(uid)
         ),
         422,
         "Subject must be a string",
-        id="int-sub",
     ),
-]
+}
 
 
-@pytest.mark.parametrize(("authorization", "status", "message"), TOKEN_ERRORS)
+@cases("authorization, status, message", TOKEN_ERRORS)
 async def test_me_bad_authorization_answers_flask_token_error(
     client: Client,
     settings: Settings,
@@ -563,7 +541,7 @@ async def test_me_bearer_among_comma_separated_schemes_accepted(
 async def test_me_flask_access_token_accepted(
     client: Client, user: User, flask_tokens: FlaskIssuer
 ) -> None:
-    response = await client.get(ME, headers=bearer(flask_tokens.access(user.id)))
+    response = await get_me(client, flask_tokens.access(user.id))
 
     assert response.status_code == 200
     assert (await response.get_json())["email"] == "test@example.com"

@@ -11,8 +11,8 @@ from quart.typing import TestClientProtocol as Client
 from service.api.guards import get_jwt, get_jwt_identity, jwt_required
 from service.config import Settings
 from service.models import User
-from service.security.tokens import create_token
-from tests.support import AppMaker
+from tests.factories import mint
+from tests.support import AppMaker, bearer
 
 
 @pytest.fixture
@@ -32,14 +32,7 @@ async def guarded_client(make_app: AppMaker) -> AsyncIterator[Client]:
 def flask_headers_with(
     settings: Settings, user: User, **claims: object
 ) -> dict[str, str]:
-    token = create_token(
-        user_id=user.id,
-        token_type="access",
-        key=settings.jwt_secret_key,
-        expires_in=900,
-        additional_claims={"is_admin": user.is_admin, **claims},
-    )
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(mint(settings, user, claims={"is_admin": user.is_admin, **claims}))
 
 
 async def test_a_ported_route_reads_the_tokens_claims(

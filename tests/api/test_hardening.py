@@ -14,14 +14,16 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from service.config import ConfigError, Settings
 from service.models import User
-from tests.factories import PASSWORD, login_headers, login_tokens, make_user
-from tests.support import AppMaker, bearer
+from tests.factories import (
+    PASSWORD,
+    PASSWORD_HASH,
+    login_headers,
+    login_tokens,
+    make_user,
+)
+from tests.support import API, LOGIN, ME, TOO_LARGE, AppMaker, bearer, post_login
 
-API = "/api/v1"
-LOGIN = f"{API}/auth/login"
-ME = f"{API}/users/me"
 ALLOWED_ORIGIN = "https://app.example"
-TOO_LARGE = {"error": "The data value transmitted exceeds the capacity limit."}
 # Policies that never leak a path or query to another site.
 STRICT_REFERRER_POLICIES = {"no-referrer", "same-origin", "strict-origin"}
 # werkzeug's pbkdf2 default before 3.1, as a Flask-era database holds it.
@@ -176,6 +178,16 @@ async def test_auth_response_is_not_stored(
 # --- CORS ---------------------------------------------------------------------
 
 
+async def preflight(
+    client: Client, path: str, origin: str, request_headers: str | None = None
+) -> Response:
+    """A browser's preflight for a POST from `origin`."""
+    headers = {"Origin": origin, "Access-Control-Request-Method": "POST"}
+    if request_headers is not None:
+        headers["Access-Control-Request-Headers"] = request_headers
+    return await client.options(path, headers=headers)
+
+
 async def test_cors_off_by_default_no_allow_origin(
     client: Client, user_headers: dict[str, str]
 ) -> None:
@@ -188,14 +200,7 @@ async def test_cors_off_by_default_no_allow_origin(
 async def test_cors_off_by_default_preflight_gets_no_cors_headers(
     client: Client,
 ) -> None:
-    response = await client.options(
-        LOGIN,
-        headers={
-            "Origin": ALLOWED_ORIGIN,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type",
-        },
-    )
+    response = await preflight(client, LOGIN, ALLOWED_ORIGIN, "content-type")
 
     assert access_control_headers(response) == {}
 
@@ -228,13 +233,8 @@ async def test_cors_allowed_origin_can_read_errors(cors_client: Client) -> None:
 async def test_cors_preflight_from_allowed_origin_lists_methods_and_headers(
     cors_client: Client, path: str
 ) -> None:
-    response = await cors_client.options(
-        path,
-        headers={
-            "Origin": ALLOWED_ORIGIN,
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type",
-        },
+    response = await preflight(
+        cors_client, path, ALLOWED_ORIGIN, "authorization, content-type"
     )
 
     assert 200 <= response.status_code < 300
@@ -277,13 +277,7 @@ async def test_cors_other_origin_gets_no_cors_headers(
 async def test_cors_other_origin_preflight_gets_no_cors_headers(
     cors_client: Client,
 ) -> None:
-    response = await cors_client.options(
-        LOGIN,
-        headers={
-            "Origin": "https://evil.example",
-            "Access-Control-Request-Method": "POST",
-        },
-    )
+    response = await preflight(cors_client, LOGIN, "https://evil.example")
 
     assert access_control_headers(response) == {}
 
@@ -345,14 +339,22 @@ async def stored_hash(session: AsyncSession, user: User) -> str:
     return user.password_hash
 
 
-async def test_login_rehashes_flask_era_pbkdf2_as_scrypt(
-    client: Client, session: AsyncSession
+@pytest.mark.parametrize(
+    "old_hash",
+    [
+        pytest.param(PBKDF2_HASH, id="flask-era-pbkdf2"),
+        pytest.param(
+            generate_password_hash(PASSWORD, method="scrypt:16384:8:1"),
+            id="weaker-scrypt-parameters",
+        ),
+    ],
+)
+async def test_login_rehashes_an_old_hash_as_current_scrypt(
+    client: Client, session: AsyncSession, old_hash: str
 ) -> None:
-    user = await make_user(session, password_hash=PBKDF2_HASH)
+    user = await make_user(session, password_hash=old_hash)
 
-    response = await client.post(
-        LOGIN, json={"email": user.email, "password": PASSWORD}
-    )
+    response = await post_login(client, user.email)
 
     assert response.status_code == 200
     new_hash = await stored_hash(session, user)
@@ -360,57 +362,36 @@ async def test_login_rehashes_flask_era_pbkdf2_as_scrypt(
     assert check_password_hash(new_hash, PASSWORD)
 
 
-async def test_login_rehashes_weaker_scrypt_parameters(
-    client: Client, session: AsyncSession
+@pytest.mark.parametrize(
+    ("password_hash", "password", "status"),
+    [
+        pytest.param(PASSWORD_HASH, PASSWORD, 200, id="login-keeps-a-current-hash"),
+        pytest.param(
+            PBKDF2_HASH, "wrong-password", 401, id="failed-login-leaves-an-old-hash"
+        ),
+    ],
+)
+async def test_login_leaves_the_hash_alone(
+    client: Client,
+    session: AsyncSession,
+    password_hash: str,
+    password: str,
+    status: int,
 ) -> None:
-    weak = generate_password_hash(PASSWORD, method="scrypt:16384:8:1")
-    user = await make_user(session, password_hash=weak)
+    user = await make_user(session, password_hash=password_hash)
 
-    response = await client.post(
-        LOGIN, json={"email": user.email, "password": PASSWORD}
-    )
+    response = await post_login(client, user.email, password)
 
-    assert response.status_code == 200
-    new_hash = await stored_hash(session, user)
-    assert new_hash.startswith(CURRENT_METHOD)
-    assert check_password_hash(new_hash, PASSWORD)
-
-
-async def test_login_keeps_a_current_hash(
-    client: Client, session: AsyncSession
-) -> None:
-    user = await make_user(session)
-    before = user.password_hash
-
-    response = await client.post(
-        LOGIN, json={"email": user.email, "password": PASSWORD}
-    )
-
-    assert response.status_code == 200
-    assert await stored_hash(session, user) == before
-
-
-async def test_failed_login_leaves_an_old_hash(
-    client: Client, session: AsyncSession
-) -> None:
-    user = await make_user(session, password_hash=PBKDF2_HASH)
-
-    response = await client.post(
-        LOGIN, json={"email": user.email, "password": "wrong-password"}
-    )
-
-    assert response.status_code == 401
-    assert await stored_hash(session, user) == PBKDF2_HASH
+    assert response.status_code == status
+    assert await stored_hash(session, user) == password_hash
 
 
 async def test_rehashed_user_logs_in_again(
     client: Client, session: AsyncSession
 ) -> None:
     user = await make_user(session, password_hash=PBKDF2_HASH)
-    await client.post(LOGIN, json={"email": user.email, "password": PASSWORD})
+    await post_login(client, user.email)
 
-    response = await client.post(
-        LOGIN, json={"email": user.email, "password": PASSWORD}
-    )
+    response = await post_login(client, user.email)
 
     assert response.status_code == 200

@@ -32,25 +32,30 @@ from service.security.tokens import create_reset_token
 from tests.factories import (
     PASSWORD,
     flask_headers_for,
-    login_headers,
+    flask_token_for,
     make_user,
     utcnow,
 )
 from tests.ports import free_port
-from tests.support import AppMaker, bearer, post_login
+from tests.support import (
+    FORGOT,
+    INVALID_CREDENTIALS,
+    ME,
+    PASSWORD_CHANGE,
+    RESET,
+    REVOKED,
+    AppMaker,
+    bearer,
+    cases,
+    get_me,
+    post_login,
+)
 
-FORGOT = "/api/v1/auth/password/forgot"
-RESET = "/api/v1/auth/password/reset"
-LOGIN = "/api/v1/auth/login"
-CHANGE = "/api/v1/auth/password"
-ME = "/api/v1/users/me"
 RESET_URL = "https://app.example/reset?token={token}"
 LINK = re.compile(r"https://app\.example/reset\?token=(\S+)")
 DEV_LINK = re.compile(r"http://127\.0\.0\.1:8000/reset-password\?token=(\S+)")
 ACCEPTED = {"message": "If the address is registered, a reset link is on its way"}
 INVALID_RESET = {"error": "Invalid or expired reset token"}
-REVOKED = {"msg": "Token has been revoked", "error": "Token has been revoked"}
-INVALID_CREDENTIALS = {"error": "Invalid email or password"}
 NEW_PASSWORD = "brand-new-password-789"
 MAIL_WAIT_SECONDS = 5.0
 POLL_SECONDS = 0.02
@@ -146,11 +151,30 @@ async def reset(client: Client, token: str, password: str = NEW_PASSWORD) -> Any
     return await client.post(RESET, json={"token": token, "new_password": password})
 
 
+async def reset_by_mail(client: Client, smtp: SmtpServer, email: str) -> None:
+    """A reset with the mailed token, which must succeed."""
+    response = await reset(client, await reset_token(client, smtp, email))
+    assert response.status_code == 204
+
+
 async def access_token(client: Client, email: str, password: str = PASSWORD) -> str:
     response = await post_login(client, email, password)
     assert response.status_code == 200
     token: str = (await response.get_json())["access_token"]
     return token
+
+
+@pytest.fixture
+async def mailed_token(mail_client: Client, smtp: SmtpServer, user: User) -> str:
+    """The token of a reset link mailed to the user."""
+    return await reset_token(mail_client, smtp, user.email)
+
+
+# What makes an account no longer live.
+NOT_LIVE = {
+    "soft-deleted": {"deleted_at": utcnow()},
+    "deactivated": {"is_active": False},
+}
 
 
 def mail_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -196,14 +220,7 @@ async def test_forgot_email_in_other_case_mails_registered_address(
     assert message["To"] == user.email
 
 
-@pytest.mark.parametrize(
-    "state",
-    [
-        pytest.param({}, id="unknown"),
-        pytest.param({"deleted_at": utcnow()}, id="soft-deleted"),
-        pytest.param({"is_active": False}, id="deactivated"),
-    ],
-)
+@cases("state", {"unknown": {}, **NOT_LIVE})
 async def test_forgot_unmailable_address_sends_nothing(
     settings: Settings,
     make_app: AppMaker,
@@ -261,22 +278,17 @@ async def test_forgot_answers_known_and_unknown_in_same_time(
     assert slow < 3 * fast + 0.1, (known, unknown)
 
 
-@pytest.mark.parametrize(
-    ("payload", "errors"),
-    [
-        pytest.param({}, {"email": ["Missing data for required field."]}, id="missing"),
-        pytest.param(
-            {"email": "not-an-email"},
-            {"email": ["Not a valid email address."]},
-            id="not-email",
-        ),
-        pytest.param(
-            {"email": "a@example.com", "extra": 1},
-            {"extra": ["Unknown field."]},
-            id="unknown-field",
-        ),
-    ],
-)
+INVALID_FORGOT_BODIES = {
+    "missing": ({}, {"email": ["Missing data for required field."]}),
+    "not-email": ({"email": "not-an-email"}, {"email": ["Not a valid email address."]}),
+    "unknown-field": (
+        {"email": "a@example.com", "extra": 1},
+        {"extra": ["Unknown field."]},
+    ),
+}
+
+
+@cases("payload, errors", INVALID_FORGOT_BODIES)
 async def test_forgot_invalid_body_returns_400(
     mail_client: Client, payload: dict[str, Any], errors: dict[str, list[str]]
 ) -> None:
@@ -346,46 +358,38 @@ async def test_forgot_unreachable_smtp_still_202_and_logs_failure(
 
 
 async def test_reset_with_mailed_token_returns_204(
-    mail_client: Client, smtp: SmtpServer, user: User
+    mail_client: Client, mailed_token: str
 ) -> None:
-    token = await reset_token(mail_client, smtp, user.email)
-
-    response = await reset(mail_client, token)
+    response = await reset(mail_client, mailed_token)
 
     assert response.status_code == 204
     assert await response.get_data() == b""
 
 
-async def test_reset_new_password_logs_in(
-    mail_client: Client, smtp: SmtpServer, user: User
+@pytest.mark.parametrize(
+    ("password", "status"),
+    [
+        pytest.param(NEW_PASSWORD, 200, id="new-password-logs-in"),
+        pytest.param(PASSWORD, 401, id="old-password-no-longer-logs-in"),
+    ],
+)
+async def test_reset_replaces_the_password(
+    mail_client: Client, smtp: SmtpServer, user: User, password: str, status: int
 ) -> None:
-    token = await reset_token(mail_client, smtp, user.email)
+    await reset_by_mail(mail_client, smtp, user.email)
 
-    await reset(mail_client, token)
-    response = await post_login(mail_client, user.email, NEW_PASSWORD)
+    response = await post_login(mail_client, user.email, password)
 
-    assert response.status_code == 200
-
-
-async def test_reset_old_password_no_longer_logs_in(
-    mail_client: Client, smtp: SmtpServer, user: User
-) -> None:
-    token = await reset_token(mail_client, smtp, user.email)
-
-    await reset(mail_client, token)
-    response = await post_login(mail_client, user.email, PASSWORD)
-
-    assert response.status_code == 401
-    assert await response.get_json() == INVALID_CREDENTIALS
+    assert response.status_code == status
+    if status == 401:
+        assert await response.get_json() == INVALID_CREDENTIALS
 
 
 async def test_reset_same_token_twice_second_returns_400(
-    mail_client: Client, smtp: SmtpServer, user: User
+    mail_client: Client, mailed_token: str, user: User
 ) -> None:
-    token = await reset_token(mail_client, smtp, user.email)
-
-    first = await reset(mail_client, token)
-    second = await reset(mail_client, token, "yet-another-password-1")
+    first = await reset(mail_client, mailed_token)
+    second = await reset(mail_client, mailed_token, "yet-another-password-1")
 
     assert first.status_code == 204
     assert second.status_code == 400
@@ -407,16 +411,15 @@ async def test_reset_older_of_two_tokens_dies_with_first_reset(
 
 
 async def test_reset_token_from_before_password_change_returns_400(
-    mail_client: Client, smtp: SmtpServer, user: User
+    mail_client: Client, mailed_token: str, user: User
 ) -> None:
-    token = await reset_token(mail_client, smtp, user.email)
     changed = await mail_client.post(
-        CHANGE,
+        PASSWORD_CHANGE,
         json={"current_password": PASSWORD, "new_password": "changed-password-1"},
         headers=bearer(await access_token(mail_client, user.email)),
     )
 
-    response = await reset(mail_client, token)
+    response = await reset(mail_client, mailed_token)
 
     assert changed.status_code == 204
     assert response.status_code == 400
@@ -471,107 +474,77 @@ async def test_reset_token_lasts_an_hour_by_default(
     assert started + 3600 <= claims["exp"] <= int(time.time()) + 3600
 
 
-@pytest.mark.parametrize(
-    "token",
-    [
-        pytest.param("garbage", id="garbage"),
-        pytest.param("a.b.c", id="three-parts"),
-        pytest.param("x" * 2048, id="longest-allowed"),
-    ],
-)
-async def test_reset_garbage_token_returns_400(mail_client: Client, token: str) -> None:
-    response = await reset(mail_client, token)
-
-    assert response.status_code == 400
-    assert await response.get_json() == INVALID_RESET
-
-
-async def test_reset_access_token_as_reset_token_returns_400(
-    mail_client: Client, session: AsyncSession, settings: Settings, user: User
-) -> None:
-    access = (await login_headers(session, settings, user))[
-        "Authorization"
-    ].removeprefix("Bearer ")
-
-    response = await reset(mail_client, access)
-
-    assert response.status_code == 400
-    assert await response.get_json() == INVALID_RESET
-
-
-async def test_reset_token_signed_with_other_key_returns_400(
-    mail_client: Client, user: User
-) -> None:
-    forged = create_reset_token(
+def forged(settings: Settings, user: User) -> str:
+    """A reset token of the user's, signed with another key."""
+    return create_reset_token(
         user_id=user.id,
         password_hash=user.password_hash,
         key="some-other-secret-key-0123456789-abcdef",
         expires_in=600,
     )
 
-    response = await reset(mail_client, forged)
+
+# Tokens no reset accepts, made from the settings and the user.
+NOT_RESET_TOKENS: dict[str, Callable[[Settings, User], str]] = {
+    "garbage": lambda settings, user: "garbage",
+    "three-parts": lambda settings, user: "a.b.c",
+    "longest-allowed": lambda settings, user: "x" * 2048,
+    "access-token": flask_token_for,
+    "signed-with-other-key": forged,
+}
+
+
+@cases("make", NOT_RESET_TOKENS)
+async def test_reset_with_what_is_no_reset_token_returns_400(
+    mail_client: Client,
+    settings: Settings,
+    user: User,
+    make: Callable[[Settings, User], str],
+) -> None:
+    response = await reset(mail_client, make(settings, user))
 
     assert response.status_code == 400
     assert await response.get_json() == INVALID_RESET
 
 
-@pytest.mark.parametrize(
-    "change",
-    [
-        pytest.param({"deleted_at": utcnow()}, id="soft-deleted"),
-        pytest.param({"is_active": False}, id="deactivated"),
-    ],
-)
+@cases("change", NOT_LIVE)
 async def test_reset_token_of_user_no_longer_live_returns_400(
     mail_client: Client,
-    smtp: SmtpServer,
+    mailed_token: str,
     session: AsyncSession,
     user: User,
     change: dict[str, Any],
 ) -> None:
-    token = await reset_token(mail_client, smtp, user.email)
     for name, value in change.items():
         setattr(user, name, value)
     await session.commit()
 
-    response = await reset(mail_client, token)
+    response = await reset(mail_client, mailed_token)
 
     assert response.status_code == 400
     assert await response.get_json() == INVALID_RESET
 
 
 async def test_reset_token_is_not_an_access_token(
-    mail_client: Client, smtp: SmtpServer, user: User
+    mail_client: Client, mailed_token: str
 ) -> None:
-    token = await reset_token(mail_client, smtp, user.email)
-
-    response = await mail_client.get(ME, headers=bearer(token))
+    response = await get_me(mail_client, mailed_token)
 
     assert response.status_code in (401, 422)
     assert "id" not in await response.get_json()
 
 
-async def test_reset_revokes_sessions_from_before(
-    mail_client: Client, smtp: SmtpServer, user: User
+@pytest.mark.parametrize("kind", ["session", "sessionless"])
+async def test_reset_revokes_the_tokens_from_before(
+    mail_client: Client, smtp: SmtpServer, settings: Settings, user: User, kind: str
 ) -> None:
-    before = await access_token(mail_client, user.email)
-    token = await reset_token(mail_client, smtp, user.email)
+    if kind == "session":
+        before = bearer(await access_token(mail_client, user.email))
+    else:
+        before = flask_headers_for(settings, user)
 
-    await reset(mail_client, token)
-    response = await mail_client.get(ME, headers=bearer(before))
-
-    assert response.status_code == 401
-    assert await response.get_json() == REVOKED
-
-
-async def test_reset_revokes_sessionless_tokens_from_before(
-    mail_client: Client, smtp: SmtpServer, settings: Settings, user: User
-) -> None:
-    flask_era = flask_headers_for(settings, user)
-    token = await reset_token(mail_client, smtp, user.email)
-
-    await reset(mail_client, token)
-    response = await mail_client.get(ME, headers=flask_era)
+    await reset_by_mail(mail_client, smtp, user.email)
+    response = await mail_client.get(ME, headers=before)
 
     assert response.status_code == 401
     assert await response.get_json() == REVOKED
@@ -580,44 +553,42 @@ async def test_reset_revokes_sessionless_tokens_from_before(
 async def test_reset_then_fresh_login_works(
     mail_client: Client, smtp: SmtpServer, user: User
 ) -> None:
-    token = await reset_token(mail_client, smtp, user.email)
+    await reset_by_mail(mail_client, smtp, user.email)
 
-    await reset(mail_client, token)
     fresh = await access_token(mail_client, user.email, NEW_PASSWORD)
-    response = await mail_client.get(ME, headers=bearer(fresh))
+    response = await get_me(mail_client, fresh)
 
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize(
-    ("payload", "field_name"),
-    [
-        pytest.param({"new_password": "short"}, "new_password", id="short-password"),
-        pytest.param({"new_password": "p" * 129}, "new_password", id="long-password"),
-        pytest.param({"new_password": "pass\x00word"}, "new_password", id="nul"),
-        pytest.param({"token": ""}, "token", id="empty-token"),
-        pytest.param({"token": "t" * 2049}, "token", id="token-too-long"),
-        pytest.param({"extra": "x"}, "extra", id="unknown-field"),
-    ],
-)
+INVALID_RESET_BODIES = {
+    "short-password": ({"new_password": "short"}, "new_password"),
+    "long-password": ({"new_password": "p" * 129}, "new_password"),
+    "nul": ({"new_password": "pass\x00word"}, "new_password"),
+    "empty-token": ({"token": ""}, "token"),
+    "token-too-long": ({"token": "t" * 2049}, "token"),
+    "unknown-field": ({"extra": "x"}, "extra"),
+}
+
+
+@cases("payload, field_name", INVALID_RESET_BODIES)
 async def test_reset_invalid_body_returns_400_and_token_still_works(
     mail_client: Client,
-    smtp: SmtpServer,
+    mailed_token: str,
     user: User,
     payload: dict[str, Any],
     field_name: str,
 ) -> None:
-    token = await reset_token(mail_client, smtp, user.email)
-
     response = await mail_client.post(
-        RESET, json={"token": token, "new_password": NEW_PASSWORD, **payload}
+        RESET,
+        json={"token": mailed_token, "new_password": NEW_PASSWORD, **payload},
     )
 
     assert response.status_code == 400
     body = await response.get_json()
     assert body["error"] == "Validation failed"
     assert set(body["errors"]) == {field_name}
-    assert (await reset(mail_client, token)).status_code == 204
+    assert (await reset(mail_client, mailed_token)).status_code == 204
 
 
 async def test_reset_stores_a_new_hash(

@@ -8,12 +8,13 @@ concurrently, each on its own connection.
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.support import registration, unique_email
 
 REQUESTS = 10
 EMAIL_TAKEN = {
@@ -25,19 +26,14 @@ EMAIL_TAKEN = {
 @pytest.fixture
 def race_email(committed: None) -> str:
     # The default app commits for real; `committed` deletes the rows afterwards.
-    return f"registration-race-{uuid.uuid4().hex[:12]}@example.com"
+    return unique_email("registration-race")
 
 
 async def register_all(client: Client, emails: list[str]) -> list[tuple[int, object]]:
     async def register(email: str) -> tuple[int, object]:
         response = await client.post(
             "/api/v1/users",
-            json={
-                "email": email,
-                "password": "password123",
-                "first_name": "Race",
-                "last_name": "Runner",
-            },
+            json=registration(email, first_name="Race", last_name="Runner"),
         )
         return response.status_code, await response.get_json()
 

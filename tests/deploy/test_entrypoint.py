@@ -9,7 +9,7 @@ from types import ModuleType
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.deploy.stack import ROOT
+from tests.system.stack import ROOT
 
 
 def load_entrypoint() -> ModuleType:

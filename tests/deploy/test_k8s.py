@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.stack import ROOT, hypercorn_port, hypercorn_settings, image_user
+from tests.system.stack import ROOT, hypercorn_port, hypercorn_settings, image_user
 
 K8S = ROOT / "deploy" / "k8s"
 # kubernetes-validate (dev group) carries the schemas; it has no type stubs.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.stack import (
+from tests.system.stack import (
     COMPOSE,
     DOCKERFILE,
     HAPROXY,
@@ -218,7 +218,7 @@ def test_dockerignore_keeps_every_file_the_dockerfile_copies() -> None:
 
 
 def test_compose_file_validates_against_the_compose_specification() -> None:
-    schema = json.loads((ROOT / "tests" / "data" / "compose-spec.json").read_text())
+    schema = json.loads((ROOT / "tests" / "deploy" / "compose-spec.json").read_text())
     # The vendored schema declares draft 2019-09 (with a trailing "#" that
     # jsonschema's auto-detection does not recognise).
     jsonschema.Draft201909Validator.check_schema(schema)

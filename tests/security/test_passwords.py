@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from service.errors import UnavailableError
 from service.security import passwords
 from service.security.passwords import DUMMY_HASH, PasswordHasher
 from tests.factories import PASSWORD, PASSWORD_HASH
-
-
-@pytest.fixture
-def hasher() -> Iterator[PasswordHasher]:
-    hasher = PasswordHasher(threads=2)
-    yield hasher
-    hasher.shutdown()
 
 
 class Recorded:
@@ -110,3 +104,18 @@ async def test_hash_runs_on_the_pool_while_the_loop_runs(
     [(thread, _)] = generate.calls
     assert thread.startswith("pwhash")
     assert thread != threading.current_thread().name
+
+
+async def test_hash_pool_refuses_past_its_queue_with_503() -> None:
+    hasher = PasswordHasher(1, queue=2)
+    try:
+        results = await asyncio.gather(
+            *(hasher.verify(None, PASSWORD) for _ in range(8)), return_exceptions=True
+        )
+    finally:
+        hasher.shutdown()
+
+    refused = [r for r in results if isinstance(r, UnavailableError)]
+    assert results[:3] == [False, False, False]
+    assert len(refused) == 5
+    assert all(error.headers["Retry-After"] == "1" for error in refused)

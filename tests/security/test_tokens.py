@@ -17,6 +17,7 @@ import pytest
 from service.errors import AppError, AuthError, InvalidTokenError
 from service.security.tokens import TokenType, create_token, decode_token
 from tests.flask_tokens import FlaskIssuer, alg_none
+from tests.support import cases
 
 # Long enough for HS256 without PyJWT's short-key warning (an error here).
 KEY = "tokens-test-jwt-secret-key-0123456789-abcdefghij"
@@ -66,91 +67,75 @@ def _is_uuid4(value: str) -> bool:
     return uuid.UUID(value).version == 4 and str(uuid.UUID(value)) == value
 
 
-async def test_create_token_access_decodes_in_flask_with_its_claims(
-    flask_tokens: FlaskIssuer,
-) -> None:
-    token = create_token(
-        user_id=42,
-        token_type="access",
+def ours(token_type: TokenType, **claims: Any) -> str:
+    """This service's token for user 3 (42 where the test says), as login mints it."""
+    user_id = claims.pop("user_id", 3)
+    return create_token(
+        user_id=user_id,
+        token_type=token_type,
         key=KEY,
-        expires_in=ACCESS_LIFETIME,
-        additional_claims={"is_admin": True},
+        expires_in=REFRESH_LIFETIME if token_type == "refresh" else ACCESS_LIFETIME,
+        additional_claims=claims or None,
     )
 
-    claims = flask_tokens.decode(token)
 
-    iat = claims["iat"]
+@pytest.mark.parametrize(
+    ("token_type", "claims", "lifetime"),
+    [
+        pytest.param("access", {"is_admin": True}, ACCESS_LIFETIME, id="access"),
+        # A refresh token carries no is_admin.
+        pytest.param("refresh", {}, REFRESH_LIFETIME, id="refresh"),
+    ],
+)
+async def test_create_token_decodes_in_flask_with_its_claims(
+    flask_tokens: FlaskIssuer,
+    token_type: TokenType,
+    claims: dict[str, Any],
+    lifetime: int,
+) -> None:
+    token = ours(token_type, user_id=42, **claims)
+
+    decoded = flask_tokens.decode(token)
+
+    iat = decoded["iat"]
     assert isinstance(iat, int)
     assert abs(iat - time.time()) < 5
-    assert _is_uuid4(claims["jti"])
-    assert _is_uuid4(claims["csrf"])
-    assert claims == {
+    assert _is_uuid4(decoded["jti"])
+    assert _is_uuid4(decoded["csrf"])
+    assert decoded == {
         "fresh": False,
         "iat": iat,
-        "jti": claims["jti"],
-        "type": "access",
+        "jti": decoded["jti"],
+        "type": token_type,
         "sub": "42",
         "nbf": iat,
-        "csrf": claims["csrf"],
-        "exp": iat + ACCESS_LIFETIME,
-        "is_admin": True,
-    }
-
-
-async def test_create_token_refresh_decodes_in_flask_without_is_admin(
-    flask_tokens: FlaskIssuer,
-) -> None:
-    token = create_token(
-        user_id=42, token_type="refresh", key=KEY, expires_in=REFRESH_LIFETIME
-    )
-
-    claims = flask_tokens.decode(token)
-
-    iat = claims["iat"]
-    assert _is_uuid4(claims["jti"])
-    assert _is_uuid4(claims["csrf"])
-    assert claims == {
-        "fresh": False,
-        "iat": iat,
-        "jti": claims["jti"],
-        "type": "refresh",
-        "sub": "42",
-        "nbf": iat,
-        "csrf": claims["csrf"],
-        "exp": iat + REFRESH_LIFETIME,
+        "csrf": decoded["csrf"],
+        "exp": iat + lifetime,
+        **claims,
     }
 
 
 async def test_create_token_twice_gives_distinct_jti_and_csrf() -> None:
     first, second = (
-        jwt.decode(
-            create_token(
-                user_id=1, token_type="access", key=KEY, expires_in=ACCESS_LIFETIME
-            ),
-            KEY,
-            algorithms=["HS256"],
-        )
-        for _ in range(2)
+        jwt.decode(ours("access"), KEY, algorithms=["HS256"]) for _ in range(2)
     )
 
     assert first["jti"] != second["jti"]
     assert first["csrf"] != second["csrf"]
 
 
+def ours_and_flasks(flask_tokens: FlaskIssuer, token_type: TokenType) -> list[str]:
+    """The same kind of token for user 3, minted here and by flask-jwt-extended."""
+    if token_type == "access":
+        return [ours("access", is_admin=False), flask_tokens.access(3)]
+    return [ours("refresh"), flask_tokens.refresh(3)]
+
+
 @pytest.mark.parametrize("token_type", ["access", "refresh"])
 async def test_create_token_header_is_byte_for_byte_flasks(
     flask_tokens: FlaskIssuer, token_type: TokenType
 ) -> None:
-    token = create_token(
-        user_id=3,
-        token_type=token_type,
-        key=KEY,
-        expires_in=ACCESS_LIFETIME,
-        additional_claims={"is_admin": False} if token_type == "access" else None,
-    )
-    flask_token = (
-        flask_tokens.access(3) if token_type == "access" else flask_tokens.refresh(3)
-    )
+    token, flask_token = ours_and_flasks(flask_tokens, token_type)
 
     assert _segment(token, 0) == FLASK_HEADER
     assert token.split(".")[0] == flask_token.split(".")[0]
@@ -162,31 +147,13 @@ async def test_create_token_header_is_byte_for_byte_flasks(
 async def test_create_token_payload_keys_in_flasks_order(
     flask_tokens: FlaskIssuer, token_type: TokenType, keys: list[str]
 ) -> None:
-    token = create_token(
-        user_id=3,
-        token_type=token_type,
-        key=KEY,
-        expires_in=ACCESS_LIFETIME,
-        additional_claims={"is_admin": False} if token_type == "access" else None,
-    )
-    flask_token = (
-        flask_tokens.access(3) if token_type == "access" else flask_tokens.refresh(3)
-    )
+    tokens = ours_and_flasks(flask_tokens, token_type)
 
-    assert list(json.loads(_segment(token, 1))) == keys
-    assert list(json.loads(_segment(flask_token, 1))) == keys
+    assert [list(json.loads(_segment(token, 1))) for token in tokens] == [keys, keys]
 
 
 async def test_create_token_payload_is_compact_json() -> None:
-    token = create_token(
-        user_id=3,
-        token_type="access",
-        key=KEY,
-        expires_in=ACCESS_LIFETIME,
-        additional_claims={"is_admin": True},
-    )
-
-    payload = _segment(token, 1)
+    payload = _segment(ours("access", is_admin=True), 1)
 
     assert payload == json.dumps(json.loads(payload), separators=(",", ":")).encode()
 
@@ -226,142 +193,76 @@ async def test_decode_token_without_type_treated_as_access() -> None:
 
 
 IN_AN_HOUR = int(time.time()) + 3600
+AN_HOUR_AGO = timedelta(seconds=-60)
 Mint = Callable[[FlaskIssuer], str]
-REJECTED: list[Any] = [
-    pytest.param(
-        lambda f: f.access(1, expires_delta=timedelta(seconds=-60)),
+Refusal = tuple[type[AppError], int, str]
+
+
+def invalid(message: str) -> Refusal:
+    return InvalidTokenError, 422, message
+
+
+EXPIRED: Refusal = (AuthError, 401, "Token has expired")
+WRONG_ALG = invalid("The specified alg value is not allowed")
+ACCESS_ONLY = invalid("Only non-refresh tokens are allowed")
+REFRESH_ONLY = invalid("Only refresh tokens are allowed")
+# What a token is, what it was presented as, and what flask-jwt-extended answers.
+REJECTED: dict[str, tuple[Mint, str, Refusal]] = {
+    "expired-access": (
+        lambda f: f.access(1, expires_delta=AN_HOUR_AGO),
         "access",
-        AuthError,
-        401,
-        "Token has expired",
-        id="expired-access",
+        EXPIRED,
     ),
-    pytest.param(
-        lambda f: f.refresh(1, expires_delta=timedelta(seconds=-60)),
+    "expired-refresh": (
+        lambda f: f.refresh(1, expires_delta=AN_HOUR_AGO),
         "refresh",
-        AuthError,
-        401,
-        "Token has expired",
-        id="expired-refresh",
+        EXPIRED,
     ),
-    pytest.param(
+    "wrong-key": (
         lambda f: FlaskIssuer(OTHER_KEY).access(1),
         "access",
-        InvalidTokenError,
-        422,
-        "Signature verification failed",
-        id="wrong-key",
+        invalid("Signature verification failed"),
     ),
-    pytest.param(
-        lambda f: alg_none(f.access(1)),
-        "access",
-        InvalidTokenError,
-        422,
-        "The specified alg value is not allowed",
-        id="alg-none",
-    ),
-    pytest.param(
-        lambda f: "abc",
-        "access",
-        InvalidTokenError,
-        422,
-        "Not enough segments",
-        id="one-segment",
-    ),
-    pytest.param(
-        lambda f: "a.b.c",
-        "access",
-        InvalidTokenError,
-        422,
-        "Invalid header padding",
-        id="bad-segments",
-    ),
-    pytest.param(
+    "alg-none": (lambda f: alg_none(f.access(1)), "access", WRONG_ALG),
+    "one-segment": (lambda f: "abc", "access", invalid("Not enough segments")),
+    "bad-segments": (lambda f: "a.b.c", "access", invalid("Invalid header padding")),
+    "int-sub": (
         lambda f: FlaskIssuer(KEY, string_identity=False).access(1),
         "access",
-        InvalidTokenError,
-        422,
-        "Subject must be a string",
-        id="int-sub",
+        invalid("Subject must be a string"),
     ),
-    pytest.param(
+    "missing-sub": (
         lambda f: _signed(_claims(sub=None)),
         "access",
-        InvalidTokenError,
-        422,
-        "Missing claim: sub",
-        id="missing-sub",
+        invalid("Missing claim: sub"),
     ),
-    pytest.param(
-        lambda f: f.refresh(1),
-        "access",
-        InvalidTokenError,
-        422,
-        "Only non-refresh tokens are allowed",
-        id="refresh-as-access",
-    ),
-    pytest.param(
-        lambda f: f.access(1),
-        "refresh",
-        InvalidTokenError,
-        422,
-        "Only refresh tokens are allowed",
-        id="access-as-refresh",
-    ),
-    pytest.param(
+    "refresh-as-access": (lambda f: f.refresh(1), "access", ACCESS_ONLY),
+    "access-as-refresh": (lambda f: f.access(1), "refresh", REFRESH_ONLY),
+    "no-type-as-refresh": (
         lambda f: _signed(_claims(type=None)),
         "refresh",
-        InvalidTokenError,
-        422,
-        "Only refresh tokens are allowed",
-        id="no-type-as-refresh",
+        REFRESH_ONLY,
     ),
-    pytest.param(
-        lambda f: _signed(_claims(), "HS384"),
-        "access",
-        InvalidTokenError,
-        422,
-        "The specified alg value is not allowed",
-        id="hs384",
-    ),
-    pytest.param(
-        lambda f: _signed(_claims(), "HS512"),
-        "access",
-        InvalidTokenError,
-        422,
-        "The specified alg value is not allowed",
-        id="hs512",
-    ),
-    pytest.param(
+    "hs384": (lambda f: _signed(_claims(), "HS384"), "access", WRONG_ALG),
+    "hs512": (lambda f: _signed(_claims(), "HS512"), "access", WRONG_ALG),
+    "iat-in-future": (
         lambda f: _signed(_claims(iat=IN_AN_HOUR)),
         "access",
-        InvalidTokenError,
-        422,
-        "The token is not yet valid (iat)",
-        id="iat-in-future",
+        invalid("The token is not yet valid (iat)"),
     ),
-    pytest.param(
+    "nbf-in-future": (
         lambda f: _signed(_claims(nbf=IN_AN_HOUR)),
         "access",
-        InvalidTokenError,
-        422,
-        "The token is not yet valid (nbf)",
-        id="nbf-in-future",
+        invalid("The token is not yet valid (nbf)"),
     ),
-]
+}
 
 
-@pytest.mark.parametrize(
-    ("mint", "expected_type", "error_class", "status", "message"), REJECTED
-)
+@cases("mint, expected_type, refusal", REJECTED)
 async def test_decode_token_bad_token_raises_flasks_error(
-    flask_tokens: FlaskIssuer,
-    mint: Mint,
-    expected_type: TokenType,
-    error_class: type[AppError],
-    status: int,
-    message: str,
+    flask_tokens: FlaskIssuer, mint: Mint, expected_type: TokenType, refusal: Refusal
 ) -> None:
+    error_class, status, message = refusal
     token = mint(flask_tokens)
 
     with pytest.raises(AppError) as raised:

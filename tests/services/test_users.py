@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -13,33 +12,11 @@ from werkzeug.security import check_password_hash
 
 from service.errors import NotFoundError
 from service.models import User, utcnow
-from service.schemas.user import NewUser
-from service.security.passwords import PasswordHasher
 from service.services.users import UserService
-from tests.factories import at, make_user
+from tests.factories import at, make_user, make_users
+from tests.support import registration
 
 EMAIL_TAKEN = {"email": ["Email already registered."]}
-
-
-@pytest.fixture
-def hasher() -> Iterator[PasswordHasher]:
-    hasher = PasswordHasher(2)
-    yield hasher
-    hasher.shutdown()
-
-
-@pytest.fixture
-def users(session: AsyncSession, hasher: PasswordHasher) -> UserService:
-    return UserService(session, hasher)
-
-
-def new_user(email: str) -> NewUser:
-    return {
-        "email": email,
-        "password": "password123",
-        "first_name": "New",
-        "last_name": "User",
-    }
 
 
 async def rows_with_email(session: AsyncSession, email: str) -> list[User]:
@@ -198,16 +175,7 @@ async def test_list_page_never_lists_soft_deleted(
 async def test_list_page_total_and_pages(
     users: UserService, session: AsyncSession, count: int, per_page: int, pages: int
 ) -> None:
-    session.add_all(
-        User(
-            email=f"page{i}@example.com",
-            password_hash="x",
-            first_name="Page",
-            last_name=str(i),
-        )
-        for i in range(count)
-    )
-    await session.commit()
+    await make_users(session, count)
 
     page = await users.list_page(page=1, per_page=per_page, active_only=True)
 
@@ -290,7 +258,7 @@ async def test_list_page_past_the_end_is_empty_with_total(
 async def test_register_keeps_email_case_and_stores_scrypt_hash(
     users: UserService, session: AsyncSession
 ) -> None:
-    user = await users.register(new_user("New.User@Example.COM"))
+    user = await users.register(registration("New.User@Example.COM"))
 
     [stored] = await rows_with_email(session, "new.user@example.com")
     assert stored.id == user.id
@@ -308,7 +276,7 @@ async def test_register_keeps_email_case_and_stores_scrypt_hash(
 async def test_register_as_admin_sets_is_admin(
     users: UserService, session: AsyncSession
 ) -> None:
-    user = await users.register(new_user("boss@example.com"), is_admin=True)
+    user = await users.register(registration("boss@example.com"), is_admin=True)
 
     [stored] = await rows_with_email(session, "boss@example.com")
     assert stored.id == user.id
@@ -324,7 +292,7 @@ async def test_register_live_email_in_any_case_raises_validation_error(
     existing_id = (await make_user(session, email="taken@example.com")).id
 
     with pytest.raises(ValidationError) as raised:
-        await users.register(new_user(duplicate))
+        await users.register(registration(duplicate))
 
     assert raised.value.messages == EMAIL_TAKEN
     assert [u.id for u in await rows_with_email(session, duplicate)] == [existing_id]
@@ -335,7 +303,7 @@ async def test_register_after_duplicate_session_still_usable(
 ) -> None:
     existing_id = (await make_user(session, email="taken@example.com")).id
     with pytest.raises(ValidationError):
-        await users.register(new_user("taken@example.com"))
+        await users.register(registration("taken@example.com"))
 
     # The rollback expired every loaded object, so compare ids, not identities.
     assert (await users.get(existing_id)).email == "taken@example.com"
@@ -349,7 +317,7 @@ async def test_register_soft_deleted_email_creates_new_account(
 ) -> None:
     deleted = await make_user(session, email="reuse@example.com", deleted_at=utcnow())
 
-    user = await users.register(new_user(again))
+    user = await users.register(registration(again))
 
     assert user.id != deleted.id
     rows = await rows_with_email(session, again)
@@ -413,34 +381,35 @@ async def test_update_applies_each_field(
     } == expected
 
 
+CREATED = at("2020-01-01T00:00:00")
+
+
 async def test_update_bumps_updated_at_and_keeps_created_at(
     users: UserService, session: AsyncSession
 ) -> None:
-    created = at("2020-01-01T00:00:00")
     user = await make_user(
-        session, email="stamp@example.com", created_at=created, updated_at=created
+        session, email="stamp@example.com", created_at=CREATED, updated_at=CREATED
     )
     before = utcnow()
 
     await users.update(user.id, {"first_name": "Later"})
 
     [stored] = await rows_with_email(session, "stamp@example.com")
-    assert stored.created_at == created
+    assert stored.created_at == CREATED
     assert stored.updated_at >= before
 
 
 async def test_update_with_no_changes_writes_nothing(
     users: UserService, session: AsyncSession
 ) -> None:
-    created = at("2020-01-01T00:00:00")
     user = await make_user(
-        session, email="same@example.com", created_at=created, updated_at=created
+        session, email="same@example.com", created_at=CREATED, updated_at=CREATED
     )
 
     await users.update(user.id, {})
 
     [stored] = await rows_with_email(session, "same@example.com")
-    assert stored.updated_at == created
+    assert stored.updated_at == CREATED
 
 
 async def test_update_soft_deleted_user_raises_not_found(
