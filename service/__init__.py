@@ -12,7 +12,7 @@ __all__ = ["create_app"]
 
 def __getattr__(name: str) -> Any:
     # Lazily: importing service.services (or the CLI's models) must not load
-    # the web framework through this package (tests/test_layers.py).
+    # the web framework through this package (tests/app/test_layers.py).
     if name == "create_app":
         from service.app import create_app
 
