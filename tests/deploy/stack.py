@@ -28,7 +28,7 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -697,6 +697,25 @@ class HAProxy:
     def stop(self) -> None:
         if self.process is not None:
             stop_group(self.process)
+
+
+@contextlib.contextmanager
+def load_balancer(hosts: list[str], port: int) -> Iterator[HAProxy]:
+    """deploy/haproxy.cfg in front of `hosts` (addresses), each serving on `port`,
+    DNS answering the config's service name with them."""
+    workdir = make_workdir("lb-")
+    zone = Zone()
+    zone.set(haproxy_template(HAPROXY_CFG.read_text())["name"], hosts)
+    dns = LoopbackDNS(zone)
+    dns.start()
+    lb = HAProxy(workdir, dns.port, port)
+    try:
+        lb.start()
+        yield lb
+    finally:
+        lb.stop()
+        dns.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @dataclass

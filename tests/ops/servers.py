@@ -324,10 +324,15 @@ def run_entry_point(
 
 
 class ServedApp:
-    """`hypercorn -c hypercorn.toml service.asgi:app` on a free loopback port."""
+    """`hypercorn -c hypercorn.toml service.asgi:app` (or another `app`) on a free
+    loopback port."""
 
     def __init__(
-        self, env: Mapping[str, str], cwd: Path, log_folder: Path | None = None
+        self,
+        env: Mapping[str, str],
+        cwd: Path,
+        log_folder: Path | None = None,
+        app: str = "service.asgi:app",
     ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -340,7 +345,7 @@ class ServedApp:
                     str(HYPERCORN_TOML),
                     "-b",
                     f"127.0.0.1:{self.port}",
-                    "service.asgi:app",
+                    app,
                 ],
                 cwd=cwd,
                 env=dict(env),
