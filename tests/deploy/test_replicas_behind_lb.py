@@ -837,7 +837,7 @@ MUX_ERRORFILES = HAPROXY is not None and haproxy_version() >= (3, 2)
         (
             413,
             b"POST /api/v1/users HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 3000000\r\n\r\n{",
+            b"Content-Type: application/json\r\nContent-Length: 17000000\r\n\r\n{",
         ),
         (503, b"GET /api/v1/users/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
     ],
