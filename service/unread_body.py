@@ -17,9 +17,11 @@ large body, reads the reset instead of the answer.
   then Hypercorn starts the next request on the same connection;
 - any other (larger, or slower than that) gets `Connection: close` on the
   answer, and after the answer's last byte the rest of the body is read and
-  dropped for at most `linger_bytes` and `linger_seconds` before the answer
-  ends and Hypercorn closes (nginx's lingering close): a client still sending
-  reads the answer, not a reset.
+  dropped, at most `linger_bytes` for at most `linger_seconds`, before the
+  answer ends and Hypercorn closes (nginx's lingering close): a client still
+  sending reads the answer, not a reset.
+
+Either wait also ends when no byte came for `idle_seconds`.
 
 The body is read through the app's own `receive`, next to Quart's reader of it
 (which keeps at most MAX_CONTENT_LENGTH of it), so what is dropped is dropped
@@ -39,10 +41,10 @@ Send = Callable[[Message], Awaitable[None]]
 # Quart's asgi_app, typed with its TypedDicts: the same calls.
 ASGIApp = Callable[..., Awaitable[None]]
 
-DRAIN_SECONDS = 5.0
-# nginx waits 5 s for each next part of a body it lingers on (lingering_timeout);
-# here 5 s in all.
-LINGER_SECONDS = 5.0
+# nginx's defaults for its lingering close: lingering_time, lingering_timeout.
+LINGER_SECONDS = 30.0
+IDLE_SECONDS = 5.0
+DRAIN_SECONDS = 10.0
 # deploy/haproxy.cfg refuses larger bodies itself (tests/system checks the two
 # agree): ten times MAX_CONTENT_LENGTH's default is read to tell a client so.
 LINGER_BYTES = 16 * 1024 * 1024
@@ -56,9 +58,9 @@ class RequestBody:
         self._receive = receive
         self.received = 0
         self.ended = False
-        self._max_total: int | None = None
-        # Set when the body ends, or grows past what read_to_end may read.
-        self._stop = asyncio.Event()
+        self._max_total = -1
+        # Set by every message, whoever reads it.
+        self._progress = asyncio.Event()
 
     async def receive(self) -> Message:
         message = await self._receive()
@@ -67,36 +69,45 @@ class RequestBody:
             self.ended = not message.get("more_body", False)
         elif message["type"] == "http.disconnect":
             self.ended = True
-        if self.ended or (
-            self._max_total is not None and self.received > self._max_total
-        ):
-            self._stop.set()
+        self._progress.set()
         return message
 
-    async def read_to_end(self, max_total: int, seconds: float) -> bool:
+    def _finished(self) -> bool:
+        return self.ended or self.received > self._max_total
+
+    async def read_to_end(
+        self, max_total: int, seconds: float, idle_seconds: float
+    ) -> bool:
         """Reads the rest of the body while it is at most `max_total` bytes
-        long, for at most `seconds`: True when it ended (or the client went
-        away) within both."""
-        if self.ended or self.received > max_total:
-            return self.ended
+        long, for at most `seconds` and while bytes come: True when it ended
+        (or the client went away) within those bounds."""
         self._max_total = max_total
-        self._stop.clear()
+        if self._finished():
+            return self.ended
 
         async def pull() -> None:
-            while not self._stop.is_set():
+            while not self._finished():
                 await self.receive()
 
         # Quart's own reader takes its share of the messages: whoever reads
-        # the last one (or the one past the bound) stops the wait.
+        # the last one (or the one past the bound) ends the wait.
         puller = asyncio.ensure_future(pull())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), seconds)
+            while not self._finished():
+                self._progress.clear()
+                wait = min(idle_seconds, deadline - loop.time())
+                if wait <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._progress.wait(), wait)
+                except TimeoutError:
+                    break
         finally:
             puller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await puller
-            self._max_total = None
         return self.ended
 
 
@@ -130,12 +141,14 @@ class UnreadBody:
         drain_seconds: float = DRAIN_SECONDS,
         linger_bytes: int = LINGER_BYTES,
         linger_seconds: float = LINGER_SECONDS,
+        idle_seconds: float = IDLE_SECONDS,
     ) -> None:
         self.app = app
         self.drain_bytes = drain_bytes
         self.drain_seconds = drain_seconds
         self.linger_bytes = linger_bytes
         self.linger_seconds = linger_seconds
+        self.idle_seconds = idle_seconds
 
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
         if (
@@ -155,7 +168,9 @@ class UnreadBody:
                 length = body.received if declared is None else declared
                 if not (
                     length <= self.drain_bytes
-                    and await body.read_to_end(self.drain_bytes, self.drain_seconds)
+                    and await body.read_to_end(
+                        self.drain_bytes, self.drain_seconds, self.idle_seconds
+                    )
                 ):
                     lingering = True
                     headers = [*message.get("headers", ()), (b"connection", b"close")]
@@ -167,7 +182,9 @@ class UnreadBody:
             ):
                 await send({**message, "more_body": True})
                 await body.read_to_end(
-                    body.received + self.linger_bytes, self.linger_seconds
+                    body.received + self.linger_bytes,
+                    self.linger_seconds,
+                    self.idle_seconds,
                 )
                 message = {
                     "type": "http.response.body",

@@ -371,11 +371,15 @@ async def test_a_stalled_small_body_is_waited_for_then_the_connection_closes(
     assert 0.4 <= elapsed < 2
 
 
-async def test_a_body_too_large_is_answered_at_once_and_read_for_a_bounded_time(
+async def test_a_body_too_large_is_answered_at_once_then_read_while_bytes_come(
     app: Quart,
 ) -> None:
+    # No byte for idle_seconds ends the lingering long before linger_seconds.
     middleware = UnreadBody(
-        app.asgi_app, drain_bytes=MAX_CONTENT_LENGTH, linger_seconds=0.3
+        app.asgi_app,
+        drain_bytes=MAX_CONTENT_LENGTH,
+        linger_seconds=30,
+        idle_seconds=0.3,
     )
 
     messages, elapsed = await call(middleware, OVERSIZED_SCOPE, body_part(b"{"))
