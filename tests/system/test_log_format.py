@@ -13,7 +13,7 @@ import httpx
 from tests.ops.servers import ServedApp, clean_environment
 from tests.support import ROOT
 
-# A record as service.logs.TextFormatter writes it: time, level, logger, message.
+# A record as service.telemetry.logs.TextFormatter writes it.
 TEXT_LINE = re.compile(
     r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) "
     r"[\w.]+: \S"
