@@ -11,17 +11,23 @@ fresh virtualenv, compose's migrate, the image's ENTRYPOINT/CMD per replica on
 its own 127.0.0.x address), puts the real HAProxy with deploy/haproxy.cfg in
 front, finding replicas through a DNS server on the loopback, and then:
 
-- every `--replace-every` seconds replaces the oldest replica: a new one at a
-  new address, in DNS, then the old one out of DNS and SIGTERMed (`up --build`);
+- keeps the first replica the whole run (the long-lived one) and samples its
+  RSS every `--sample-every` seconds;
+- every `--replace-every` seconds replaces the oldest of the others: a new one
+  at a new address, in DNS, then the old one out of DNS and SIGTERMed
+  (`up --build`);
 - at 1/3 of the run scales 2 -> 3 replicas, at 2/3 back to 2 (`--scale`);
 - drives `--connections` keep-alive clients through HAProxy: reads of the
   caller, the users and posts pages, a post written, a profile patched.
 
 Every answer that is not the expected 2xx, and every connection error, is a
-failure. It prints requests, failures, statuses, and the RSS of HAProxy (the
-one process that lives through the run) and of each replica when it started
-serving and when it was stopped. It uses its own database (soak_<pid>) and
-drops it at the end; every loop is bounded by the duration.
+failure. It prints requests, failures, statuses, the RSS of HAProxy (the
+other process that lives through the run), of each replica when it started
+serving and when it was stopped, and the long-lived replica's samples: after
+`--warmup` seconds, each must stay within `--rss-tolerance` (5 %) of the first
+sample after it. Exit status 1 on any failure or RSS past that. It uses its
+own database (soak_<pid>) and drops it at the end; every loop is bounded by
+the duration.
 """
 
 from __future__ import annotations
@@ -182,9 +188,12 @@ async def client(
 @dataclass
 class Fleet:
     stack: Deployment
+    # Never replaced nor scaled away: the replica whose memory is watched.
+    kept: Replica
     events: list[str] = field(default_factory=list)
     replica_rss: list[tuple[str, float, float]] = field(default_factory=list)
     started_rss: dict[str, float] = field(default_factory=dict)
+    kept_rss: list[tuple[float, float]] = field(default_factory=list)
 
     def note(self, text: str) -> None:
         line = f"{clock()}  {text}"
@@ -216,6 +225,20 @@ class Fleet:
         )
         self.note(f"removed {replica.host} (exit {code}, RSS {end_rss:.0f} MiB)")
 
+    def others(self) -> list[Replica]:
+        """The replicas that come and go, oldest first."""
+        return [r for r in self.stack.replicas if r is not self.kept]
+
+    async def sample_kept(self, stop_at: float, every: float) -> None:
+        """The long-lived replica's RSS, (seconds since the load began, MiB)."""
+        started = time.monotonic()
+        leader = pid_of(self.kept.process)
+        while time.monotonic() < stop_at:
+            self.kept_rss.append(
+                (round(time.monotonic() - started, 1), group_rss_mib(leader))
+            )
+            await asyncio.sleep(min(every, max(0.0, stop_at - time.monotonic())))
+
     async def run(self, duration: float, replace_every: float) -> None:
         t0 = time.monotonic()
         stop_at = t0 + duration
@@ -231,11 +254,11 @@ class Fleet:
                 self.note(f"scaled 2 -> 3: added {replica.host}")
             elif scaled_up and not scaled_down and now >= scale_down_at:
                 scaled_down = True
-                await self.remove(self.stack.replicas[-1])
+                await self.remove(self.others()[-1])
                 self.note("scaled 3 -> 2")
             elif now >= next_replace:
                 next_replace += replace_every
-                old = self.stack.replicas[0]
+                old = self.others()[0]
                 new = await self.add()
                 self.note(f"replacing {old.host} with {new.host}")
                 await self.remove(old)
@@ -279,7 +302,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         token = login.json()["access_token"]
         me = await fetch(port, "GET", "/api/v1/users/me", headers=bearer(token))
         user_id = me.json()["id"]
-        fleet = Fleet(stack)
+        fleet = Fleet(stack, kept=stack.replicas[0])
         for replica in stack.replicas:
             fleet.started_rss[replica.host] = group_rss_mib(pid_of(replica.process))
         lb_rss_start = rss_mib(lb_pid)
@@ -289,6 +312,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         started = time.monotonic()
         await asyncio.gather(
             fleet.run(args.duration, args.replace_every),
+            fleet.sample_kept(stop_at, args.sample_every),
             *(
                 client(port, token, user_id, stop_at, tally, seed)
                 for seed in range(args.connections)
@@ -305,6 +329,12 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 )
             )
         retried = [e for e in stack.lb.log() if e.get("retries", "0") != "0"]
+        after_warmup = [mib for at, mib in fleet.kept_rss if at >= args.warmup]
+        drift = (
+            max(abs(mib - after_warmup[0]) for mib in after_warmup) / after_warmup[0]
+            if after_warmup
+            else None
+        )
         return {
             "duration_s": round(elapsed, 1),
             "connections": args.connections,
@@ -320,6 +350,16 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 (host, round(start, 1), round(end, 1))
                 for host, start, end in fleet.replica_rss
             ],
+            "kept_replica": fleet.kept.host,
+            # "seconds into the load: MiB", one string to keep the report short.
+            "kept_replica_rss_mib": ", ".join(
+                f"{at:.0f} s: {mib:.1f}" for at, mib in fleet.kept_rss
+            ),
+            # The largest distance from the first sample after the warm-up.
+            "kept_replica_rss_drift_after_warmup": (
+                None if drift is None else round(drift, 4)
+            ),
+            "kept_replica_rss_flat": drift is not None and drift <= args.rss_tolerance,
             "events": fleet.events,
         }
     finally:
@@ -334,14 +374,21 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--replace-every", type=float, default=60.0)
     parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--sample-every", type=float, default=10.0)
+    parser.add_argument(
+        "--warmup", type=float, default=60.0, help="seconds before RSS must be flat"
+    )
+    parser.add_argument("--rss-tolerance", type=float, default=0.05)
     parser.add_argument(
         "--redis-url",
         default=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
     )
     args = parser.parse_args()
+    if args.replicas < 2:
+        parser.error("--replicas: at least 2, one kept and one replaced")
     result = asyncio.run(soak(args))
     say(json.dumps(result, indent=2))
-    sys.exit(1 if result["failed"] else 0)
+    sys.exit(1 if result["failed"] or not result["kept_replica_rss_flat"] else 0)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,20 @@ class TextFormatter(logging.Formatter):
         return "\n".join("    " + escape_controls(line) for line in lines)
 
 
+class RootHandlersOnly(logging.Filter):
+    """Each record to the root's handlers, once, in the configured format.
+
+    Hypercorn gives `hypercorn.error` a stderr handler and format of its own
+    when it makes its logger, which is after the app has started, just before
+    its "Running on" line (hypercorn.logging._create_logger): records must not
+    reach that handler, whenever it was added.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        logging.getLogger().handle(record)
+        return False
+
+
 def init_app(app: Quart, settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stdout)
     if settings.log_format == "json":
@@ -101,12 +115,9 @@ def init_app(app: Quart, settings: Settings) -> None:
     root.setLevel(settings.log_level)
     app.logger.handlers = []
     app.logger.propagate = True
-
-    @app.before_serving
-    async def one_log_format() -> None:
-        # Hypercorn has set up its error log by now; without its own handler each
-        # of its lines reaches the root once, as JSON, instead of twice.
-        logging.getLogger("hypercorn.error").handlers = []
+    hypercorn_error = logging.getLogger("hypercorn.error")
+    if not any(isinstance(f, RootHandlersOnly) for f in hypercorn_error.filters):
+        hypercorn_error.addFilter(RootHandlersOnly())
 
     @app.before_request
     async def start_request() -> None:

@@ -24,6 +24,8 @@ from tests import backends
 from tests.factories import committed_user
 from tests.support import ROOT, migrate, migrated_database
 from tests.system.harness import ServedApp
+from tests.system.keepalive import wait_until_serving
+from tests.system.stack import HAPROXY, load_balancer
 from tests.system.standbys import ReplicatedPair
 
 REDIS_URL = backends.redis_url()
@@ -63,6 +65,17 @@ def served(
 ) -> Iterator[ServedApp]:
     with serve(served_database_url, tmp_path_factory.mktemp("served")) as instance:
         yield instance
+
+
+@pytest.fixture(scope="session")
+def behind_haproxy(served: ServedApp) -> Iterator[str]:
+    """The base URL of deploy/haproxy.cfg in front of the served instance."""
+    if HAPROXY is None:
+        pytest.skip("no haproxy (.ci/run installs Debian's haproxy)")
+    with load_balancer(["127.0.0.1"], served.port) as lb:
+        url = f"http://127.0.0.1:{lb.port}"
+        wait_until_serving(url)
+        yield url
 
 
 @pytest.fixture

@@ -309,15 +309,16 @@ class Server(Process):
 
 
 class ServedApp(Server):
-    """`hypercorn -c hypercorn.toml service.asgi:app` on a loopback port, started
-    at once and ready when /healthz answers 200; its output in `log_folder`
-    (the working folder when None)."""
+    """`hypercorn -c hypercorn.toml service.asgi:app` (or another `app`) on a
+    loopback port, started at once and ready when /healthz answers 200; its output
+    in `log_folder` (the working folder when None)."""
 
     def __init__(
         self,
         env: Mapping[str, str],
         cwd: Path = ROOT,
         log_folder: Path | None = None,
+        app: str = "service.asgi:app",
         *,
         host: str = "127.0.0.1",
         port: int | None = None,
@@ -330,7 +331,7 @@ class ServedApp(Server):
                 str(HYPERCORN_TOML),
                 "-b",
                 f"{host}:{port}",
-                "service.asgi:app",
+                app,
             ],
             host=host,
             port=port,

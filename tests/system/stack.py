@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import tempfile
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -626,6 +626,25 @@ class HAProxy(Process):
             entry["request_id"] = entry.get("request_id", "").strip("{}")
             entries.append(entry)
         return entries
+
+
+@contextlib.contextmanager
+def load_balancer(hosts: list[str], port: int) -> Iterator[HAProxy]:
+    """deploy/haproxy.cfg in front of `hosts` (addresses), each serving on `port`,
+    DNS answering the config's service name with them."""
+    workdir = make_workdir("lb-")
+    zone = Zone()
+    zone.set(haproxy_template(HAPROXY_CFG.read_text())["name"], hosts)
+    dns = LoopbackDNS(zone)
+    dns.start()
+    lb = HAProxy(workdir, dns.port, port)
+    try:
+        lb.start()
+        yield lb
+    finally:
+        lb.stop()
+        dns.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 class Replica(Server):

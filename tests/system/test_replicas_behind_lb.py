@@ -22,7 +22,7 @@ import tomllib
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,6 @@ from tests.support import (
     recreate_database,
     unique_email,
 )
-from tests.system.dns import LoopbackDNS, Zone
 from tests.system.harness import run
 from tests.system.stack import (
     BASE_IMAGE_ENV,
@@ -61,6 +60,7 @@ from tests.system.stack import (
     haproxy_version,
     hypercorn_settings,
     image_user,
+    load_balancer,
     log_time,
     make_workdir,
 )
@@ -760,24 +760,12 @@ async def stubs() -> AsyncIterator[StubUpstreams]:
 @pytest.fixture
 def start_lb() -> Iterator[Callable[[list[str], int], HAProxy]]:
     """Starts deploy/haproxy.cfg, DNS answering `api` with the given hosts."""
-    workdir = make_workdir("deploytest-lb-")
-    started: list[tuple[HAProxy, LoopbackDNS]] = []
+    with ExitStack() as started:
 
-    def start(hosts: list[str], port: int) -> HAProxy:
-        zone = Zone()
-        zone.set("api", hosts)
-        dns = LoopbackDNS(zone)
-        dns.start()
-        lb = HAProxy(workdir, dns.port, port)
-        started.append((lb, dns))
-        lb.start()
-        return lb
+        def start(hosts: list[str], port: int) -> HAProxy:
+            return started.enter_context(load_balancer(hosts, port))
 
-    yield start
-    for lb, dns in started:
-        lb.stop()
-        dns.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
+        yield start
 
 
 async def test_lb_answers_the_503_when_every_replica_answers_503(
@@ -849,7 +837,7 @@ MUX_ERRORFILES = HAPROXY is not None and haproxy_version() >= (3, 2)
         (
             413,
             b"POST /api/v1/users HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 3000000\r\n\r\n{",
+            b"Content-Type: application/json\r\nContent-Length: 17000000\r\n\r\n{",
         ),
         (503, b"GET /api/v1/users/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
     ],
