@@ -28,6 +28,8 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+import uuid
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -720,21 +722,110 @@ class Replica:
 
 
 @dataclass
-class Deployment:
-    """The image built into `workdir` and its compose stack run from there."""
+class Fleet:
+    """Replicas of the image behind deploy/haproxy.cfg, found through a test's DNS.
+
+    How a replica starts is the subclass's: a process in the image's layout
+    (Deployment) or a container of the image itself (tests/system).
+    """
 
     workdir: Path
-    database_url: str
-    redis_url: str
-    replica_count: int = 2
-    replicas: list[Replica] = field(default_factory=list)
-    lb: HAProxy | None = None
-    dns: LoopbackDNS | None = None
-    zone: Zone = field(default_factory=Zone)
+    replica_count: int = field(default=2, kw_only=True)
+    replicas: list[Replica] = field(default_factory=list, kw_only=True)
+    lb: HAProxy | None = field(default=None, kw_only=True)
+    dns: LoopbackDNS | None = field(default=None, kw_only=True)
+    zone: Zone = field(default_factory=Zone, kw_only=True)
     # Every replica binds this port on its own 127.0.0.x address, as each
     # container binds the image's port on its own address.
-    fleet_port: int = field(default_factory=free_port_on_every_loopback)
-    next_host: int = 10
+    fleet_port: int = field(default_factory=free_port_on_every_loopback, kw_only=True)
+    next_host: int = field(default=10, kw_only=True)
+
+    @property
+    def logs(self) -> Path:
+        return self.workdir / "logs"
+
+    @property
+    def lb_port(self) -> int:
+        assert self.lb is not None
+        return self.lb.port
+
+    def start_replica(self, replica: Replica) -> None:
+        raise NotImplementedError
+
+    def stop_replica(self, replica: Replica) -> None:
+        if replica.process is not None:
+            stop_group(replica.process)
+
+    def wait_replica(self, replica: Replica, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://{replica.host}:{replica.port}/healthz"
+        while get_status(url) != 200:
+            if not replica.running:
+                raise StackError(
+                    f"replica on {replica.port} exited:\n{replica.err.read_text()}"
+                )
+            if time.monotonic() > deadline:
+                raise StackError(f"replica on {replica.port} never became healthy")
+            time.sleep(0.05)
+
+    def add_replica(self) -> Replica:
+        """A new replica slot at the next unused 127.0.0.x address (not started)."""
+        self.next_host += 1
+        replica = Replica(
+            self.fleet_port,
+            self.logs / f"replica-{self.next_host}.out",
+            self.logs / f"replica-{self.next_host}.err",
+            host=f"127.0.0.{self.next_host}",
+        )
+        self.replicas.append(replica)
+        return replica
+
+    def ensure_replicas(self) -> bool:
+        """Start the replicas (again, after a test stopped one) and wait for them.
+
+        True when one had to be started.
+        """
+        stopped = [replica for replica in self.replicas if not replica.running]
+        while len(self.replicas) < self.replica_count:
+            self.add_replica()
+        for replica in self.replicas:
+            self.start_replica(replica)
+        for replica in self.replicas:
+            self.wait_replica(replica)
+        self.publish()
+        return bool(stopped)
+
+    def publish(self, replicas: list[Replica] | None = None) -> None:
+        """What Docker's DNS answers for `api`: the running replicas' addresses."""
+        chosen = self.replicas if replicas is None else replicas
+        self.zone.set(self.service_name, [replica.host for replica in chosen])
+
+    @property
+    def service_name(self) -> str:
+        return haproxy_template(HAPROXY_CFG.read_text())["name"]
+
+    def start_lb(self) -> None:
+        self.dns = LoopbackDNS(self.zone)
+        self.dns.start()
+        self.publish()
+        self.lb = HAProxy(self.workdir, self.dns.port, self.fleet_port)
+        self.lb.start()
+
+    def stop(self) -> None:
+        if self.lb is not None:
+            self.lb.stop()
+        if self.dns is not None:
+            self.dns.stop()
+        for replica in self.replicas:
+            self.stop_replica(replica)
+
+
+@dataclass
+class Deployment(Fleet):
+    """The image built into `workdir` and its compose stack run from there."""
+
+    database_url: str
+    redis_url: str
     stages: list[Stage] = field(init=False)
     compose: dict[str, Any] = field(init=False)
     uv: str = field(init=False)
@@ -789,15 +880,6 @@ class Deployment:
     @property
     def venv(self) -> Path:
         return self.app / ".venv"
-
-    @property
-    def logs(self) -> Path:
-        return self.workdir / "logs"
-
-    @property
-    def lb_port(self) -> int:
-        assert self.lb is not None
-        return self.lb.port
 
     def _host_path(self, value: str) -> str:
         """The runtime WORKDIR (/app) is `self.app` here."""
@@ -961,66 +1043,101 @@ class Deployment:
                 replica.err,
             )
 
-    def wait_replica(self, replica: Replica, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        url = f"http://{replica.host}:{replica.port}/healthz"
-        while get_status(url) != 200:
-            if not replica.running:
-                raise StackError(
-                    f"replica on {replica.port} exited:\n{replica.err.read_text()}"
-                )
-            if time.monotonic() > deadline:
-                raise StackError(f"replica on {replica.port} never became healthy")
-            time.sleep(0.05)
 
-    def add_replica(self) -> Replica:
-        """A new replica slot at the next unused 127.0.0.x address (not started)."""
-        self.next_host += 1
-        replica = Replica(
-            self.fleet_port,
-            self.logs / f"replica-{self.next_host}.out",
-            self.logs / f"replica-{self.next_host}.err",
-            host=f"127.0.0.{self.next_host}",
-        )
-        self.replicas.append(replica)
-        return replica
+# ------------------------------------------------------------ fleet traffic
 
-    def ensure_replicas(self) -> bool:
-        """Start the replicas (again, after a test stopped one) and wait for them.
 
-        True when one had to be started.
-        """
-        stopped = [replica for replica in self.replicas if not replica.running]
-        while len(self.replicas) < self.replica_count:
-            self.add_replica()
-        for replica in self.replicas:
-            self.start_replica(replica)
-        for replica in self.replicas:
-            self.wait_replica(replica)
-        self.publish()
-        return bool(stopped)
+def request_id() -> str:
+    return f"deploytest-{uuid.uuid4().hex}"
 
-    def publish(self, replicas: list[Replica] | None = None) -> None:
-        """What Docker's DNS answers for `api`: the running replicas' addresses."""
-        chosen = self.replicas if replicas is None else replicas
-        self.zone.set(self.service_name, [replica.host for replica in chosen])
+
+def served_by(fleet: Fleet, rid: str) -> list[tuple[int, dict[str, Any]]]:
+    """(replica index, log line) for each access-log line with that request id."""
+    return [
+        (index, entry)
+        for index, replica in enumerate(fleet.replicas)
+        for entry in replica.access_log(containing=rid)
+        if entry.get("request_id") == rid
+    ]
+
+
+async def wait_until_every_replica_serves(fleet: Fleet, within: float = 15) -> None:
+    """A (re)started replica is in rotation after its next /readyz check."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + within
+    while seen != set(range(len(fleet.replicas))):
+        assert time.monotonic() < deadline, f"only replicas {seen} served"
+        rid = request_id()
+        await fetch(fleet.lb_port, "GET", "/healthz", headers={"X-Request-ID": rid})
+        seen |= {index for index, _ in served_by(fleet, rid)}
+        await asyncio.sleep(0.02)
+
+
+async def wait_exit(
+    process: subprocess.Popen[bytes], signalled: float, within: float
+) -> tuple[int | None, float]:
+    """The exit code and the seconds from the signal to the exit."""
+    try:
+        code = await asyncio.to_thread(process.wait, within)
+    except subprocess.TimeoutExpired:
+        return None, time.monotonic() - signalled
+    return code, time.monotonic() - signalled
+
+
+@dataclass
+class Load:
+    """Steady requests through the load balancer, each connection one after another."""
+
+    port: int
+    method: str
+    path: str
+    headers: dict[str, str]
+    json_body: Any = None
+    sent: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    signalled_at: float | None = None
+    ok_after_signal: int = 0
+    seconds: float = 0.0
+    connections: int = 0
+
+    async def run(self, seconds: float, connections: int) -> None:
+        self.seconds, self.connections = seconds, connections
+        stop_at = time.monotonic() + seconds
+        await asyncio.gather(*(self._client(stop_at) for _ in range(connections)))
+
+    async def _client(self, stop_at: float) -> None:
+        connection = HTTPConnection(self.port)
+        try:
+            while time.monotonic() < stop_at:
+                self.sent += 1
+                try:
+                    async with asyncio.timeout(15):
+                        reply = await connection.request(
+                            self.method,
+                            self.path,
+                            json_body=self.json_body,
+                            headers=self.headers,
+                        )
+                except (OSError, EOFError, ValueError) as error:
+                    self.errors.append(repr(error))
+                    continue
+                self.statuses[reply.status] += 1
+                if reply.status == 200 and self.signalled_at is not None:
+                    self.ok_after_signal += 1
+        finally:
+            await connection.close()
 
     @property
-    def service_name(self) -> str:
-        return haproxy_template(HAPROXY_CFG.read_text())["name"]
+    def failed(self) -> int:
+        return len(self.errors) + sum(
+            count for status, count in self.statuses.items() if status != 200
+        )
 
-    def start_lb(self) -> None:
-        self.dns = LoopbackDNS(self.zone)
-        self.dns.start()
-        self.publish()
-        self.lb = HAProxy(self.workdir, self.dns.port, self.fleet_port)
-        self.lb.start()
-
-    def stop(self) -> None:
-        if self.lb is not None:
-            self.lb.stop()
-        if self.dns is not None:
-            self.dns.stop()
-        for replica in self.replicas:
-            if replica.process is not None:
-                stop_group(replica.process)
+    def summary(self) -> str:
+        return (
+            f"{self.method} {self.path}: {self.sent} requests over "
+            f"{self.seconds:.0f} s from {self.connections} connections, "
+            f"{self.failed} failed (statuses {dict(self.statuses)}, errors "
+            f"{self.errors[:3]}), {self.ok_after_signal} answered 200 after the signal"
+        )

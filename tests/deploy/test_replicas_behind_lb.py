@@ -23,7 +23,6 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from tests.deploy.stack import (
     Deployment,
     HAProxy,
     HTTPConnection,
+    Load,
     Replica,
     Reply,
     StackError,
@@ -50,6 +50,10 @@ from tests.deploy.stack import (
     image_user,
     log_time,
     make_workdir,
+    request_id,
+    served_by,
+    wait_exit,
+    wait_until_every_replica_serves,
 )
 from tests.ports import free_port_on_every_loopback
 from tests.support import ADMIN_DSN, RESET_MAIL, drop_database, recreate_database
@@ -74,20 +78,6 @@ IN_FLIGHT_LOGINS = 10
 
 def timestamps_removed(user: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in user.items() if k not in ("created_at", "updated_at")}
-
-
-def request_id() -> str:
-    return f"deploytest-{uuid.uuid4().hex}"
-
-
-def served_by(stack: Deployment, rid: str) -> list[tuple[int, dict[str, Any]]]:
-    """(replica index, log line) for each access-log line with that request id."""
-    return [
-        (index, entry)
-        for index, replica in enumerate(stack.replicas)
-        for entry in replica.access_log(containing=rid)
-        if entry.get("request_id") == rid
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -131,23 +121,11 @@ async def deployment() -> AsyncIterator[Deployment]:
         await drop_database(DATABASE)
 
 
-async def wait_until_both_serve(stack: Deployment) -> None:
-    """A restarted replica is back in rotation after its next /readyz check."""
-    seen: set[int] = set()
-    deadline = time.monotonic() + 15
-    while seen != set(range(len(stack.replicas))):
-        assert time.monotonic() < deadline, f"only replicas {seen} served"
-        rid = request_id()
-        await fetch(stack.lb_port, "GET", "/healthz", headers={"X-Request-ID": rid})
-        seen |= {index for index, _ in served_by(stack, rid)}
-        await asyncio.sleep(0.02)
-
-
 @pytest.fixture
 async def stack(deployment: Deployment) -> Deployment:
     """The deployment with its replicas up and in the load balancer's rotation."""
     await asyncio.to_thread(deployment.ensure_replicas)
-    await wait_until_both_serve(deployment)
+    await wait_until_every_replica_serves(deployment)
     return deployment
 
 
@@ -169,17 +147,6 @@ async def admin_token(stack: Deployment) -> str:
     )
     token: str = tokens["access_token"]
     return token
-
-
-async def wait_exit(
-    process: subprocess.Popen[bytes], signalled: float, within: float
-) -> tuple[int | None, float]:
-    """The exit code and the seconds from the signal to the exit."""
-    try:
-        code = await asyncio.to_thread(process.wait, within)
-    except subprocess.TimeoutExpired:
-        return None, time.monotonic() - signalled
-    return code, time.monotonic() - signalled
 
 
 def sigterm(replica: Replica) -> subprocess.Popen[bytes]:
@@ -401,62 +368,6 @@ async def test_database_refusing_connections_answers_503_json_through_the_lb(
 
 
 # ---------------------------------------------------------- graceful deploys
-
-
-@dataclass
-class Load:
-    """Steady requests through the load balancer, each connection one after another."""
-
-    port: int
-    method: str
-    path: str
-    headers: dict[str, str]
-    json_body: Any = None
-    sent: int = 0
-    statuses: Counter[int] = field(default_factory=Counter)
-    errors: list[str] = field(default_factory=list)
-    signalled_at: float | None = None
-    ok_after_signal: int = 0
-
-    async def run(self, seconds: float, connections: int) -> None:
-        stop_at = time.monotonic() + seconds
-        await asyncio.gather(*(self._client(stop_at) for _ in range(connections)))
-
-    async def _client(self, stop_at: float) -> None:
-        connection = HTTPConnection(self.port)
-        try:
-            while time.monotonic() < stop_at:
-                self.sent += 1
-                try:
-                    async with asyncio.timeout(15):
-                        reply = await connection.request(
-                            self.method,
-                            self.path,
-                            json_body=self.json_body,
-                            headers=self.headers,
-                        )
-                except (OSError, EOFError, ValueError) as error:
-                    self.errors.append(repr(error))
-                    continue
-                self.statuses[reply.status] += 1
-                if reply.status == 200 and self.signalled_at is not None:
-                    self.ok_after_signal += 1
-        finally:
-            await connection.close()
-
-    @property
-    def failed(self) -> int:
-        return len(self.errors) + sum(
-            count for status, count in self.statuses.items() if status != 200
-        )
-
-    def summary(self) -> str:
-        return (
-            f"{self.method} {self.path}: {self.sent} requests over "
-            f"{LOAD_SECONDS:.0f} s from {LOAD_CONNECTIONS} connections, "
-            f"{self.failed} failed (statuses {dict(self.statuses)}, errors "
-            f"{self.errors[:3]}), {self.ok_after_signal} answered 200 after the signal"
-        )
 
 
 async def sigterm_a_replica_under(
