@@ -578,6 +578,20 @@ BASE_IMAGE_ENV = {
 }
 
 
+# Run inside a container's network: exits 0 once its /healthz answers 200.
+HEALTHZ_PROBE = (
+    "import sys, time, urllib.request\n"
+    "for _ in range(600):\n"
+    "    try:\n"
+    "        url = 'http://127.0.0.1:{port}/healthz'\n"
+    "        with urllib.request.urlopen(url, timeout=1) as r:\n"
+    "            sys.exit(0 if r.status == 200 else 1)\n"
+    "    except OSError:\n"
+    "        time.sleep(0.1)\n"
+    "sys.exit(2)\n"
+)
+
+
 def image_user() -> tuple[int, int]:
     """The runtime stage's `USER uid:gid`."""
     uid, _, gid = dockerfile_stages()[-1].arguments("USER")[-1].partition(":")
@@ -708,6 +722,8 @@ class Replica:
     err: Path
     process: subprocess.Popen[bytes] | None = None
     host: str = "127.0.0.1"
+    # A container's name, where the replica is one (tests/system).
+    name: str = ""
 
     @property
     def running(self) -> bool:
@@ -719,6 +735,20 @@ class Replica:
 
     def access_log(self, containing: str = "") -> list[dict[str, Any]]:
         return [e for e in self.log(containing) if e.get("logger") == "service.access"]
+
+
+def deployment_secrets() -> dict[str, str]:
+    """compose's secrets (and the admin's address), fresh for one deployment."""
+    return {
+        "JWT_SECRET_KEY": os.urandom(20).hex(),
+        "SECRET_KEY": os.urandom(20).hex(),
+        # What breaks a password pasted into a URL: the entrypoint encodes it.
+        "POSTGRES_PASSWORD": "p@ss:w/rd#" + os.urandom(8).hex(),
+        # Unique: login throttle counters live in the shared Redis.
+        "ADMIN_EMAIL": f"ops-{os.urandom(4).hex()}@example.com",
+        "ADMIN_PASSWORD": "ops-password-" + os.urandom(4).hex(),
+        "METRICS_TOKEN": os.urandom(16).hex(),
+    }
 
 
 @dataclass
@@ -848,16 +878,7 @@ class Deployment(Fleet):
         if python is None:
             raise StackError(f"no system python{version[1]}, the image's Python")
         self.python = python
-        self.secrets = {
-            "JWT_SECRET_KEY": os.urandom(20).hex(),
-            "SECRET_KEY": os.urandom(20).hex(),
-            # What breaks a password pasted into a URL: the entrypoint encodes it.
-            "POSTGRES_PASSWORD": "p@ss:w/rd#" + os.urandom(8).hex(),
-            # Unique: login throttle counters live in the shared Redis.
-            "ADMIN_EMAIL": f"ops-{os.urandom(4).hex()}@example.com",
-            "ADMIN_PASSWORD": "ops-password-" + os.urandom(4).hex(),
-            "METRICS_TOKEN": os.urandom(16).hex(),
-        }
+        self.secrets = deployment_secrets()
 
     # -- layout
 
@@ -1133,6 +1154,11 @@ class Load:
         return len(self.errors) + sum(
             count for status, count in self.statuses.items() if status != 200
         )
+
+    def assert_nothing_dropped(self) -> None:
+        """Every request answered 200, some of them after the signal."""
+        assert (self.failed, self.errors) == (0, [])
+        assert self.ok_after_signal > 0
 
     def summary(self) -> str:
         return (

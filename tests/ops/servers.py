@@ -109,9 +109,12 @@ def require(binary: Path, package: str) -> None:
 
 
 class PostgresCluster:
-    """A cluster of its own (initdb), on its own port, trusting local connections."""
+    """A cluster of its own (initdb), on its own port, trusting local connections
+    except those of `password_roles`, which must give their password (SCRAM)."""
 
-    def __init__(self, bin_folder: Path = POSTGRES_BIN) -> None:
+    def __init__(
+        self, bin_folder: Path = POSTGRES_BIN, password_roles: tuple[str, ...] = ()
+    ) -> None:
         self.bin = bin_folder
         require(self.bin / "pg_ctl", "postgresql (Debian) or pgserver (PyPI)")
         self.root = _private_folder("ops-postgres-")
@@ -131,6 +134,16 @@ class PostgresCluster:
                     self.data,
                 )
             )
+            if password_roles:
+                # The first matching line decides: these roles before initdb's
+                # `trust` lines.
+                hba = self.data / "pg_hba.conf"
+                lines = "".join(
+                    f"host all {role} 127.0.0.1/32 scram-sha-256\n"
+                    for role in password_roles
+                )
+                # Rewritten in place: the file keeps its owner.
+                hba.write_text(lines + hba.read_text())
         except BaseException:
             shutil.rmtree(self.root, ignore_errors=True)
             raise
