@@ -231,6 +231,9 @@ class Containers:
             "run",
             "--name",
             name,
+            # It serves nothing; podman would also complain on stderr that
+            # it has no systemd to schedule the checks with.
+            "--no-healthcheck",
             *self.options(env, secrets=secrets),
             self.image,
             *argv,

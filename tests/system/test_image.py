@@ -51,7 +51,7 @@ from tests.deploy.stack import (
     wait_until_every_replica_serves,
 )
 from tests.ops.servers import PostgresCluster
-from tests.support import RESET_MAIL
+from tests.support import FLASK_DDL, RESET_MAIL
 from tests.system.podman import (
     IMAGE,
     MISSING,
@@ -410,6 +410,70 @@ async def test_a_wrong_database_password_file_is_refused(
 
     assert result.returncode != 0
     assert "password authentication failed" in result.stderr
+
+
+async def database_of(cluster: PostgresCluster, name: str, *ddl: str) -> None:
+    """A database `name` of the role `service`, holding `ddl`'s tables."""
+    admin = await asyncpg.connect(cluster.dsn())
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" OWNER service')
+    finally:
+        await admin.close()
+    connection = await asyncpg.connect(cluster.dsn(name))
+    try:
+        # The tables are the service role's, as the Flask service's were its.
+        await connection.execute("SET ROLE service")
+        for statement in ddl:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.mark.parametrize(
+    ("ddl", "code", "says"),
+    [
+        (FLASK_DDL, 0, "Adopted the Flask service's database"),
+        (("CREATE TABLE customers (id integer)",), 1, "Error: the database has tables"),
+    ],
+    ids=["flask-database", "foreign-database"],
+)
+async def test_migrate_adopts_a_flask_database_or_stops_in_one_line(
+    containers: Containers,
+    cluster: PostgresCluster,
+    secrets: dict[str, str],
+    ddl: tuple[str, ...],
+    code: int,
+    says: str,
+) -> None:
+    # compose.existing-db.yaml's case: migrate pointed at a database it did
+    # not make. Its tables stay what they were when it refuses.
+    name = f"existing_{len(ddl)}"
+    await database_of(cluster, name, *ddl)
+    env = with_host_services(compose_environment("migrate", secrets), cluster)
+    env["DATABASE_URL"] = env["DATABASE_URL"].rpartition("/")[0] + f"/{name}"
+
+    result = await asyncio.to_thread(containers.run, compose_command("migrate"), env)
+    connection = await asyncpg.connect(cluster.dsn(name))
+    try:
+        tables = {
+            row["tablename"]
+            for row in await connection.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            )
+        }
+    finally:
+        await connection.close()
+
+    assert result.returncode == code, result.stdout + result.stderr
+    if code:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1, result.stderr
+        (line,) = lines
+        assert line.startswith(says), line
+        assert tables == {"customers"}
+    else:
+        assert says in result.stdout
+        assert "alembic_version" in tables
 
 
 # ------------------------------------------------------------ one container
