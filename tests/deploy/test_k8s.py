@@ -19,8 +19,8 @@ KUBERNETES_VERSION = "1.33"
 
 def manifests() -> dict[str, dict[str, Any]]:
     return {
-        path.name: yaml.safe_load(path.read_text())
-        for path in sorted(K8S.glob("*.yaml"))
+        path.relative_to(K8S).as_posix(): yaml.safe_load(path.read_text())
+        for path in sorted(K8S.rglob("*.yaml"))
         if path.name != "kustomization.yaml"
     }
 
