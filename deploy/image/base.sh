@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The Dockerfile's FROM images, made present in podman's store, once.
 #
-#   deploy/image/base.sh [Dockerfile ...]     (default: ./Dockerfile)
+#   deploy/image/base.sh [Dockerfile | IMAGE ...]     (default: ./Dockerfile)
 #
-# For each distinct FROM image: nothing when the tag is already there; else a
+# For each distinct FROM image (or IMAGE named): nothing when the tag is already there; else a
 # pull where a registry answers; else a stand-in made from Debian's packages
 # (debootstrap of the same release) and tagged with the FROM name, so the
 # Dockerfile builds unchanged on a machine that reaches Debian's archive but
@@ -70,8 +70,7 @@ import_rootfs() { # rootfs image description [--change ...]
 }
 
 stand_in() { # image (qualified)
-    image=$1
-    short=${image##*/}
+    local image=$1 short=${1##*/} work
     work=$(mktemp -d /var/tmp/base-image.XXXXXX)
     trap 'rm -rf "$work"' EXIT
     case $short in
@@ -125,17 +124,35 @@ stand_in() { # image (qualified)
     say "$short: stand-in tagged $image"
 }
 
+ensure() { # image (qualified): there already, pulled, or a stand-in
+    if $PODMAN image exists "$1"; then
+        return
+    fi
+    if $PODMAN pull --quiet "$1" >/dev/null 2>&1; then
+        say "$1: pulled"
+        return
+    fi
+    stand_in "$1"
+}
+
+images=()
+dockerfiles=()
+for argument in "$@"; do
+    if [ -f "$argument" ]; then
+        dockerfiles+=("$argument")
+    else
+        images+=("$argument")
+    fi
+done
+if [ ${#dockerfiles[@]} -gt 0 ]; then
+    while read -r image; do
+        images+=("$image")
+    done < <(from_images "${dockerfiles[@]}")
+fi
+
 # One build of a stand-in at a time on this machine (parallel test runs).
 exec 9>/var/tmp/service-base-image.lock
 flock 9
-for image in $(from_images "$@"); do
-    image=$(qualified "$image")
-    if $PODMAN image exists "$image"; then
-        continue
-    fi
-    if $PODMAN pull --quiet "$image" >/dev/null 2>&1; then
-        say "$image: pulled"
-        continue
-    fi
-    stand_in "$image"
+for image in "${images[@]}"; do
+    ensure "$(qualified "$image")"
 done
