@@ -181,7 +181,6 @@ class Containers:
     """Containers of the image, removed together; their output kept."""
 
     image: str
-    workdir: Path
     secrets: dict[str, Path] = field(default_factory=dict)
     names: list[str] = field(default_factory=list)
 

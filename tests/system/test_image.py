@@ -149,7 +149,7 @@ def containers(
             "admin_password",
         )
     }
-    group = Containers(built.tag, workdir, files)
+    group = Containers(built.tag, files)
     yield group
     group.remove()
 
