@@ -2,10 +2,14 @@
 
 # Build: resolve the locked dependencies into /app/.venv, then add the
 # service as a wheel; nothing of this stage but the venv reaches the image.
+# uv trusts the system's certificates as pip does: behind a TLS-intercepting
+# proxy the builder mounts its own trust store over them for the build steps
+# (deploy/image/build.sh), which this stage alone sees.
 FROM python:3.11-slim-bookworm AS build
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
+    UV_SYSTEM_CERTS=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 RUN pip install --no-cache-dir "uv==0.13.9"

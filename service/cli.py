@@ -1,9 +1,11 @@
-"""The Flask service's CLI: `quart --app service.asgi seed-db | create-admin`."""
+"""The Flask service's CLI: `quart --app service.asgi seed-db | create-admin`,
+and `migrate`, the deploy path's `alembic upgrade head` (service/db/migrate.py)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -13,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
 from service.db.engine import create_engine, make_sessionmaker
+from service.db.migrate import FLASK_REVISION, MigrateError, alembic_config, migrate
 from service.schemas.user import UserCreateSchema
 from service.security.passwords import PasswordHasher
 from service.services.users import UserService
@@ -25,6 +28,20 @@ SEED_USERS = [("admin@example.com", "admin123", "Admin", "User", True)] + [
 
 
 def register(app: Quart, settings: Settings) -> None:
+    @app.cli.command("migrate")
+    def migrate_database() -> None:
+        """alembic upgrade head; a never-stamped Flask database is checked
+        against revision 0001 and adopted (stamped) first."""
+        try:
+            adopted = migrate(alembic_config(Path.cwd()), settings.database_url)
+        except MigrateError as error:
+            raise click.ClickException(str(error)) from None
+        if adopted:
+            click.echo(
+                f"Adopted the Flask service's database: its tables match "
+                f"revision {FLASK_REVISION}, stamped it and upgraded to head"
+            )
+
     @app.cli.command("seed-db")
     def seed_db() -> None:
         """Seed the database with the Flask service's demo admin and five users."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -47,6 +47,24 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # Per run, so parallel runs on one server never drop each other's database.
 TEST_DATABASE = f"service_test_{os.getpid()}"
 JWT_KEY = "test-jwt-secret-key-0123456789-abcdefghij"
+
+
+@pytest.fixture(scope="module")
+def measurements(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """Numbers worth a note, printed after the module whatever the verbosity,
+    each line after the module's name."""
+    lines: list[str] = []
+    yield lines
+    plugins = request.config.pluginmanager
+    reporter = plugins.get_plugin("terminalreporter")
+    capture = plugins.get_plugin("capturemanager")
+    if reporter is None or not lines:
+        return
+    name = request.module.__name__.rpartition(".")[2]
+    with capture.global_and_fixture_disabled() if capture else nullcontext():
+        reporter.write_line("")
+        for line in lines:
+            reporter.write_line(f"{name}: {line}")
 
 
 @pytest.fixture(scope="session")

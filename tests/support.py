@@ -79,6 +79,44 @@ TOO_LARGE = {"error": "The data value transmitted exceeds the capacity limit."}
 MISSING = ["Missing data for required field."]
 METRICS_TOKEN = "metrics-token-0123456789abcdef"
 
+# The Flask service's schema as `db.create_all()` left it (FLASK-BEHAVIOUR.md),
+# written out the way pg_dump shows a SERIAL column: an owned integer sequence,
+# the named primary key and foreign key.
+FLASK_DDL = (
+    "CREATE SEQUENCE users_id_seq AS integer",
+    """
+    CREATE TABLE users (
+        id integer NOT NULL DEFAULT nextval('users_id_seq'),
+        email character varying(255) NOT NULL,
+        password_hash character varying(255) NOT NULL,
+        first_name character varying(100) NOT NULL,
+        last_name character varying(100) NOT NULL,
+        is_active boolean NOT NULL,
+        is_admin boolean NOT NULL,
+        created_at timestamp without time zone NOT NULL,
+        updated_at timestamp without time zone NOT NULL,
+        deleted_at timestamp without time zone,
+        CONSTRAINT users_pkey PRIMARY KEY (id)
+    )
+    """,
+    "ALTER SEQUENCE users_id_seq OWNED BY users.id",
+    "CREATE UNIQUE INDEX ix_users_email ON users (email)",
+    "CREATE SEQUENCE posts_id_seq AS integer",
+    """
+    CREATE TABLE posts (
+        id integer NOT NULL DEFAULT nextval('posts_id_seq'),
+        title character varying(200) NOT NULL,
+        content character varying NOT NULL,
+        author_id integer NOT NULL,
+        created_at timestamp without time zone NOT NULL,
+        updated_at timestamp without time zone NOT NULL,
+        CONSTRAINT posts_pkey PRIMARY KEY (id),
+        CONSTRAINT posts_author_id_fkey FOREIGN KEY (author_id) REFERENCES users(id)
+    )
+    """,
+    "ALTER SEQUENCE posts_id_seq OWNED BY posts.id",
+)
+
 
 def database_url(name: str) -> str:
     base = ADMIN_DSN.rsplit("/", 1)[0]

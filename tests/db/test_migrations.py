@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import os
@@ -24,9 +25,11 @@ from werkzeug.security import generate_password_hash
 
 from service import create_app
 from service.config import Settings
+from service.db import migrate as service_migrate
 from service.models import Base
 from tests.factories import PASSWORD, PASSWORD_HASH, at
 from tests.support import (
+    FLASK_DDL,
     USERS,
     alembic_config,
     drop_database,
@@ -43,43 +46,6 @@ SECRET_KEY = "migration-test-secret-key-0123456789-abcdef"
 LEGACY_PASSWORD = "oldpassword1"
 _databases = itertools.count(1)
 
-# The Flask service's schema as `db.create_all()` left it (FLASK-BEHAVIOUR.md),
-# written out the way pg_dump shows a SERIAL column: an owned integer sequence,
-# the named primary key and foreign key.
-FLASK_DDL = (
-    "CREATE SEQUENCE users_id_seq AS integer",
-    """
-    CREATE TABLE users (
-        id integer NOT NULL DEFAULT nextval('users_id_seq'),
-        email character varying(255) NOT NULL,
-        password_hash character varying(255) NOT NULL,
-        first_name character varying(100) NOT NULL,
-        last_name character varying(100) NOT NULL,
-        is_active boolean NOT NULL,
-        is_admin boolean NOT NULL,
-        created_at timestamp without time zone NOT NULL,
-        updated_at timestamp without time zone NOT NULL,
-        deleted_at timestamp without time zone,
-        CONSTRAINT users_pkey PRIMARY KEY (id)
-    )
-    """,
-    "ALTER SEQUENCE users_id_seq OWNED BY users.id",
-    "CREATE UNIQUE INDEX ix_users_email ON users (email)",
-    "CREATE SEQUENCE posts_id_seq AS integer",
-    """
-    CREATE TABLE posts (
-        id integer NOT NULL DEFAULT nextval('posts_id_seq'),
-        title character varying(200) NOT NULL,
-        content character varying NOT NULL,
-        author_id integer NOT NULL,
-        created_at timestamp without time zone NOT NULL,
-        updated_at timestamp without time zone NOT NULL,
-        CONSTRAINT posts_pkey PRIMARY KEY (id),
-        CONSTRAINT posts_author_id_fkey FOREIGN KEY (author_id) REFERENCES users(id)
-    )
-    """,
-    "ALTER SEQUENCE posts_id_seq OWNED BY posts.id",
-)
 # Only the Flask columns: later revisions may add columns, never rewrite these.
 FLASK_USER_COLUMNS = (
     "id, email, password_hash, first_name, last_name, is_active, is_admin, "
@@ -473,3 +439,87 @@ async def test_downgrade_with_reregistered_email_refuses_and_changes_nothing(
         await migrate(empty_engine, "downgrade", "0001")
     assert await current_revision(empty_engine) == head_revision()
     assert await flask_rows(empty_engine) == before
+
+
+# ------------------------------------- the deploy path: `quart ... migrate`
+
+
+async def run_migrate(url: str) -> bool:
+    return await asyncio.to_thread(service_migrate.migrate, alembic_config(), url)
+
+
+async def create_flask_tables(engine: AsyncEngine, *more: str) -> None:
+    async with engine.begin() as connection:
+        for statement in (*FLASK_DDL, *more):
+            await connection.execute(text(statement))
+
+
+async def test_migrate_adopts_a_never_stamped_flask_database(
+    empty_database: tuple[AsyncEngine, str],
+) -> None:
+    engine, url = empty_database
+    await create_flask_tables(engine)
+    async with engine.begin() as connection:
+        await insert_flask_user(connection, SCRYPT_USER)
+    before, _ = await flask_rows(engine)
+
+    adopted = await run_migrate(url)
+
+    assert adopted is True
+    assert await current_revision(engine) == head_revision()
+    assert (await flask_rows(engine))[0] == before
+
+
+async def test_migrate_upgrades_an_empty_then_a_migrated_database(
+    empty_database: tuple[AsyncEngine, str],
+) -> None:
+    engine, url = empty_database
+
+    first = await run_migrate(url)
+    again = await run_migrate(url)
+
+    assert (first, again) == (False, False)
+    assert await current_revision(engine) == head_revision()
+
+
+async def test_migrate_refuses_flask_tables_that_differ_and_changes_nothing(
+    empty_database: tuple[AsyncEngine, str],
+) -> None:
+    engine, url = empty_database
+    await create_flask_tables(engine, "ALTER TABLE posts ADD COLUMN summary text")
+
+    with pytest.raises(service_migrate.MigrateError) as refused:
+        await run_migrate(url)
+
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "differ from revision 0001 (remove_column posts.summary" in message
+    assert "alembic stamp 0001" in message
+    assert await table_names(engine) == {"users", "posts"}
+
+
+async def test_migrate_refuses_a_database_of_other_tables_and_changes_nothing(
+    empty_database: tuple[AsyncEngine, str],
+) -> None:
+    engine, url = empty_database
+    async with engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE customers (id integer)"))
+
+    with pytest.raises(service_migrate.MigrateError) as refused:
+        await run_migrate(url)
+
+    assert "\n" not in str(refused.value)
+    assert "tables (customers) but no alembic_version" in str(refused.value)
+    assert await table_names(engine) == {"customers"}
+
+
+async def test_migrations_started_together_queue_and_all_succeed(
+    empty_database: tuple[AsyncEngine, str],
+) -> None:
+    # k8s starts the new pods' init containers together: each runs migrate.
+    engine, url = empty_database
+
+    results = await asyncio.gather(*(run_migrate(url) for _ in range(3)))
+
+    assert results == [False, False, False]
+    assert await current_revision(engine) == head_revision()

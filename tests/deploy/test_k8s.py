@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import re
+import shlex
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -14,32 +17,104 @@ K8S = ROOT / "deploy" / "k8s"
 # kubernetes-validate (dev group) carries the schemas; it has no type stubs.
 kubernetes_validate = importlib.import_module("kubernetes_validate")
 yaml = importlib.import_module("yaml")
-KUBERNETES_VERSION = "1.33"
+# What each feature the manifests use needs (on by default from that version).
+FEATURE_VERSIONS = {"lifecycle.preStop.sleep": (1, 30)}
 
 
-def manifests() -> dict[str, dict[str, Any]]:
+def minimum_version() -> str:
+    """The minimum Kubernetes version kustomization.yaml states."""
+    text = (K8S / "kustomization.yaml").read_text()
+    match = re.search(r"Kubernetes (\d+\.\d+) or later", text)
+    assert match is not None, "kustomization.yaml states no minimum version"
+    return match[1]
+
+
+def manifests(folder: Path = K8S) -> dict[str, dict[str, Any]]:
+    """Every manifest under `folder`, as `path:Kind/name`."""
     return {
-        path.name: yaml.safe_load(path.read_text())
-        for path in sorted(K8S.glob("*.yaml"))
+        f"{path.relative_to(folder)}:{doc['kind']}/{doc['metadata']['name']}": doc
+        for path in sorted(folder.rglob("*.yaml"))
         if path.name != "kustomization.yaml"
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    }
+
+
+def app_manifests() -> dict[str, dict[str, Any]]:
+    """The service's own: deploy/k8s and its one-off Job, not the backing services."""
+    return {
+        name: doc
+        for name, doc in manifests().items()
+        if not name.startswith("backing/")
     }
 
 
 def of_kind(kind: str) -> dict[str, Any]:
-    (found,) = [m for m in manifests().values() if m["kind"] == kind]
+    (found,) = [m for m in app_manifests().values() if m["kind"] == kind]
     return found
 
 
 @pytest.mark.parametrize("name", sorted(manifests()))
-def test_manifest_validates_against_the_kubernetes_schema(name: str) -> None:
-    kubernetes_validate.validate(manifests()[name], KUBERNETES_VERSION, strict=True)
+def test_manifest_validates_against_the_minimum_kubernetes_schema(name: str) -> None:
+    kubernetes_validate.validate(manifests()[name], minimum_version(), strict=True)
 
 
-def test_kustomization_lists_every_manifest() -> None:
+def test_minimum_version_has_every_feature_the_manifests_use() -> None:
+    (container,) = of_kind("Deployment")["spec"]["template"]["spec"]["containers"]
+    minimum = tuple(int(part) for part in minimum_version().split("."))
+
+    assert "sleep" in container["lifecycle"]["preStop"]
+    assert minimum >= FEATURE_VERSIONS["lifecycle.preStop.sleep"]
+    # The schema check sees it: before 1.29 the field does not exist.
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(of_kind("Deployment"), "1.28", strict=True)
+
+
+@pytest.mark.parametrize("folder", [K8S, K8S / "backing"])
+def test_kustomization_lists_every_manifest_of_its_folder(folder: Path) -> None:
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    files = {
+        path.name for path in folder.glob("*.yaml") if path.name != "kustomization.yaml"
+    }
+
+    assert sorted(kustomization["resources"]) == sorted(files)
+
+
+def test_image_reference_names_a_registry_kustomize_sets() -> None:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    (image,) = kustomization["images"]
+    pod = of_kind("Deployment")["spec"]["template"]["spec"]
+    job = of_kind("Job")["spec"]["template"]["spec"]
 
-    assert sorted(kustomization["resources"]) == sorted(manifests())
-    assert all((K8S / Path(name)).exists() for name in kustomization["resources"])
+    assert {c["image"] for c in pod["initContainers"] + pod["containers"]} == {
+        image["name"]
+    }
+    assert "/" in image["newName"], "the image's registry"
+    assert [c["image"] for c in job["containers"]] == [
+        f"{image['newName']}:{image['newTag']}"
+    ]
+
+
+def test_the_services_the_settings_name_are_provided() -> None:
+    config = of_kind("ConfigMap")["data"]
+    pod = of_kind("Deployment")["spec"]["template"]["spec"]
+    (migrate,) = pod["initContainers"]
+    migrate_env = {item["name"]: item["value"] for item in migrate["env"]}
+    hosts = {
+        urlsplit(url).hostname
+        for url in (
+            config["DATABASE_URL"],
+            config["REDIS_URL"],
+            migrate_env["DATABASE_URL"],
+        )
+    }
+    provided = {
+        doc["metadata"]["name"]
+        for doc in manifests(K8S / "backing").values()
+        if doc["kind"] == "Service"
+    }
+
+    assert hosts == provided == {"postgres", "pgbouncer", "redis"}
 
 
 def test_deployment_probes_drain_and_hardening() -> None:
@@ -79,12 +154,29 @@ def test_service_pdb_and_hpa_select_the_deployment() -> None:
     assert metric["resource"]["name"] == "cpu"
 
 
-def test_migrate_job_runs_compose_migrate_command_through_the_entrypoint() -> None:
+def test_pods_migrate_before_serving_as_compose_does_then_the_job_adds_the_admin() -> (
+    None
+):
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
-    (container,) = of_kind("Job")["spec"]["template"]["spec"]["containers"]
+    script = compose["services"]["migrate"]["command"][-1]
+    pod = of_kind("Deployment")["spec"]["template"]["spec"]
+    (migrate,) = pod["initContainers"]
+    (admin,) = of_kind("Job")["spec"]["template"]["spec"]["containers"]
+    steps = [step.strip() for step in script.split("&&")]
 
-    assert container["command"] == ["python", "/app/docker-entrypoint.py"]
-    assert container["args"] == compose["services"]["migrate"]["command"]
+    # compose's migrate service, split: each pod migrates (idempotent, one at
+    # a time), the Job creates the admin once; both through the entrypoint.
+    assert [shlex.join(migrate["args"]), shlex.join(admin["args"])] == steps
+    for container in (migrate, admin):
+        assert container["command"] == ["python", "/app/docker-entrypoint.py"]
+    assert migrate["securityContext"] == pod["containers"][0]["securityContext"]
+
+
+def test_pods_that_read_secret_files_can_as_the_images_user() -> None:
+    # Secret files are root's: without fsGroup, uid 10001 cannot read them.
+    for kind in ("Deployment", "Job"):
+        security = of_kind(kind)["spec"]["template"]["spec"]["securityContext"]
+        assert security["fsGroup"] == image_user()[1], kind
 
 
 def test_secrets_and_settings_are_references_never_values() -> None:

@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -263,7 +264,7 @@ def test_compose_secret_comes_from_a_file_never_a_variable(secret: str) -> None:
 
 
 def test_compose_database_password_is_never_written_into_a_url() -> None:
-    services = load_compose()["services"]
+    services = interpolate(load_compose(), {})["services"]
     for name in ("api", "migrate"):
         environment = services[name]["environment"]
         url = environment["DATABASE_URL"]
@@ -346,13 +347,16 @@ def test_compose_migrate_upgrades_then_creates_the_admin_from_the_environment() 
     command = migrate["command"]
     script = command[-1] if isinstance(command, list) else command
 
-    assert script.index("alembic upgrade head") < script.index("create-admin")
+    # The deploy path's `alembic upgrade head`, adopting a Flask database.
+    assert script.index("quart --app service.asgi migrate") < script.index(
+        "create-admin"
+    )
     assert "&&" in script, "create-admin must not run after a failed migration"
     # create-admin reads ADMIN_EMAIL / ADMIN_PASSWORD when given no arguments.
     assert shlex.split(script.partition("create-admin")[2]) == []
     assert {"ADMIN_EMAIL", "ADMIN_PASSWORD_FILE"} <= set(migrate["environment"])
     # DDL goes straight to PostgreSQL, not through the transaction pooler.
-    assert "@db:5432/" in migrate["environment"]["DATABASE_URL"]
+    assert "@db:5432/" in interpolate(migrate["environment"], {})["DATABASE_URL"]
     assert migrate["depends_on"]["db"]["condition"] == "service_healthy"
     assert migrate["restart"] == "no"
     assert migrate["image"] == services["api"]["image"]
@@ -541,3 +545,31 @@ def test_haproxy_accepts_the_config_with_local_addresses(tmp_path: Path) -> None
     result = run_haproxy_check(config)
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_on_an_existing_database_starts_no_db_and_reaches_it() -> None:
+    # compose.existing-db.yaml merged over compose.yaml, as `-f a -f b` does:
+    # `!reset` empties a key, other mappings merge, lists are replaced.
+    yaml = importlib.import_module("yaml")
+
+    # A loader of its own: the tag added to yaml.SafeLoader would be global.
+    loader: Any = type("ResetLoader", (yaml.SafeLoader,), {})
+    loader.add_constructor("!reset", lambda loader, node: None)
+    override = yaml.load((ROOT / "compose.existing-db.yaml").read_text(), Loader=loader)
+    base = load_compose()
+    environment = {"DATABASE_HOST": "flask-db.internal", "DATABASE_NAME": "app"}
+    for name, changes in override["services"].items():
+        base["services"][name].update(changes)
+    services = interpolate(base, environment)["services"]
+    internal = {name for name, net in base["networks"].items() if net.get("internal")}
+
+    assert services["db"]["profiles"] == ["own-database"]
+    assert [
+        name for name, s in services.items() if "db" in (s.get("depends_on") or {})
+    ] == []
+    assert services["migrate"]["environment"]["DATABASE_URL"] == (
+        "postgresql://service@flask-db.internal:5432/app"
+    )
+    assert services["pgbouncer"]["environment"]["DATABASE_HOST"] == "flask-db.internal"
+    for name in ("migrate", "pgbouncer"):
+        assert set(services[name]["networks"]) - internal, name

@@ -86,6 +86,8 @@ def test_the_guide_runs_from_flask_schema_to_service_and_back() -> None:
                     "FLASK_PORT": str(flask.port),
                     "METRICS_TOKEN": "guide-metrics-token",
                     "ADMIN_PASSWORD": "ops-password-123",
+                    # Section 2's backup goes there, not into the checkout.
+                    "BACKUP_DIR": str(folder),
                 }
                 with subprocess.Popen(  # noqa: S603 (the guide's own commands)
                     ["/bin/bash", "-c", guide_script()],

@@ -419,7 +419,8 @@ def run_postgres_tool(*command: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 class PostgresCluster:
-    """A cluster of its own on its own port, trusting local connections: a new
+    """A cluster of its own on its own port, trusting local connections except
+    those of `password_roles`, which must give their password (SCRAM): a new
     one (initdb), or, given `make_data`, one whose data folder that makes."""
 
     def __init__(
@@ -428,6 +429,7 @@ class PostgresCluster:
         *,
         make_data: Callable[[Path], list[str | Path]] | None = None,
         prefix: str = "ops-postgres-",
+        password_roles: tuple[str, ...] = (),
     ) -> None:
         self.bin = bin_folder
         require(self.bin / "pg_ctl", "postgresql (Debian) or pgserver (PyPI)")
@@ -447,6 +449,16 @@ class PostgresCluster:
         ]
         try:
             check(run_postgres_tool(*(make_data or (lambda _: initdb))(self.data)))
+            if password_roles:
+                # The first matching line decides: these roles before initdb's
+                # `trust` lines.
+                hba = self.data / "pg_hba.conf"
+                lines = "".join(
+                    f"host all {role} 127.0.0.1/32 scram-sha-256\n"
+                    for role in password_roles
+                )
+                # Rewritten in place: the file keeps its owner.
+                hba.write_text(lines + hba.read_text())
         except BaseException:
             shutil.rmtree(self.root, ignore_errors=True)
             raise

@@ -7,6 +7,12 @@ compose's environment and migrate command, and deploy/haproxy.cfg in front,
 finding the replicas through a DNS server the tests control (tests/system/dns.py).
 What differs is only what one shared host forces (addresses, ports, paths),
 and each difference is named where it is made.
+
+`Fleet` is the part both ways of running the image share: replicas (harness
+Servers, each on its own 127.0.0.x), the DNS that names them and the load
+balancer, and the traffic a test sends through it (`Load`, request ids).
+`Deployment` is a Fleet of processes; tests/system/podman.py's `ImageFleet`
+one of containers of the image itself.
 """
 
 from __future__ import annotations
@@ -20,9 +26,13 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 import tomllib
+import uuid
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -558,6 +568,20 @@ BASE_IMAGE_ENV = {
 }
 
 
+# Run inside a container's network: exits 0 once its /healthz answers 200.
+HEALTHZ_PROBE = (
+    "import sys, time, urllib.request\n"
+    "for _ in range(600):\n"
+    "    try:\n"
+    "        url = 'http://127.0.0.1:{port}/healthz'\n"
+    "        with urllib.request.urlopen(url, timeout=1) as r:\n"
+    "            sys.exit(0 if r.status == 200 else 1)\n"
+    "    except OSError:\n"
+    "        time.sleep(0.1)\n"
+    "sys.exit(2)\n"
+)
+
+
 def image_user() -> tuple[int, int]:
     """The runtime stage's `USER uid:gid`."""
     uid, _, gid = dockerfile_stages()[-1].arguments("USER")[-1].partition(":")
@@ -648,8 +672,9 @@ def load_balancer(hosts: list[str], port: int) -> Iterator[HAProxy]:
 
 
 class Replica(Server):
-    """One replica: the image's ENTRYPOINT and CMD on its own 127.0.0.x address,
-    as the image's user; its JSON log on stdout, over every start."""
+    """One replica of the image on its own 127.0.0.x address: a process of the
+    image's layout (Deployment) or a container of the image (ImageFleet); its
+    JSON log on stdout, over every start."""
 
     def access_log(self, containing: str = "") -> list[dict[str, Any]]:
         return [
@@ -659,22 +684,157 @@ class Replica(Server):
         ]
 
 
+def deployment_secrets() -> dict[str, str]:
+    """compose's secrets (and the admin's address), fresh for one deployment."""
+    return {
+        "JWT_SECRET_KEY": os.urandom(20).hex(),
+        "SECRET_KEY": os.urandom(20).hex(),
+        # What breaks a password pasted into a URL: the entrypoint encodes it.
+        "POSTGRES_PASSWORD": "p@ss:w/rd#" + os.urandom(8).hex(),
+        # Unique: login throttle counters live in the shared Redis.
+        "ADMIN_EMAIL": f"ops-{os.urandom(4).hex()}@example.com",
+        "ADMIN_PASSWORD": "ops-password-" + os.urandom(4).hex(),
+        "METRICS_TOKEN": os.urandom(16).hex(),
+    }
+
+
 @dataclass
-class Deployment:
-    """The image built into `workdir` and its compose stack run from there."""
+class Fleet:
+    """Replicas of the image behind deploy/haproxy.cfg, found through a test's DNS.
+
+    What a replica runs is the subclass's (`replica_at`): a process in the
+    image's layout (Deployment) or a container of the image itself
+    (tests/system/podman.py's ImageFleet); either is a harness Server.
+    """
 
     workdir: Path
-    database_url: str
-    redis_url: str
-    replica_count: int = 2
-    replicas: list[Replica] = field(default_factory=list)
-    lb: HAProxy | None = None
-    dns: LoopbackDNS | None = None
-    zone: Zone = field(default_factory=Zone)
+    replica_count: int = field(default=2, kw_only=True)
+    replicas: list[Replica] = field(default_factory=list, kw_only=True)
+    lb: HAProxy | None = field(default=None, kw_only=True)
+    dns: LoopbackDNS | None = field(default=None, kw_only=True)
+    zone: Zone = field(default_factory=Zone, kw_only=True)
     # Every replica binds this port on its own 127.0.0.x address, as each
     # container binds the image's port on its own address.
-    fleet_port: int = field(default_factory=free_port_on_every_loopback)
-    next_host: int = 10
+    fleet_port: int = field(default_factory=free_port_on_every_loopback, kw_only=True)
+    next_host: int = field(default=10, kw_only=True)
+    logs: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.logs = self.workdir / "logs"
+
+    @property
+    def lb_port(self) -> int:
+        assert self.lb is not None
+        return self.lb.port
+
+    def replica_at(self, host: str) -> Replica:
+        """A replica (not started) serving the fleet's port on `host`."""
+        raise NotImplementedError
+
+    def replica_of(self, argv: list[str], host: str, **options: Any) -> Replica:
+        """`argv` as the replica at `host`, ready once its /healthz answers 200;
+        its output in the fleet's logs folder."""
+        self.logs.mkdir(exist_ok=True)
+        number = host.rpartition(".")[2]
+        return Replica(
+            argv,
+            host=host,
+            port=self.fleet_port,
+            out=self.logs / f"replica-{number}.out",
+            err=self.logs / f"replica-{number}.err",
+            ready=responds(f"http://{host}:{self.fleet_port}/healthz"),
+            **options,
+        )
+
+    def add_replica(self) -> Replica:
+        """A new replica slot at the next unused 127.0.0.x address (not started)."""
+        self.next_host += 1
+        replica = self.replica_at(f"127.0.0.{self.next_host}")
+        self.replicas.append(replica)
+        return replica
+
+    def start_replica(self, replica: Replica) -> None:
+        if not replica.running:
+            replica.spawn()
+
+    def wait_replica(self, replica: Replica, timeout: float | None = None) -> None:
+        """Until the replica serves; `timeout` in place of its own."""
+        if timeout is not None:
+            replica.timeout = timeout
+        replica.wait_ready()
+
+    def new_replica(self) -> Replica:
+        """A replica at the next unused address, started and serving."""
+        replica = self.add_replica()
+        self.start_replica(replica)
+        self.wait_replica(replica)
+        return replica
+
+    def ensure_replicas(self) -> bool:
+        """Start the replicas (again, after a test stopped one) and wait for them.
+
+        True when one had to be started.
+        """
+        stopped = [replica for replica in self.replicas if not replica.running]
+        while len(self.replicas) < self.replica_count:
+            self.add_replica()
+        for replica in self.replicas:
+            self.start_replica(replica)
+        for replica in self.replicas:
+            self.wait_replica(replica)
+        self.publish()
+        return bool(stopped)
+
+    def terminate(self, replica: Replica) -> None:
+        """What `docker stop` sends first: SIGTERM to the replica's main process
+        (through compose's init), not to its process group."""
+        assert replica.process is not None
+        os.kill(replica.process.pid, signal.SIGTERM)
+
+    def retire(self, replica: Replica) -> int:
+        """What `docker compose up --scale` and a rolling update do to a replica
+        they drop: out of the DNS answers, then `docker stop`. Its exit code."""
+        process = replica.process
+        assert process is not None
+        self.publish([other for other in self.replicas if other is not replica])
+        self.replicas.remove(replica)
+        self.terminate(replica)
+        return process.wait(hypercorn_settings()["graceful_timeout"] + 5)
+
+    def stop_replica(self, replica: Replica) -> None:
+        replica.stop()
+
+    def publish(self, replicas: list[Replica] | None = None) -> None:
+        """What Docker's DNS answers for `api`: the running replicas' addresses."""
+        chosen = self.replicas if replicas is None else replicas
+        self.zone.set(self.service_name, [replica.host for replica in chosen])
+
+    @property
+    def service_name(self) -> str:
+        return haproxy_template(HAPROXY_CFG.read_text())["name"]
+
+    def start_lb(self) -> None:
+        self.dns = LoopbackDNS(self.zone)
+        self.dns.start()
+        self.publish()
+        self.lb = HAProxy(self.workdir, self.dns.port, self.fleet_port)
+        self.lb.start()
+
+    def stop(self) -> None:
+        if self.lb is not None:
+            self.lb.stop()
+        if self.dns is not None:
+            self.dns.stop()
+        for replica in self.replicas:
+            self.stop_replica(replica)
+
+
+@dataclass
+class Deployment(Fleet):
+    """The image built into `workdir` and its compose stack run from there."""
+
+    database_url: str
+    redis_url: str
     stages: list[Stage] = field(init=False)
     compose: dict[str, Any] = field(init=False)
     uv: str = field(init=False)
@@ -684,14 +844,13 @@ class Deployment:
     context: Path = field(init=False)
     app: Path = field(init=False)
     venv: Path = field(init=False)
-    logs: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        # The build context, the runtime WORKDIR (/app) and its venv, the logs.
+        super().__post_init__()
+        # The build context, the runtime WORKDIR (/app) and its venv.
         self.context = self.workdir / "build"
         self.app = self.workdir / "app"
         self.venv = self.app / ".venv"
-        self.logs = self.workdir / "logs"
         self.stages = dockerfile_stages()
         self.compose = load_compose()
         uv = ROOT / ".tools" / "bin" / "uv"
@@ -707,16 +866,7 @@ class Deployment:
         if python is None:
             raise StackError(f"no system python{version[1]}, the image's Python")
         self.python = python
-        self.secrets = {
-            "JWT_SECRET_KEY": os.urandom(20).hex(),
-            "SECRET_KEY": os.urandom(20).hex(),
-            # What breaks a password pasted into a URL: the entrypoint encodes it.
-            "POSTGRES_PASSWORD": "p@ss:w/rd#" + os.urandom(8).hex(),
-            # Unique: login throttle counters live in the shared Redis.
-            "ADMIN_EMAIL": f"ops-{os.urandom(4).hex()}@example.com",
-            "ADMIN_PASSWORD": "ops-password-" + os.urandom(4).hex(),
-            "METRICS_TOKEN": os.urandom(16).hex(),
-        }
+        self.secrets = deployment_secrets()
         self.redis_key_prefix = f"deploy-{os.urandom(4).hex()}:"
 
     # -- layout
@@ -728,11 +878,6 @@ class Deployment:
     @property
     def runtime(self) -> Stage:
         return self.stages[-1]
-
-    @property
-    def lb_port(self) -> int:
-        assert self.lb is not None
-        return self.lb.port
 
     def _host_path(self, value: str) -> str:
         """The runtime WORKDIR (/app) is `self.app` here."""
@@ -873,77 +1018,181 @@ class Deployment:
         """The Dockerfile's ENTRYPOINT followed by its CMD."""
         return [*self.entrypoint(), *exec_form(self.runtime.arguments("CMD")[-1])]
 
-    def start_replica(self, replica: Replica) -> None:
-        if not replica.running:
-            replica.spawn()
-
-    def wait_replica(self, replica: Replica, timeout: float = 30) -> None:
-        replica.timeout = timeout
-        replica.wait_ready()
-
-    def add_replica(self) -> Replica:
-        """A new replica slot at the next unused 127.0.0.x address (not started)."""
-        self.next_host += 1
-        host = f"127.0.0.{self.next_host}"
-        replica = Replica(
+    def replica_at(self, host: str) -> Replica:
+        return self.replica_of(
             # `-b` is the only addition: the replicas share one host here, where
             # each container has its own address and port.
             [*self.image_argv(), "-b", f"{host}:{self.fleet_port}"],
-            host=host,
-            port=self.fleet_port,
+            host,
             env=self.runtime_env(),
             cwd=self.app,
-            out=self.logs / f"replica-{self.next_host}.out",
-            err=self.logs / f"replica-{self.next_host}.err",
-            ready=responds(f"http://{host}:{self.fleet_port}/healthz"),
             user=as_image_user(),
             name=f"the replica at {host}",
         )
-        self.replicas.append(replica)
-        return replica
 
-    def new_replica(self) -> Replica:
-        """A replica at the next unused address, started and serving."""
-        replica = self.add_replica()
-        self.start_replica(replica)
-        self.wait_replica(replica)
-        return replica
 
-    def ensure_replicas(self) -> bool:
-        """Start the replicas (again, after a test stopped one) and wait for them.
+# ------------------------------------------------------------ fleet traffic
 
-        True when one had to be started.
-        """
-        stopped = [replica for replica in self.replicas if not replica.running]
-        while len(self.replicas) < self.replica_count:
-            self.add_replica()
-        for replica in self.replicas:
-            self.start_replica(replica)
-        for replica in self.replicas:
-            self.wait_replica(replica)
-        self.publish()
-        return bool(stopped)
 
-    def publish(self, replicas: list[Replica] | None = None) -> None:
-        """What Docker's DNS answers for `api`: the running replicas' addresses."""
-        chosen = self.replicas if replicas is None else replicas
-        self.zone.set(self.service_name, [replica.host for replica in chosen])
+def request_id() -> str:
+    return f"deploytest-{uuid.uuid4().hex}"
+
+
+def served_by(fleet: Fleet, rid: str) -> list[tuple[int, dict[str, Any]]]:
+    """(replica index, log line) for each access-log line with that request id."""
+    return [
+        (index, entry)
+        for index, replica in enumerate(fleet.replicas)
+        for entry in replica.access_log(containing=rid)
+        if entry.get("request_id") == rid
+    ]
+
+
+async def wait_until_every_replica_serves(fleet: Fleet, within: float = 15) -> None:
+    """A (re)started replica is in rotation after its next /readyz check."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + within
+    while seen != set(range(len(fleet.replicas))):
+        assert time.monotonic() < deadline, f"only replicas {seen} served"
+        rid = request_id()
+        await fetch(fleet.lb_port, "GET", "/healthz", headers={"X-Request-ID": rid})
+        seen |= {index for index, _ in served_by(fleet, rid)}
+        await asyncio.sleep(0.02)
+
+
+async def wait_exit(
+    process: subprocess.Popen[bytes], signalled: float, within: float
+) -> tuple[int | None, float]:
+    """The exit code and the seconds from the signal to the exit."""
+    try:
+        code = await asyncio.to_thread(process.wait, within)
+    except subprocess.TimeoutExpired:
+        return None, time.monotonic() - signalled
+    return code, time.monotonic() - signalled
+
+
+@dataclass
+class Load:
+    """Steady requests through the load balancer, each connection one after another."""
+
+    port: int
+    method: str
+    path: str
+    headers: dict[str, str]
+    json_body: Any = None
+    sent: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    signalled_at: float | None = None
+    ok_after_signal: int = 0
+    seconds: float = 0.0
+    connections: int = 0
+
+    async def run(self, seconds: float, connections: int) -> None:
+        self.seconds, self.connections = seconds, connections
+        stop_at = time.monotonic() + seconds
+        await asyncio.gather(*(self._client(stop_at) for _ in range(connections)))
+
+    async def _client(self, stop_at: float) -> None:
+        connection = HTTPConnection(self.port)
+        try:
+            while time.monotonic() < stop_at:
+                self.sent += 1
+                try:
+                    async with asyncio.timeout(15):
+                        reply = await connection.request(
+                            self.method,
+                            self.path,
+                            json_body=self.json_body,
+                            headers=self.headers,
+                        )
+                except (OSError, EOFError, ValueError) as error:
+                    self.errors.append(repr(error))
+                    continue
+                self.statuses[reply.status] += 1
+                if reply.status == 200 and self.signalled_at is not None:
+                    self.ok_after_signal += 1
+        finally:
+            await connection.close()
 
     @property
-    def service_name(self) -> str:
-        return haproxy_template(HAPROXY_CFG.read_text())["name"]
+    def failed(self) -> int:
+        return len(self.errors) + sum(
+            count for status, count in self.statuses.items() if status != 200
+        )
 
-    def start_lb(self) -> None:
-        self.dns = LoopbackDNS(self.zone)
-        self.dns.start()
-        self.publish()
-        self.lb = HAProxy(self.workdir, self.dns.port, self.fleet_port)
-        self.lb.start()
+    def assert_nothing_dropped(self) -> None:
+        """Every request answered 200, some of them after the signal."""
+        assert (self.failed, self.errors) == (0, []), self.summary()
+        assert self.ok_after_signal > 0, self.summary()
 
-    def stop(self) -> None:
-        if self.lb is not None:
-            self.lb.stop()
-        if self.dns is not None:
-            self.dns.stop()
-        for replica in self.replicas:
-            replica.stop()
+    def summary(self) -> str:
+        return (
+            f"{self.method} {self.path}: {self.sent} requests over "
+            f"{self.seconds:.0f} s from {self.connections} connections, "
+            f"{self.failed} failed (statuses {dict(self.statuses)}, errors "
+            f"{self.errors[:3]}), {self.ok_after_signal} answered 200 after the signal"
+        )
+
+
+# A graceful stop's load: how long, from how many connections, and how far in
+# the replica is stopped.
+LOAD_SECONDS = 6.0
+LOAD_CONNECTIONS = 20
+STOP_AFTER = 2.0
+
+
+async def assert_stopping_drops_no_request(
+    fleet: Fleet, load: Load, victim: Replica, measurements: list[str]
+) -> None:
+    """`docker stop` of the victim STOP_AFTER seconds into the load fails no
+    request, and the victim exits 0 within hypercorn's graceful timeout while
+    the others go on answering."""
+    graceful_timeout = hypercorn_settings()["graceful_timeout"]
+    process = victim.process
+    assert process is not None, f"{victim.name} is not running"
+
+    async def stop_victim() -> tuple[int | None, float]:
+        await asyncio.sleep(STOP_AFTER)
+        load.signalled_at = time.monotonic()
+        stopping = asyncio.create_task(asyncio.to_thread(fleet.terminate, victim))
+        exited = await wait_exit(process, load.signalled_at, graceful_timeout + 5)
+        await stopping
+        return exited
+
+    (exit_code, exit_seconds), _ = await asyncio.gather(
+        stop_victim(), load.run(LOAD_SECONDS, LOAD_CONNECTIONS)
+    )
+    measurements.append(
+        f"stopping {victim.name} under {load.summary()}: it exited {exit_code} "
+        f"after {exit_seconds:.2f} s"
+    )
+
+    load.assert_nothing_dropped()
+    assert exit_code == 0, f"{victim.name} exited {exit_code}"
+    assert exit_seconds < graceful_timeout, f"{victim.name} took {exit_seconds} s"
+
+
+async def assert_retiring_drops_no_request(
+    fleet: Fleet,
+    load: Load,
+    replica: Replica,
+    measurements: list[str],
+    what: str,
+    after: float = STOP_AFTER,
+) -> None:
+    """`after` seconds into the load the replica is retired (out of the DNS
+    answers, then `docker stop`): no request fails, and the replica exits 0."""
+
+    async def retire() -> int:
+        await asyncio.sleep(after)
+        load.signalled_at = time.monotonic()
+        return await asyncio.to_thread(fleet.retire, replica)
+
+    exit_code, _ = await asyncio.gather(
+        retire(), load.run(LOAD_SECONDS, LOAD_CONNECTIONS)
+    )
+    measurements.append(f"{what} under {load.summary()}")
+
+    load.assert_nothing_dropped()
+    assert exit_code == 0, f"{replica.name} exited {exit_code}"
