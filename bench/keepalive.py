@@ -160,7 +160,7 @@ async def main_async(args: argparse.Namespace) -> int:
         finally:
             await asyncio.to_thread(served.stop)
             if errors:
-                say(f"the instance's log: {served.log}")
+                say(f"the instance's log: {served.out}")
             else:
                 shutil.rmtree(logs, ignore_errors=True)
 

@@ -650,8 +650,8 @@ def profile(
         for fmt_, path in (("flamegraph", f"{stem}.svg"), ("raw", f"{stem}.txt"))
     ]
     measure(run, servers, pg, args.duration, tmp, args.pause)
-    for spy in spies:
-        spy.wait(timeout=60)
+    for spying in spies:
+        spying.wait(timeout=60)
     return {"svg": f"{stem}.svg", **top_frames(Path(f"{stem}.txt"))}
 
 
@@ -993,9 +993,10 @@ def main() -> int:
             server.stop()
         if not args.keep_db:
             for db in (pg, scale_pg):
+                if db is None:
+                    continue
                 try:
-                    if db is not None:
-                        db.drop()
+                    db.drop()
                 except RuntimeError as error:
                     log(f"could not drop {db.db}: {error}")
         shutil.rmtree(tmp, ignore_errors=True)
