@@ -33,7 +33,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
 # Virtual time: the page's fetches and rendering run, the clock skips idle waits.
 RENDER_BUDGET_MS = "30000"
-_OPERATION = re.compile(r'id="operations-default-([A-Za-z0-9_]+)"')
+_OPERATION = re.compile(r'id="operations-(?!tag-)[a-z]+-([A-Za-z0-9_]+)"')
 _REFERENCE = re.compile(r'(?:src|href)="([^"]*)"')
 
 

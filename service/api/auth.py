@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from quart import Blueprint, current_app
+from quart_schema import tag, tag_blueprint
 
 from service.api.deps import (
     auth_service,
@@ -45,6 +46,7 @@ from service.schemas.auth import (
 from service.services.auth import AccessToken, TokenPair
 
 blueprint = Blueprint("auth", __name__, url_prefix="/auth")
+tag_blueprint(blueprint, ["authentication"])
 
 
 @blueprint.post("/login")
@@ -109,6 +111,7 @@ async def reset_password(data: PasswordReset) -> None:
 
 
 @blueprint.get("/sessions")
+@tag(["sessions"])
 @jwt_required()
 @returns(SessionListSchema)
 async def list_sessions() -> dict[str, Any]:
@@ -133,6 +136,7 @@ async def list_sessions() -> dict[str, Any]:
 
 
 @blueprint.delete("/sessions/<session_id>")
+@tag(["sessions"])
 @jwt_required()
 @returns(None, status=204)
 async def revoke_session(session_id: str) -> None:
@@ -141,6 +145,7 @@ async def revoke_session(session_id: str) -> None:
 
 
 @blueprint.delete("/sessions")
+@tag(["sessions"])
 @jwt_required()
 @returns(None, status=204)
 async def revoke_other_sessions() -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 from quart import Blueprint
+from quart_schema import tag_blueprint
 
 from service.api import guards
 from service.api.deps import post_service, user_service
@@ -27,6 +28,7 @@ from service.schemas.user import (
 )
 
 blueprint = Blueprint("users", __name__, url_prefix="/users")
+tag_blueprint(blueprint, ["users"])
 
 
 async def _with_taken_email(error: ValidationError, payload: Any) -> ValidationError:
