@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -27,8 +26,8 @@ from service.config import Settings
 from service.db.engine import Database
 from tests.ops.servers import ServedApp, clean_environment
 from tests.support import ROOT
+from tests.system.browser import CHROMIUM, FLAGS, SKIP_REASON
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Network off for the browser: no name resolves but the served instance's.
 OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
 # Virtual time: the page's fetches and rendering run, the clock skips idle waits.
@@ -128,14 +127,7 @@ def render(url: str, profile: Path) -> str:
     result = subprocess.run(  # noqa: S603 (Debian's chromium, our arguments)
         [
             CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *FLAGS,
             f"--user-data-dir={profile}",
             OFFLINE,
             f"--virtual-time-budget={RENDER_BUDGET_MS}",
@@ -162,9 +154,7 @@ def document_operations(base_url: str) -> set[str]:
     }
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="no chromium (Debian's package `chromium`)"
-)
+@pytest.mark.skipif(CHROMIUM is None, reason=SKIP_REASON)
 def test_docs_renders_every_operation_in_headless_chromium_offline(
     served_docs: ServedApp, tmp_path: Path
 ) -> None:
