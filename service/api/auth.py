@@ -62,6 +62,7 @@ async def login(data: Credentials) -> TokenPair:
 @blueprint.post("/refresh")
 @jwt_required(refresh=True)
 @returns(RefreshedTokensSchema)
+@document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
 async def refresh() -> AccessToken | TokenPair:
     """A new access token (and, with rotation on, a new refresh token)."""
     return await auth_service().refresh(current_caller())
@@ -80,6 +81,7 @@ async def logout() -> dict[str, str]:
 @jwt_required()
 @body(PasswordChangeSchema)
 @returns(None, status=204)
+@document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
 @limited(LOGIN_BUDGET)
 async def change_password(data: PasswordChange) -> None:
     """Change one's password; every session of the user ends."""
@@ -148,6 +150,7 @@ async def revoke_session(session_id: str) -> None:
 @tag(["sessions"])
 @jwt_required()
 @returns(None, status=204)
+@document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
 async def revoke_other_sessions() -> None:
     """Log out every session but this one."""
     user = await user_service().get(get_jwt_identity())

@@ -58,6 +58,7 @@ async def list_users(query_args: UserListQuery) -> dict[str, Any]:
 @blueprint.get("/me")
 @jwt_required()
 @returns(UserSchema)
+@document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
 async def get_current_user() -> UserRecord:
     """The calling user."""
     return await guards.get_current_user()
