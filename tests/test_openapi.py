@@ -26,11 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import create_app
 from service.api.guards import ACCESS_SCHEME, REFRESH_SCHEME
-from service.api.io import RETURNS, body, returns
+from service.api.io import RETURNS, View, body, document_errors, returns
 from service.api.openapi import ERRORS, MarshmallowOpenAPIProvider
 from service.config import Settings
 from service.models import User
-from service.schemas.common import SENT_WHEN, example_of
+from service.schemas.common import SENT_WHEN, AuthErrorSchema, example, example_of
 from service.schemas.user import UserSchema
 from tests.factories import PASSWORD, login_headers, login_tokens, make_user
 from tests.support import bearer
@@ -392,16 +392,24 @@ async def test_every_operation_has_one_success_response_with_schema_unless_204(
 async def test_every_error_response_has_its_status_shape(
     document: dict[str, Any],
 ) -> None:
+    # The status's shape (ERRORS), or one that extends it: every field it has,
+    # required where it is required.
     problems = []
     for method, path, op in operations(document):
         for status, response in op["responses"].items():
             if status[0] not in "45":
                 continue
-            media = response.get("content", {}).get("application/json", {})
             expected = ERRORS.get(int(status))
+            media = response.get("content", {}).get("application/json", {})
             if expected is None:
                 problems.append(f"{method} {path}: {status} has no shape in ERRORS")
-            elif media.get("schema") != ref(expected.schema):
+                continue
+            base = resolve(document, ref(expected.schema))
+            shape = resolve(document, media.get("schema", {}))
+            if not (
+                set(shape.get("properties", {})) >= set(base["properties"])
+                and set(shape.get("required", [])) >= set(base["required"])
+            ):
                 problems.append(f"{method} {path}: {status} {media.get('schema')}")
 
     assert problems == []
@@ -622,21 +630,51 @@ def refused_when_empty(schema_cls: type[Schema]) -> set[str]:
     return set()
 
 
+@example({"error": "Second factor required", "msg": "x", "methods": ["totp"]})
+class FactorRequiredSchema(AuthErrorSchema):
+    methods = fields.List(fields.String())
+
+
+def document_of(settings: Settings, view: View, rule: str = "/x") -> dict[str, Any]:
+    """The document of the app with one more route."""
+    app = create_app(settings)
+    app.add_url_rule(rule, view_func=view, methods=["POST"])
+    provider = MarshmallowOpenAPIProvider(app, app.extensions["QUART_SCHEMA"])
+    return provider.schema()
+
+
+async def test_a_route_may_answer_a_richer_shape_of_its_status(
+    settings: Settings,
+) -> None:
+    @document_errors(401, schema=FactorRequiredSchema)
+    async def sign_in() -> None: ...
+
+    response = document_of(settings, sign_in)["paths"]["/x"]["post"]["responses"][401]
+
+    assert response["content"]["application/json"] == {
+        "schema": {"$ref": "#/components/schemas/FactorRequired"},
+        "example": example_of(FactorRequiredSchema),
+    }
+
+
+async def test_a_richer_shape_must_extend_the_status_shape(settings: Settings) -> None:
+    @document_errors(422, schema=FactorRequiredSchema)
+    async def refuse() -> None: ...
+
+    with pytest.raises(TypeError, match="for 422 must extend TokenErrorSchema"):
+        document_of(settings, refuse)
+
+
 async def test_a_schema_is_a_request_or_a_response_never_both(
     settings: Settings,
 ) -> None:
-    app = create_app(settings)
-
     @body(UserSchema)
     @returns(UserSchema)
     async def echo(data: dict[str, Any]) -> dict[str, Any]:
         return data
 
-    app.add_url_rule("/echo", view_func=echo, methods=["POST"])
-    async with app.app_context():
-        provider = MarshmallowOpenAPIProvider(app, app.extensions["QUART_SCHEMA"])
-        with pytest.raises(TypeError, match="both a request and a response schema"):
-            provider.schema()
+    with pytest.raises(TypeError, match="both a request and a response schema"):
+        document_of(settings, echo)
 
 
 async def test_every_operation_with_a_body_documents_400_413_415(

@@ -281,7 +281,7 @@ class MarshmallowOpenAPIProvider(OpenAPIProvider):
         if model is NoContent:
             return {"description": "No content"}, {}
         if isinstance(model, ErrorResponse):
-            return self._error_response(model.status), {}
+            return self._error_response(model.status, model.schema), {}
         schema = self._converter.resolve(model, "response")
         description = model.__dict__.get("__doc__") or "Success"
         return {
@@ -300,12 +300,23 @@ class MarshmallowOpenAPIProvider(OpenAPIProvider):
     def operation_id(self, method: str, path: str, func: Callable[..., Any]) -> str:
         return func.__name__
 
-    def _error_response(self, status: int) -> dict[str, Any]:
+    def _error_response(
+        self, status: int, shape: type[Schema] | None = None
+    ) -> dict[str, Any]:
         answer = ERRORS[status]
-        schema = self._converter.resolve(answer.schema, "response")
+        example = answer.example
+        if shape is None:
+            shape = answer.schema
+        elif issubclass(shape, answer.schema):
+            example = example_of(shape)
+        else:
+            raise TypeError(
+                f"{shape.__name__} for {status} must extend {answer.schema.__name__}"
+            )
+        schema = self._converter.resolve(shape, "response")
         response: dict[str, Any] = {
             "description": answer.description,
-            "content": _json(schema, answer.example),
+            "content": _json(schema, example),
         }
         if answer.retry_after:
             response["headers"] = {
