@@ -7,7 +7,8 @@ What a typed client may rely on is decided here, once, for every route:
   sent (`sent_when`); `allow_none` makes it nullable; request schemas keep the
   `required` that validation enforces;
 - every operation is in its blueprint's tag (a route's own tag wins);
-- each error status has one body shape (ERRORS), with an example;
+- each error status has one body shape (ERRORS), with an example; a route may
+  document a richer one for a status, extending it (`document_errors(schema=)`);
 - request bodies and answers show their schema's `@example`.
 """
 
@@ -156,8 +157,9 @@ ERRORS = {
         retry_after=True,
     ),
 }
-# Every route of the API reads the database (the token check, if nothing else).
-DATABASE_BLUEPRINT = "api."
+# Every route of the /api/v1 blueprint reads the database (the token check, if
+# nothing else): each may answer 503.
+API_ENDPOINTS = "api."
 
 Direction = Literal["request", "response"]
 
@@ -197,16 +199,16 @@ class DocumentConverter(OpenAPIConverter):
         return super().resolve_nested_schema(schema)  # type: ignore[no-untyped-call]
 
     def fields2jsonschema(
-        self, fields: dict[str, fields.Field[Any]], *, partial: Any = None
+        self, declared: dict[str, fields.Field[Any]], *, partial: Any = None
     ) -> dict[str, Any]:
         jsonschema: dict[str, Any] = super().fields2jsonschema(  # type: ignore[no-untyped-call]
-            fields, partial=partial
+            declared, partial=partial
         )
         if self.direction == "response":
             jsonschema.pop("required", None)
             sent = sorted(
                 field.data_key or name
-                for name, field in fields.items()
+                for name, field in declared.items()
                 if not field.load_only and SENT_WHEN not in field.metadata
             )
             if sent:
@@ -260,7 +262,7 @@ class MarshmallowOpenAPIProvider(OpenAPIProvider):
                 responses = operation["responses"]
                 if rule._converters:
                     responses.setdefault(404, self._error_response(404))
-                if rule.endpoint.startswith(DATABASE_BLUEPRINT):
+                if rule.endpoint.startswith(API_ENDPOINTS):
                     responses.setdefault(503, self._error_response(503))
                 operation["responses"] = dict(sorted(responses.items()))
                 if own_tags:
