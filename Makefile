@@ -19,13 +19,13 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=0.13,<0.14"
 
-# The generated-client check's node toolchain (tests/test_clients.py), pinned by
+# The generated-client check's node toolchain (tests/system/test_clients.py), pinned by
 # clients/package-lock.json; without npm that check is skipped and says so.
 NODE_TOOLS := clients/node_modules/.package-lock.json
 
 $(NODE_TOOLS): clients/package-lock.json
 	@if command -v npm >/dev/null; then npm ci --prefix clients --no-audit --no-fund; \
-	else echo "npm not found: tests/test_clients.py skips the TypeScript check (Debian: apt-get install nodejs npm)"; fi
+	else echo "npm not found: tests/system/test_clients.py skips the TypeScript check (Debian: apt-get install nodejs npm)"; fi
 
 install: $(UV) $(NODE_TOOLS) ## create .venv with the locked dependencies (dev group included), and clients/node_modules
 	$(UV) sync --frozen
@@ -83,7 +83,7 @@ contract: install ## a longer schemathesis run against the OpenAPI document (200
 	SCHEMATHESIS_MAX_EXAMPLES=200 $(RUN) pytest tests/test_schemathesis.py
 
 clients: install ## generate the TypeScript and Python clients from /openapi.json; tsc and mypy --strict on code using them
-	$(RUN) pytest tests/test_clients.py
+	$(RUN) pytest tests/system/test_clients.py
 
 diff: install ## thousands of request sequences to the Flask original and this service, compared (docs/MIGRATING.md)
 	HYPOTHESIS_PROFILE=explore DIFFERENTIAL_EXAMPLES=$${DIFFERENTIAL_EXAMPLES:-3000} $(RUN) pytest tests/differential/test_differential.py

@@ -5,7 +5,7 @@ then names each one the document does not describe: a status the operation
 does not list (500, a fault, is left to the tests about faults), or a body
 that breaks the documented schema, a required field missing above all.
 tests/conftest.py installs one on every app a test serves, so the whole
-suite's answers are checked; tests/test_openapi_answers.py also drives every
+suite's answers are checked; tests/api/test_openapi_answers.py also drives every
 operation to its success answer.
 """
 

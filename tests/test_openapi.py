@@ -5,7 +5,7 @@ security, a tag, examples, error shapes or a response schema fails here, not in
 a client's integration. What the document promises about fields (required means
 always sent, nullable, request `required` as validation enforces it) is checked
 against the marshmallow schemas here and against real answers in
-tests/test_openapi_answers.py.
+tests/api/test_openapi_answers.py.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """A Python program's use of every operation, through the client that
 openapi-python-client generates from /openapi.json (the package `api_client`,
-made by tests/test_clients.py), checked with `mypy --strict`.
+made by tests/system/test_clients.py), checked with `mypy --strict`.
 
 No casts, and no checks for None or Unset on fields the document says are
 always sent: if one of them became optional again, mypy would reject this file.
-tests/test_clients.py also holds that every generated operation is imported here.
+tests/system/test_clients.py also holds that every generated operation is imported here.
 """
 
 from __future__ import annotations

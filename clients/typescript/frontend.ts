@@ -1,6 +1,6 @@
 // A front end's use of every operation, written against the types that
 // openapi-typescript generates from /openapi.json (./api.d.ts, made by
-// tests/test_clients.py) and checked with `tsc --strict`. No casts, and no
+// tests/system/test_clients.py) and checked with `tsc --strict`. No casts, and no
 // null checks on fields the document says are always sent: if one of them
 // became optional again, `tsc` would reject this file.
 import type { components, paths } from "./api";
