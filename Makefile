@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-runtime run dev serve migrate seed lint fmt test check cov contract diff bench clean
+.PHONY: help install install-runtime run dev serve migrate seed lint fmt test check cov contract clients diff bench clean
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -19,7 +19,15 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=0.13,<0.14"
 
-install: $(UV) ## create .venv with the locked dependencies (dev group included)
+# The generated-client check's node toolchain (tests/system/test_clients.py), pinned by
+# clients/package-lock.json; without npm that check is skipped and says so.
+NODE_TOOLS := clients/node_modules/.package-lock.json
+
+$(NODE_TOOLS): clients/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix clients --no-audit --no-fund; \
+	else echo "npm not found: tests/system/test_clients.py skips the TypeScript check (Debian: apt-get install nodejs npm)"; fi
+
+install: $(UV) $(NODE_TOOLS) ## create .venv with the locked dependencies (dev group included), and clients/node_modules
 	$(UV) sync --frozen
 
 # --inexact: a developer's .venv keeps its dev group; a fresh one gets none.
@@ -74,6 +82,9 @@ cov: install ## the test suite under coverage
 contract: install ## a longer schemathesis run against the OpenAPI document (200 examples per operation)
 	SCHEMATHESIS_MAX_EXAMPLES=200 $(RUN) pytest tests/parity/test_schemathesis.py
 
+clients: install ## generate the TypeScript and Python clients from /openapi.json; tsc and mypy --strict on code using them
+	$(RUN) pytest tests/system/test_clients.py
+
 diff: install ## thousands of request sequences to the Flask original and this service, compared (docs/MIGRATING.md)
 	HYPOTHESIS_PROFILE=explore DIFFERENTIAL_EXAMPLES=$${DIFFERENTIAL_EXAMPLES:-3000} $(RUN) pytest tests/parity/test_differential.py
 
@@ -81,4 +92,4 @@ bench: install ## benchmark against a bare ASGI app on the same Hypercorn (Postg
 	$(RUN) python bench/run.py $(BENCH_ARGS)
 
 clean: ## remove the virtualenvs and caches
-	rm -rf .venv .venv-* $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .coverage
+	rm -rf .venv .venv-* $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .coverage clients/node_modules

@@ -28,6 +28,7 @@ from service.models.base import Base
 from service.security.passwords import PasswordHasher
 from service.services.users import UserService
 from tests import backends
+from tests.conformance import AnswerLog
 from tests.factories import login_headers, make_user
 from tests.support import (
     AppMaker,
@@ -125,15 +126,19 @@ async def session(
 def make_app(settings: Settings, committed: None) -> AppMaker:
     """`async with make_app(*blueprints, **changes) as app`: a served app of these
     settings on the production database path (its own engine, read engine and
-    read slots), with the test's extra blueprints."""
+    read slots), with the test's extra blueprints. Its answers must be what the
+    OpenAPI document says (tests/conformance.py)."""
 
     @asynccontextmanager
     async def serve(*blueprints: Blueprint, **changes: Any) -> AsyncIterator[Quart]:
         app = create_app(replace(settings, **changes))
         for blueprint in blueprints:
             app.register_blueprint(blueprint)
+        answers = AnswerLog()
+        answers.install(app)
         async with app.test_app():
             yield app
+        assert answers.problems() == []
 
     return serve
 
@@ -198,13 +203,17 @@ def bound_sessionmaker(bound_database: Database) -> async_sessionmaker[AsyncSess
 @pytest.fixture
 def make_bound_app(settings: Settings, bound_database: Database) -> AppMaker:
     """`async with make_bound_app(**changes) as app`: every session of the app on
-    the test's transaction (Database.on_connection), no engine of its own."""
+    the test's transaction (Database.on_connection), no engine of its own; its
+    answers held to the OpenAPI document as make_app's are."""
 
     @asynccontextmanager
     async def serve(**changes: Any) -> AsyncIterator[Quart]:
         app = create_app(replace(settings, **changes), database=bound_database)
+        answers = AnswerLog()
+        answers.install(app)
         async with app.test_app():
             yield app
+        assert answers.problems() == []
 
     return serve
 

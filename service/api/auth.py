@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from quart import Blueprint, current_app
+from quart_schema import tag, tag_blueprint
 
 from service.api.deps import (
     auth_service,
@@ -45,6 +46,7 @@ from service.schemas.auth import (
 from service.services.auth import AccessToken, TokenPair
 
 blueprint = Blueprint("auth", __name__, url_prefix="/auth")
+tag_blueprint(blueprint, ["authentication"])
 
 
 @blueprint.post("/login")
@@ -60,6 +62,7 @@ async def login(data: Credentials) -> TokenPair:
 @blueprint.post("/refresh")
 @jwt_required(refresh=True)
 @returns(RefreshedTokensSchema)
+@document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
 async def refresh() -> AccessToken | TokenPair:
     """A new access token (and, with rotation on, a new refresh token)."""
     return await auth_service().refresh(current_caller())
@@ -78,6 +81,7 @@ async def logout() -> dict[str, str]:
 @jwt_required()
 @body(PasswordChangeSchema)
 @returns(None, status=204)
+@document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
 @limited(LOGIN_BUDGET)
 async def change_password(data: PasswordChange) -> None:
     """Change one's password; every session of the user ends."""
@@ -109,6 +113,7 @@ async def reset_password(data: PasswordReset) -> None:
 
 
 @blueprint.get("/sessions")
+@tag(["sessions"])
 @jwt_required()
 @returns(SessionListSchema)
 async def list_sessions() -> dict[str, Any]:
@@ -133,6 +138,7 @@ async def list_sessions() -> dict[str, Any]:
 
 
 @blueprint.delete("/sessions/<session_id>")
+@tag(["sessions"])
 @jwt_required()
 @returns(None, status=204)
 async def revoke_session(session_id: str) -> None:
@@ -141,8 +147,10 @@ async def revoke_session(session_id: str) -> None:
 
 
 @blueprint.delete("/sessions")
+@tag(["sessions"])
 @jwt_required()
 @returns(None, status=204)
+@document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
 async def revoke_other_sessions() -> None:
     """Log out every session but this one."""
     user = await user_service().get(get_jwt_identity())

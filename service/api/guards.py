@@ -20,6 +20,9 @@ from service.security.tokens import Identity
 from service.services.callers import Caller, identify
 
 _EXPECTED = "Expected 'Authorization: Bearer <JWT>'"
+# The OpenAPI security schemes: which token a route takes.
+ACCESS_SCHEME = "bearer"
+REFRESH_SCHEME = "refresh"
 
 
 def jwt_required(refresh: bool = False) -> Callable[[View], View]:
@@ -29,7 +32,7 @@ def jwt_required(refresh: bool = False) -> Callable[[View], View]:
             await verify_jwt_in_request(refresh=refresh)
             return await view(*args, **kwargs)
 
-        security_scheme([{"bearer": []}])(wrapper)
+        security_scheme([{REFRESH_SCHEME if refresh else ACCESS_SCHEME: []}])(wrapper)
         return document_errors(401, 422)(wrapper)
 
     return decorator

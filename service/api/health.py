@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from quart import Blueprint, current_app
+from quart_schema import tag_blueprint
 from sqlalchemy import text
 
 from service.api.deps import settings
@@ -15,6 +16,7 @@ from service.errors import UnavailableError
 from service.schemas.common import ReadinessSchema, StatusSchema
 
 blueprint = Blueprint("health", __name__)
+tag_blueprint(blueprint, ["operations"])
 
 
 @blueprint.get("/healthz")

@@ -28,6 +28,8 @@ class ErrorResponse:
     """An error status a route may answer, with the JSON error body."""
 
     status: int
+    # None: the status's usual shape (service/api/openapi.py); else a subclass of it.
+    schema: type[Schema] | None = None
 
 
 class NoContent:
@@ -112,12 +114,15 @@ def returns(
     return decorator
 
 
-def document_errors(*statuses: int) -> Callable[[View], View]:
-    """Record error statuses the route may answer, for the OpenAPI document."""
+def document_errors(
+    *statuses: int, schema: type[Schema] | None = None
+) -> Callable[[View], View]:
+    """Record error statuses the route may answer, for the OpenAPI document;
+    `schema` when its body says more than the status's usual shape."""
 
     def decorator(view: View) -> View:
         for status in statuses:
-            document_response(ErrorResponse(status), status)(view)
+            document_response(ErrorResponse(status, schema), status)(view)
         return view
 
     return decorator

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from quart import Blueprint
+from quart_schema import tag_blueprint
 
 from service.api.deps import post_service
 from service.api.guards import get_current_user, get_jwt_identity, jwt_required
@@ -21,6 +22,7 @@ from service.schemas.post import (
 )
 
 blueprint = Blueprint("posts", __name__, url_prefix="/posts")
+tag_blueprint(blueprint, ["posts"])
 
 
 @blueprint.get("")

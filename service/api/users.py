@@ -6,6 +6,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 from quart import Blueprint
+from quart_schema import tag_blueprint
 
 from service.api import guards
 from service.api.deps import post_service, user_service
@@ -27,6 +28,7 @@ from service.schemas.user import (
 )
 
 blueprint = Blueprint("users", __name__, url_prefix="/users")
+tag_blueprint(blueprint, ["users"])
 
 
 async def _with_taken_email(error: ValidationError, payload: Any) -> ValidationError:
@@ -56,6 +58,7 @@ async def list_users(query_args: UserListQuery) -> dict[str, Any]:
 @blueprint.get("/me")
 @jwt_required()
 @returns(UserSchema)
+@document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
 async def get_current_user() -> UserRecord:
     """The calling user."""
     return await guards.get_current_user()

@@ -6,7 +6,7 @@ from typing import TypedDict
 
 from marshmallow import Schema, fields, validate
 
-from service.schemas.common import Text, Timestamp, page_schema
+from service.schemas.common import EXAMPLE_AT, Text, Timestamp, example, page_schema
 
 TITLE = validate.Length(min=1, max=200)
 # Bounds what a page holds: 100 posts of at most 20,000 characters each stay under
@@ -16,11 +16,28 @@ POST_MAX_LENGTH = 20_000
 CONTENT = [validate.Length(min=1), validate.Length(max=POST_MAX_LENGTH)]
 
 
+AUTHOR_EXAMPLE = {"id": 42, "full_name": "Ada Lovelace"}
+TITLE_EXAMPLE = "Notes on the Analytical Engine"
+CONTENT_EXAMPLE = "It might act upon other things besides number."
+
+
+@example(AUTHOR_EXAMPLE)
 class AuthorSchema(Schema):
     id = fields.Integer()
     full_name = fields.String()
 
 
+@example(
+    {
+        "id": 7,
+        "title": TITLE_EXAMPLE,
+        "content": CONTENT_EXAMPLE,
+        "author_id": 42,
+        "author": AUTHOR_EXAMPLE,
+        "created_at": EXAMPLE_AT,
+        "updated_at": EXAMPLE_AT,
+    }
+)
 class PostSchema(Schema):
     id = fields.Integer()
     title = fields.String()
@@ -36,6 +53,7 @@ class NewPost(TypedDict):
     content: str
 
 
+@example({"title": TITLE_EXAMPLE, "content": CONTENT_EXAMPLE})
 class PostCreateSchema(Schema):
     title = Text(required=True, validate=TITLE)
     content = Text(required=True, validate=CONTENT)
@@ -46,6 +64,7 @@ class PostChanges(TypedDict, total=False):
     content: str
 
 
+@example({"title": "Notes on the Engine"})
 class PostUpdateSchema(Schema):
     title = Text(validate=TITLE)
     content = Text(validate=CONTENT)

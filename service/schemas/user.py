@@ -7,17 +7,32 @@ from typing import Any, TypedDict
 from marshmallow import Schema, fields, post_load, validate
 
 from service.schemas.common import (
+    EXAMPLE_AT,
     Email,
     PageQuery,
     PageQuerySchema,
     Text,
     Timestamp,
+    example,
     page_schema,
 )
 
 NAME = validate.Length(min=1, max=100)
 
 
+@example(
+    {
+        "id": 42,
+        "email": "ada@example.com",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "full_name": "Ada Lovelace",
+        "is_active": True,
+        "is_admin": False,
+        "created_at": EXAMPLE_AT,
+        "updated_at": EXAMPLE_AT,
+    }
+)
 class UserSchema(Schema):
     id = fields.Integer()
     email = fields.String()
@@ -37,6 +52,14 @@ class NewUser(TypedDict):
     last_name: str
 
 
+@example(
+    {
+        "email": "ada@example.com",
+        "password": "a longer passphrase",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+    }
+)
 class UserCreateSchema(Schema):
     email = Email(required=True)
     password = Text(required=True, validate=validate.Length(min=8, max=128))
@@ -50,6 +73,7 @@ class UserChanges(TypedDict, total=False):
     is_active: bool
 
 
+@example({"first_name": "Augusta Ada"})
 class UserUpdateSchema(Schema):
     first_name = Text(validate=NAME)
     last_name = Text(validate=NAME)

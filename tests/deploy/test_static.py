@@ -189,7 +189,14 @@ def test_hypercorn_runs_one_worker_with_a_graceful_timeout() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [".git/config", ".venv/bin/python", ".env", ".env.production", "tests/conftest.py"],
+    [
+        ".git/config",
+        ".venv/bin/python",
+        ".env",
+        ".env.production",
+        "tests/conftest.py",
+        "clients/node_modules/typescript/package.json",
+    ],
 )
 def test_dockerignore_keeps_path_out_of_the_build_context(path: str) -> None:
     assert dockerignored(path, dockerignore_patterns())

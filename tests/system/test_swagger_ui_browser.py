@@ -1,13 +1,13 @@
 """/docs rendered by a real browser offline: Debian's `chromium` headless against
 a served instance, with every host name but the loopback made unresolvable, so
-that a page that needed a CDN would render nothing."""
+that a page that needed a CDN would render nothing (test_swagger_ui_client.py uses
+the page as a client)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import shutil
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 
 from tests.support import ROOT
+from tests.system.browser import CHROMIUM, FLAGS, SKIP_REASON
 from tests.system.harness import ServedApp, clean_environment
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Network off for the browser: no name resolves but the served instance's.
 OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
 # Virtual time: the page's fetches and rendering run, the clock skips idle waits.
 RENDER_BUDGET_MS = "30000"
-_OPERATION = re.compile(r'id="operations-default-([A-Za-z0-9_]+)"')
+_OPERATION = re.compile(r'id="operations-(?!tag-)[a-z]+-([A-Za-z0-9_]+)"')
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +42,7 @@ def render(url: str, profile: Path) -> str:
     result = subprocess.run(  # noqa: S603 (Debian's chromium, our arguments)
         [
             CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *FLAGS,
             f"--user-data-dir={profile}",
             OFFLINE,
             f"--virtual-time-budget={RENDER_BUDGET_MS}",
@@ -76,9 +69,7 @@ def document_operations(base_url: str) -> set[str]:
     }
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="no chromium (Debian's package `chromium`)"
-)
+@pytest.mark.skipif(CHROMIUM is None, reason=SKIP_REASON)
 def test_docs_renders_every_operation_in_headless_chromium_offline(
     served_docs: ServedApp, tmp_path: Path
 ) -> None:

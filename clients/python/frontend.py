@@ -1,0 +1,273 @@
+"""A Python program's use of every operation, through the client that
+openapi-python-client generates from /openapi.json (the package `api_client`,
+made by tests/system/test_clients.py), checked with `mypy --strict`.
+
+No casts, and no checks for None or Unset on fields the document says are
+always sent: if one of them became optional again, mypy would reject this file.
+tests/system/test_clients.py also holds that every generated operation is imported here.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import TypeVar
+
+from api_client import AuthenticatedClient, Client
+from api_client.api.authentication import (
+    change_password,
+    forgot_password,
+    login,
+    logout,
+    refresh,
+    reset_password,
+)
+from api_client.api.operations import healthz, readyz
+from api_client.api.posts import (
+    create_post,
+    delete_post,
+    get_post,
+    list_posts,
+    update_post,
+)
+from api_client.api.sessions import (
+    list_sessions,
+    revoke_other_sessions,
+    revoke_session,
+)
+from api_client.api.users import (
+    create_user,
+    delete_user,
+    get_current_user,
+    get_user,
+    list_user_posts,
+    list_users,
+    restore_user,
+    update_user,
+)
+from api_client.models import (
+    AuthError,
+    Error,
+    ForgotPassword,
+    Login,
+    Message,
+    PasswordChange,
+    PasswordReset,
+    Post,
+    PostCreate,
+    PostPage,
+    PostUpdate,
+    Readiness,
+    RefreshedTokens,
+    Session,
+    SessionList,
+    Status,
+    TokenError,
+    TokenPair,
+    User,
+    UserCreate,
+    UserPage,
+    UserUpdate,
+    ValidationError,
+)
+from api_client.types import Response, Unset
+
+BASE_URL = "http://127.0.0.1:8000"
+T = TypeVar("T")
+Failure = Error | AuthError | TokenError | ValidationError
+
+
+class ApiError(Exception):
+    """An error answer, or one the caller did not expect."""
+
+    def __init__(self, answer: object) -> None:
+        if not isinstance(answer, Failure):
+            super().__init__(f"an answer the caller did not expect: {answer!r}")
+            return
+        lines = [answer.error]
+        if isinstance(answer, ValidationError) and not isinstance(answer.errors, Unset):
+            for field, messages in answer.errors.additional_properties.items():
+                lines.append(f"{field}: {' '.join(messages)}")
+        if isinstance(answer, AuthError | TokenError) and isinstance(answer.msg, str):
+            lines.append(f"(flask-jwt-extended: {answer.msg})")
+        super().__init__("\n".join(lines))
+
+
+def expect(answer: T | Failure | None, kind: type[T]) -> T:
+    """The answer, if it is the success the caller expects."""
+    if isinstance(answer, kind):
+        return answer
+    raise ApiError(answer)
+
+
+def no_content(response: Response[object]) -> None:
+    if response.status_code != HTTPStatus.NO_CONTENT:
+        raise ApiError(response.parsed)
+
+
+# ------------------------------------------------------------------ the views
+
+
+def user_line(user: User) -> str:
+    role = "admin" if user.is_admin else "member"
+    state = "active" if user.is_active else "deactivated"
+    return (
+        f"#{user.id:d} {user.full_name} <{user.email.lower()}> "
+        f"{user.first_name[:1]}.{user.last_name[:1]}. {role}, {state}, "
+        f"since {user.created_at[:10]}, changed {user.updated_at[:10]}"
+    )
+
+
+def post_line(post: Post) -> str:
+    edited = " (edited)" if post.updated_at != post.created_at else ""
+    return (
+        f"#{post.id:d} {post.title.strip()} by {post.author.full_name} "
+        f"(#{post.author.id:d} = #{post.author_id:d}): {post.content[:80]}{edited}"
+    )
+
+
+def pager(page: UserPage | PostPage) -> str:
+    last = max(page.pages, 1)
+    return f"page {page.page:d} of {last:d}, {page.per_page:d} a page, {page.total:d}"
+
+
+def session_line(session: Session) -> str:
+    where = session.ip if session.ip is not None else "an unknown address"
+    agent = session.user_agent if session.user_agent is not None else "unknown"
+    mark = " (this one)" if session.current else ""
+    return (
+        f"{session.id[:8]} from {where} with {agent}, started {session.created_at}, "
+        f"last used {session.last_used_at}{mark}"
+    )
+
+
+# ------------------------------------------------------------ every operation
+
+
+def sign_in(email: str, password: str) -> tuple[AuthenticatedClient, str]:
+    """The access token's client, and the refresh token."""
+    anyone = Client(base_url=BASE_URL)
+    answer = expect(
+        login.sync(client=anyone, body=Login(email=email, password=password)), TokenPair
+    )
+    if answer.token_type.lower() != "bearer":
+        raise ApiError(None)
+    access = AuthenticatedClient(base_url=BASE_URL, token=answer.access_token)
+    return access, answer.refresh_token
+
+
+def refreshed(refresh_token: str) -> tuple[AuthenticatedClient, str]:
+    holder = AuthenticatedClient(base_url=BASE_URL, token=refresh_token)
+    answer = expect(refresh.sync(client=holder), RefreshedTokens)
+    # With rotation on, the answer carries the next refresh token.
+    if isinstance(answer.refresh_token, str):
+        refresh_token = answer.refresh_token
+    access = AuthenticatedClient(base_url=BASE_URL, token=answer.access_token)
+    return access, refresh_token
+
+
+def sign_out(access: AuthenticatedClient) -> str:
+    answer = expect(logout.sync(client=access), Message)
+    return answer.message
+
+
+def passwords(
+    access: AuthenticatedClient, anyone: Client, current: str, new: str, mailed: str
+) -> str:
+    change = PasswordChange(current_password=current, new_password=new)
+    no_content(change_password.sync_detailed(client=access, body=change))
+    sent = expect(
+        forgot_password.sync(
+            client=anyone, body=ForgotPassword(email="ada@example.com")
+        ),
+        Message,
+    )
+    reset = PasswordReset(token=mailed, new_password=new)
+    no_content(reset_password.sync_detailed(client=anyone, body=reset))
+    return sent.message
+
+
+def sessions(access: AuthenticatedClient) -> list[str]:
+    listed = expect(list_sessions.sync(client=access), SessionList)
+    others = [each.id for each in listed.sessions if not each.current]
+    for session_id in others[:1]:
+        no_content(revoke_session.sync_detailed(session_id, client=access))
+    no_content(revoke_other_sessions.sync_detailed(client=access))
+    return [session_line(each) for each in listed.sessions]
+
+
+def users(access: AuthenticatedClient, anyone: Client, password: str) -> list[str]:
+    body = UserCreate(
+        email="ada@example.com",
+        password=password,
+        first_name="Ada",
+        last_name="Lovelace",
+    )
+    created = expect(create_user.sync(client=anyone, body=body), User)
+    me = expect(get_current_user.sync(client=access), User)
+    page = expect(
+        list_users.sync(client=access, page=2, per_page=50, active_only="false"),
+        UserPage,
+    )
+    one = expect(get_user.sync(created.id, client=access), User)
+    renamed = expect(
+        update_user.sync(
+            created.id, client=access, body=UserUpdate(first_name="Augusta Ada")
+        ),
+        User,
+    )
+    no_content(delete_user.sync_detailed(created.id, client=access))
+    restored = expect(restore_user.sync(created.id, client=access), User)
+    return [
+        f"Welcome, {created.first_name}",
+        user_line(me),
+        *(user_line(each) for each in page.users),
+        pager(page),
+        user_line(one),
+        user_line(renamed),
+        f"Restored: {user_line(restored)}",
+    ]
+
+
+def posts(access: AuthenticatedClient, author_id: int) -> list[str]:
+    created = expect(
+        create_post.sync(
+            client=access,
+            body=PostCreate(
+                title="Notes on the Analytical Engine",
+                content="It might act upon other things besides number.",
+            ),
+        ),
+        Post,
+    )
+    page = expect(list_posts.sync(client=access, per_page=100), PostPage)
+    theirs = expect(list_user_posts.sync(author_id, client=access, page=1), PostPage)
+    one = expect(get_post.sync(created.id, client=access), Post)
+    retitled = expect(
+        update_post.sync(
+            created.id, client=access, body=PostUpdate(title="Notes on the Engine")
+        ),
+        Post,
+    )
+    no_content(delete_post.sync_detailed(created.id, client=access))
+    return [
+        *(post_line(each) for each in page.posts),
+        pager(page),
+        *(post_line(each) for each in theirs.posts),
+        post_line(one),
+        post_line(retitled),
+    ]
+
+
+def probes(anyone: Client) -> list[str]:
+    health = healthz.sync(client=anyone)
+    health = expect(healthz.sync(client=anyone), Status)
+    ready = expect(readyz.sync(client=anyone), Readiness)
+    lines = [health.status, ready.status]
+    if not isinstance(ready.replicas, Unset):
+        for replica in ready.replicas:
+            reason = replica.reason if isinstance(replica.reason, str) else "not ready"
+            lag = "unreachable" if replica.lag_ms is None else f"{replica.lag_ms:d} ms"
+            lines.append(
+                f"{replica.name}: {'ready' if replica.ready else reason}, {lag}"
+            )
+    return lines

@@ -1,0 +1,151 @@
+"""Every operation, driven to its success answer against the real database, gives
+what the OpenAPI document says: each field it calls required is there, with the
+documented type (tests/conformance.py holds every answer of the suite to the
+document too; this test makes sure each operation's success is among them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Quart
+from quart.typing import TestClientProtocol as Client
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.config import Settings
+from service.models import User
+from service.security.tokens import create_reset_token
+from tests.conformance import AnswerLog, openapi_document
+from tests.factories import PASSWORD, login_tokens, make_user
+from tests.support import bearer
+
+NEW_PASSWORD = "a longer passphrase"
+
+
+def successes(document: dict[str, Any]) -> set[str]:
+    """`METHOD path status` of each operation's success answer."""
+    return {
+        f"{method.upper()} {path} {status}"
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        for status in operation["responses"]
+        if status.startswith("2")
+    }
+
+
+async def test_every_operation_answers_its_documented_success(
+    app: Quart, client: Client, session: AsyncSession, settings: Settings
+) -> None:
+    answers = AnswerLog()
+    answers.install(app)
+    admin = await make_user(session, is_admin=True)
+    as_admin = bearer((await login_tokens(session, settings, admin)).access_token)
+
+    async def call(method: str, url: str, status: int, **kwargs: Any) -> Any:
+        response = await client.open(url, method=method, **kwargs)
+        assert response.status_code == status, await response.get_data(as_text=True)
+        return await response.get_json() if status != 204 else None
+
+    # A new account, its login, and its tokens.
+    user = await call(
+        "POST",
+        "/api/v1/users",
+        201,
+        json={
+            "email": "answers@example.com",
+            "password": PASSWORD,
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+        },
+    )
+    tokens = await call(
+        "POST",
+        "/api/v1/auth/login",
+        200,
+        json={"email": "answers@example.com", "password": PASSWORD},
+        headers={"User-Agent": "answers-test"},
+    )
+    await call(
+        "POST", "/api/v1/auth/refresh", 200, headers=bearer(tokens["refresh_token"])
+    )
+    me = bearer(tokens["access_token"])
+    uid = user["id"]
+
+    # Users.
+    await call("GET", "/api/v1/users/me", 200, headers=me)
+    await call("GET", f"/api/v1/users/{uid}", 200, headers=me)
+    await call(
+        "PATCH", f"/api/v1/users/{uid}", 200, headers=me, json={"last_name": "L"}
+    )
+    await call("GET", "/api/v1/users?per_page=5", 200, headers=me)
+
+    # Posts.
+    post = await call(
+        "POST", "/api/v1/posts", 201, headers=me, json={"title": "T", "content": "C"}
+    )
+    await call("GET", "/api/v1/posts", 200, headers=me)
+    await call("GET", f"/api/v1/users/{uid}/posts", 200, headers=me)
+    await call("GET", f"/api/v1/posts/{post['id']}", 200, headers=me)
+    await call(
+        "PATCH", f"/api/v1/posts/{post['id']}", 200, headers=me, json={"title": "U"}
+    )
+    await call("DELETE", f"/api/v1/posts/{post['id']}", 204, headers=me)
+
+    # Sessions: one more, with no user agent or address (null in the answer).
+    account = await session.get_one(User, uid)
+    await login_tokens(session, settings, account, ip=None, user_agent=None)
+    listed = await call("GET", "/api/v1/auth/sessions", 200, headers=me)
+    [other] = [each for each in listed["sessions"] if not each["current"]]
+    assert (other["user_agent"], other["ip"]) == (None, None)
+    await call("DELETE", f"/api/v1/auth/sessions/{other['id']}", 204, headers=me)
+    await login_tokens(session, settings, account)
+    await call("DELETE", "/api/v1/auth/sessions", 204, headers=me)
+
+    # Passwords: changing one ends every session, so this caller's last.
+    await call(
+        "POST",
+        "/api/v1/auth/password/forgot",
+        202,
+        json={"email": "answers@example.com"},
+    )
+    await call(
+        "POST",
+        "/api/v1/auth/password",
+        204,
+        headers=me,
+        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+    )
+    await session.refresh(account)
+    reset = create_reset_token(
+        user_id=uid,
+        password_hash=account.password_hash,
+        key=settings.secret_key,
+        expires_in=600,
+    )
+    await call(
+        "POST",
+        "/api/v1/auth/password/reset",
+        204,
+        json={"token": reset, "new_password": PASSWORD},
+    )
+    again = await call(
+        "POST",
+        "/api/v1/auth/login",
+        200,
+        json={"email": "answers@example.com", "password": PASSWORD},
+    )
+    await call(
+        "POST", "/api/v1/auth/logout", 200, headers=bearer(again["access_token"])
+    )
+
+    # An admin's: delete and restore.
+    await call("DELETE", f"/api/v1/users/{uid}", 204, headers=as_admin)
+    await call("POST", f"/api/v1/users/{uid}/restore", 200, headers=as_admin)
+
+    # Operations.
+    await call("GET", "/healthz", 200)
+    await call("GET", "/readyz", 200)
+
+    answered = {str(answer) for answer in answers.answers}
+    assert sorted(successes(openapi_document()) - answered) == []
+    assert answers.problems() == []
