@@ -16,7 +16,7 @@ from tests.support import ROOT
 
 async def test_request_gets_the_null_session_not_a_signed_cookie(app: Quart) -> None:
     async with app.test_request_context("/healthz"):
-        assert isinstance(session._get_current_object(), NullSession)  # type: ignore[attr-defined]
+        assert isinstance(session._get_current_object(), NullSession)
 
 
 async def test_response_sets_no_cookie(client: Client) -> None:
