@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, current_app
+from quart import Blueprint
 from quart_schema import tag, tag_blueprint
 
 from service.api.deps import (
     auth_service,
     client,
-    mailer,
+    outbox,
     session_service,
     settings,
     user_service,
@@ -101,7 +101,7 @@ async def forgot_password(data: ForgotPassword) -> dict[str, str]:
     """Mail a reset link; the same answer, in the same time, for any address."""
     mail = await auth_service().forgot_password(data["email"])
     if mail is not None:
-        current_app.add_background_task(mailer().send, mail)
+        outbox().submit(mail)
     return {"message": "If the address is registered, a reset link is on its way"}
 
 
