@@ -272,6 +272,11 @@ class Settings:
     session_touch_interval: int = field(
         default=60, metadata=var("SESSION_TOUCH_INTERVAL", integer)
     )
+    # How long a login, a second factor or POST /auth/fresh keeps a session
+    # fresh: what the routes that change an account's security need.
+    fresh_session_seconds: int = field(
+        default=600, metadata=var("FRESH_SESSION_SECONDS", integer)
+    )
     # Login throttling: failures per account and per client IP within the window.
     redis_url: str | None = field(default=None, metadata=var("REDIS_URL", text))
     redis_key_prefix: str = field(default="", metadata=var("REDIS_KEY_PREFIX", text))
@@ -384,6 +389,8 @@ class Settings:
                 raise ConfigError(
                     f"TRUSTED_PROXIES: {proxy!r} is not an IP or network"
                 ) from None
+        if self.fresh_session_seconds < 1:
+            raise ConfigError("FRESH_SESSION_SECONDS must be at least 1")
         if self.log_format not in ("json", "text"):
             raise ConfigError("LOG_FORMAT must be json or text")
         if "{token}" not in self.password_reset_url:

@@ -3,12 +3,18 @@
 from service.models.base import Base, SoftDeleteMixin, TimestampMixin, utcnow
 from service.models.counts import PostCount, RowCount
 from service.models.post import Post
-from service.models.session import AuthSession, RevokedToken
+from service.models.session import (
+    NO_SESSION,
+    AuthSession,
+    RevokedToken,
+    SessionRecord,
+)
 from service.models.user import LIVE, NOT_DELETED, USER_COLUMNS, User, UserRecord
 
 __all__ = [
     "LIVE",
     "NOT_DELETED",
+    "NO_SESSION",
     "USER_COLUMNS",
     "AuthSession",
     "Base",
@@ -16,6 +22,7 @@ __all__ = [
     "PostCount",
     "RevokedToken",
     "RowCount",
+    "SessionRecord",
     "SoftDeleteMixin",
     "TimestampMixin",
     "User",

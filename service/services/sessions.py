@@ -24,7 +24,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import NotFoundError
-from service.models import LIVE, AuthSession, RevokedToken, User, utcnow
+from service.models import (
+    LIVE,
+    NO_SESSION,
+    AuthSession,
+    RevokedToken,
+    SessionRecord,
+    User,
+    utcnow,
+)
+from service.models.session import PASSWORD
 
 # What str(uuid.uuid4()) gives, and any shorter run of its characters.
 SESSION_ID = re.compile(r"[0-9A-Za-z-]{1,36}")
@@ -41,14 +50,17 @@ class SessionService:
         password_hash: str,
         user_agent: str | None,
         ip: str | None,
+        fresh_for: int,
+        auth_method: str = PASSWORD,
     ) -> str | None:
         """Insert a session for the user only while the row still holds
         `password_hash` and is active and not deleted: one INSERT ... SELECT,
         the user's row locked FOR SHARE on PostgreSQL (a password change,
         reset, deactivation or delete either waits for this session and then
         revokes it, or commits first and leaves this SELECT nothing). SQLite
-        runs one writer at a time. The session id, or None when the account
-        is no longer as the credential check saw it; the caller commits.
+        runs one writer at a time. Fresh for `fresh_for` seconds. The session
+        id, or None when the account is no longer as the credential check saw
+        it; the caller commits.
         """
         session_id = str(uuid.uuid4())
         now = utcnow()
@@ -67,6 +79,8 @@ class SessionService:
                 literal((user_agent or None) and user_agent[:255], String),
                 literal(ip[:45] if ip else None, String),
                 literal(successor_jti(session_id), String),
+                literal(now + timedelta(seconds=fresh_for), DateTime),
+                literal(auth_method, String),
             )
             .where(User.id == user_id, User.password_hash == password_hash, LIVE)
             .with_for_update(read=True)
@@ -81,6 +95,8 @@ class SessionService:
                     AuthSession.user_agent,
                     AuthSession.ip,
                     AuthSession.refresh_jti,
+                    AuthSession.fresh_until,
+                    AuthSession.auth_method,
                 ],
                 row,
             )
@@ -100,6 +116,35 @@ class SessionService:
                 .order_by(AuthSession.last_used_at.desc(), AuthSession.id)
             )
         ).all()
+
+    async def record(self, session_id: str | None, *, user_id: int) -> SessionRecord:
+        """A live session's freshness and login method; NO_SESSION for none."""
+        if session_id is None:
+            return NO_SESSION
+        row = (
+            await self.session.execute(
+                select(AuthSession.fresh_until, AuthSession.auth_method).where(
+                    AuthSession.id == session_id,
+                    AuthSession.user_id == user_id,
+                    AuthSession.revoked_at.is_(None),
+                )
+            )
+        ).first()
+        if row is None:
+            return NO_SESSION
+        return SessionRecord(fresh_until=row.fresh_until, auth_method=row.auth_method)
+
+    async def refresh_freshness(
+        self, session_id: str, *, user_id: int, fresh_for: int
+    ) -> bool:
+        """Commits; the live session counts as freshly authenticated again."""
+        result = await self.session.execute(
+            _live_session(session_id, AuthSession.user_id == user_id).values(
+                fresh_until=utcnow() + timedelta(seconds=fresh_for)
+            )
+        )
+        await self.session.commit()
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def revoke(self, session_id: str, *, user_id: int) -> None:
         """Commits; 404 for a session that is not a live one of the user.

@@ -155,5 +155,5 @@ async def test_session_token_check_is_one_query(
         pooled.close()
 
     assert holder is not None
-    assert holder.id == user.id
+    assert holder[0].id == user.id
     assert len(queries) == 1, queries
