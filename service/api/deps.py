@@ -12,10 +12,11 @@ from service.config import Settings
 from service.db.request import request_reads, request_session
 from service.mail import Mailer
 from service.services.auth import AuthService, Client
+from service.services.passkeys import PasskeyService, RelyingParty
 from service.services.posts import PostService
 from service.services.sessions import SessionService
 from service.services.users import UserService
-from service.throttle.lifecycle import app_throttle
+from service.throttle.lifecycle import app_challenges, app_throttle
 
 SETTINGS_KEY = "settings"
 MAILER_KEY = "mailer"
@@ -58,6 +59,14 @@ def session_service(*, readonly: bool = False) -> SessionService:
 def auth_service() -> AuthService:
     return AuthService(
         request_session(), hasher(), settings(), app_throttle(current_app)
+    )
+
+
+def passkey_service() -> PasskeyService:
+    return PasskeyService(
+        request_session(),
+        RelyingParty.from_settings(settings()),
+        app_challenges(current_app),
     )
 
 

@@ -2,6 +2,7 @@
 
 from service.models.base import Base, SoftDeleteMixin, TimestampMixin, utcnow
 from service.models.counts import PostCount, RowCount
+from service.models.passkey import Passkey
 from service.models.post import Post
 from service.models.session import AuthSession, RevokedToken
 from service.models.user import LIVE, NOT_DELETED, USER_COLUMNS, User, UserRecord
@@ -12,6 +13,7 @@ __all__ = [
     "USER_COLUMNS",
     "AuthSession",
     "Base",
+    "Passkey",
     "Post",
     "PostCount",
     "RevokedToken",
