@@ -9,8 +9,8 @@ tests/system/test_clients.py also holds that every generated operation is import
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import TypeVar
 
 from api_client import AuthenticatedClient, Client

@@ -1,4 +1,4 @@
-"""Typed access to what the app holds: settings, mailer, services, the client."""
+"""Typed access to what the app holds: settings, outbox, services, the client."""
 
 from __future__ import annotations
 
@@ -10,21 +10,32 @@ from quart import Quart, current_app, request
 from service.api.hashing import hasher
 from service.config import Settings
 from service.db.request import request_reads, request_session
-from service.mail import Mailer
+from service.mail import Mailer, Outbox
 from service.services.auth import AuthService, Client
 from service.services.passkeys import PasskeyService, RelyingParty
 from service.services.posts import PostService
 from service.services.sessions import SessionService
 from service.services.users import UserService
+from service.telemetry.tally import Tally
 from service.throttle.lifecycle import app_challenges, app_throttle
 
 SETTINGS_KEY = "settings"
-MAILER_KEY = "mailer"
+OUTBOX_KEY = "outbox"
+TALLY_KEY = "tally"
 
 
 def init_app(app: Quart, settings: Settings) -> None:
     app.extensions[SETTINGS_KEY] = settings
-    app.extensions[MAILER_KEY] = Mailer(settings)
+    app.extensions[TALLY_KEY] = tally = Tally()
+    app.extensions[OUTBOX_KEY] = box = Outbox(Mailer(settings), settings, tally)
+
+    @app.before_serving
+    async def open_outbox() -> None:
+        box.start()
+
+    @app.after_serving
+    async def close_outbox() -> None:
+        await box.close()
 
 
 def settings() -> Settings:
@@ -32,8 +43,14 @@ def settings() -> Settings:
     return value
 
 
-def mailer() -> Mailer:
-    value: Mailer = current_app.extensions[MAILER_KEY]
+def outbox() -> Outbox:
+    """Where a route puts the mail it sends: delivered after the answer."""
+    value: Outbox = current_app.extensions[OUTBOX_KEY]
+    return value
+
+
+def tally() -> Tally:
+    value: Tally = current_app.extensions[TALLY_KEY]
     return value
 
 

@@ -9,7 +9,12 @@ from quart import Blueprint
 from quart_schema import tag_blueprint
 
 from service.api.deps import auth_service, client, passkey_service
-from service.api.guards import get_current_user, get_jwt_identity, jwt_required
+from service.api.guards import (
+    fresh_required,
+    get_current_user,
+    get_jwt_identity,
+    jwt_required,
+)
 from service.api.io import body, document_errors, returns
 from service.models import Passkey
 from service.schemas.auth import TokenPairSchema
@@ -35,10 +40,12 @@ tag_blueprint(blueprint, ["passkeys"])
 
 @blueprint.post("/options")
 @jwt_required()
+@fresh_required
 @returns(CreationOptionsSchema)
 @document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
 async def passkey_options() -> dict[str, Any]:
-    """Creation options for navigator.credentials.create(): a new passkey."""
+    """Creation options for navigator.credentials.create(): a new passkey (a
+    fresh session: see POST /auth/fresh)."""
     return await passkey_service().registration_options(await get_current_user())
 
 
@@ -74,10 +81,12 @@ async def rename_passkey(passkey_id: str, data: PasskeyRename) -> Passkey:
 
 @blueprint.delete("/<passkey_id>")
 @jwt_required()
+@fresh_required
 @returns(None, status=204)
 @document_errors(404)
 async def delete_passkey(passkey_id: str) -> None:
-    """Delete one of the caller's passkeys: it signs no one in any more."""
+    """Delete one of the caller's passkeys: it signs no one in any more (a fresh
+    session: see POST /auth/fresh)."""
     await passkey_service().delete(get_jwt_identity(), passkey_id)
 
 

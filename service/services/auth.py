@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from service.errors import (
 )
 from service.mail import Mail
 from service.models import User, UserRecord
+from service.models.session import PASSWORD
 from service.security.passwords import PasswordHasher, needs_rehash
 from service.security.tokens import (
     INVALID_RESET,
@@ -38,6 +40,9 @@ security_logger = logging.getLogger("service.security")
 INVALID_CREDENTIALS = "Invalid email or password"
 DEACTIVATED = "Account is deactivated"
 CURRENT_INCORRECT = "Current password is incorrect."
+# flask-jwt-extended's answer to a stale token where a fresh one is needed.
+FRESH_REQUIRED = "Fresh token required"
+INVALID_PASSWORD = "Invalid password"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +130,16 @@ class AuthService:
                 raise AuthError(INVALID_CREDENTIALS)
         return await self.start_session(user, client=client)
 
-    async def start_session(self, user: User, *, client: Client) -> TokenPair:
-        """Commits a new session for a user whose credentials were checked."""
+    async def start_session(
+        self, user: User, *, client: Client, auth_method: str = PASSWORD
+    ) -> TokenPair:
+        """Commits a new, fresh session for a user whose credentials were checked."""
         auth_session = self.sessions.start(
-            user, user_agent=client.user_agent, ip=client.ip
+            user,
+            user_agent=client.user_agent,
+            ip=client.ip,
+            fresh_for=self.settings.fresh_session_seconds,
+            auth_method=auth_method,
         )
         refresh_token, auth_session.refresh_jti = self._refresh_token(
             user.id, auth_session.id
@@ -136,6 +147,60 @@ class AuthService:
         await self.session.commit()
         access_token = self.access_token_for(user, auth_session.id)
         return TokenPair(access_token, refresh_token)
+
+    async def make_fresh(
+        self, identity: Identity, user: User, password: str, *, client: Client
+    ) -> None:
+        """Commits; the caller's session counts as freshly authenticated again.
+
+        A wrong password is a failed login (the account's budget, its 429); a
+        session-less (Flask-era) token has no session to make fresh: its holder
+        logs in again.
+        """
+        if identity.session_id is None:
+            raise AuthError(FRESH_REQUIRED, legacy_msg=True)
+
+        async def password_ok() -> bool:
+            return await self.hasher.verify(user.password_hash, password)
+
+        await self.spend_guess(user, client, password_ok, INVALID_PASSWORD)
+        await self.freshen(identity.session_id, user)
+
+    async def freshen(self, session_id: str, user: User) -> None:
+        """Commits; 401 "Token has been revoked" when the session ended meanwhile."""
+        if not await self.sessions.refresh_freshness(
+            session_id, user_id=user.id, fresh_for=self.settings.fresh_session_seconds
+        ):
+            raise AuthError(REVOKED, legacy_msg=True)
+
+    async def spend_guess(
+        self,
+        user: User,
+        client: Client,
+        check: Callable[[], Awaitable[bool]],
+        error: str,
+    ) -> None:
+        """Run `check` as one guess against the user's login budget: a False is
+        a failed login (401 `error`), a True gives the budget back."""
+        if self.throttle is None:
+            if not await check():
+                raise AuthError(error)
+            return
+        try:
+            async with self.throttle.guess(user.email, client.ip or "unknown") as guess:
+                if not await check():
+                    guess.failed()
+                    security_event(
+                        "login_failed",
+                        client,
+                        user_id=user.id,
+                        reason=error.lower().replace(" ", "_"),
+                    )
+                    raise AuthError(error)
+                guess.succeeded()
+        except TooManyRequestsError:
+            security_event("login_throttled", client)
+            raise
 
     async def refresh(self, caller: Caller) -> AccessToken | TokenPair:
         identity = caller.identity

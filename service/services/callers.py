@@ -18,9 +18,11 @@ from service.db.statements import HotConnection, HotQuery
 from service.errors import AuthError
 from service.models import (
     LIVE,
+    NO_SESSION,
     USER_COLUMNS,
     AuthSession,
     RevokedToken,
+    SessionRecord,
     User,
     UserRecord,
     utcnow,
@@ -34,10 +36,12 @@ Connect = Callable[[], AbstractAsyncContextManager[HotConnection]]
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """A verified token and, when revocation is checked, its user's live row."""
+    """A verified token and, when revocation is checked, its user's live row
+    and its session's freshness and login method (read by the same query)."""
 
     identity: Identity
     user: UserRecord | None
+    session: SessionRecord | None = None
 
 
 async def identify(
@@ -57,19 +61,21 @@ async def identify(
     if not settings.revocation_check:
         return Caller(identity, None)
     async with connect() as connection:
-        user = await token_holder(
+        holder = await token_holder(
             connection, identity, touch_interval=settings.session_touch_interval
         )
-    if user is None:
+    if holder is None:
         raise AuthError(REVOKED, legacy_msg=True)
+    user, session = holder
     # Admin rights come from the row, so a demoted admin loses them at once.
-    return Caller(replace(identity, is_admin=user.is_admin), user)
+    return Caller(replace(identity, is_admin=user.is_admin), user, session)
 
 
 async def token_holder(
     connection: HotConnection, identity: Identity, *, touch_interval: float
-) -> UserRecord | None:
-    """The token's live, active user, if its session (or jti) is not revoked.
+) -> tuple[UserRecord, SessionRecord] | None:
+    """The token's live, active user and its session (NO_SESSION for a
+    session-less token), if that session (or jti) is not revoked.
 
     Marks the session used at most once per `touch_interval` seconds.
     """
@@ -77,17 +83,21 @@ async def token_holder(
         row = await SESSION_USER.fetch_row(
             connection, user_id=identity.user_id, session_id=identity.session_id
         )
-        if row is not None:
-            await _touch(
-                connection, identity.session_id, row["last_used_at"], touch_interval
-            )
-    else:
-        row = await SESSIONLESS_USER.fetch_row(
-            connection, user_id=identity.user_id, jti=identity.jti
+        if row is None:
+            return None
+        await _touch(
+            connection, identity.session_id, row["last_used_at"], touch_interval
         )
-        if row is not None and _before_cutoff(identity, row["tokens_valid_after"]):
-            row = None
-    return None if row is None else UserRecord.from_row(row)
+        session = SessionRecord(
+            fresh_until=row["fresh_until"], auth_method=row["auth_method"]
+        )
+        return UserRecord.from_row(row), session
+    row = await SESSIONLESS_USER.fetch_row(
+        connection, user_id=identity.user_id, jti=identity.jti
+    )
+    if row is None or _before_cutoff(identity, row["tokens_valid_after"]):
+        return None
+    return UserRecord.from_row(row), NO_SESSION
 
 
 async def _touch(
@@ -114,7 +124,12 @@ def _before_cutoff(identity: Identity, cutoff: datetime | None) -> bool:
 # UserRecord. A revoked session, a deleted or a deactivated user all make the
 # row disappear.
 SESSION_USER = HotQuery(
-    select(*USER_COLUMNS, AuthSession.last_used_at)
+    select(
+        *USER_COLUMNS,
+        AuthSession.last_used_at,
+        AuthSession.fresh_until,
+        AuthSession.auth_method,
+    )
     .join(AuthSession, AuthSession.user_id == User.id)
     .where(
         User.id == bindparam("user_id"),

@@ -56,6 +56,7 @@ from webauthn.registration.verify_registration_response import VerifiedRegistrat
 from service.config import Settings
 from service.errors import AuthError, BadRequestError, ConflictError, NotFoundError
 from service.models import Passkey, User, UserRecord, utcnow
+from service.models.session import PASSKEY
 from service.services.auth import DEACTIVATED, AuthService, Client, TokenPair
 from service.services.sessions import SESSION_ID
 from service.throttle.challenges import ChallengeStore
@@ -312,7 +313,7 @@ class PasskeyService:
             raise AuthError(INVALID_PASSKEY) from None
         if not user.is_active:
             raise AuthError(DEACTIVATED)
-        return await auth.start_session(user, client=client)
+        return await auth.start_session(user, client=client, auth_method=PASSKEY)
 
     # --- challenges -----------------------------------------------------------
 

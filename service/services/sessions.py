@@ -14,7 +14,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import NotFoundError
-from service.models import AuthSession, RevokedToken, User, utcnow
+from service.models import (
+    NO_SESSION,
+    AuthSession,
+    RevokedToken,
+    SessionRecord,
+    User,
+    utcnow,
+)
+from service.models.session import PASSWORD
 
 # What str(uuid.uuid4()) gives, and any shorter run of its characters.
 SESSION_ID = re.compile(r"[0-9A-Za-z-]{1,36}")
@@ -25,14 +33,25 @@ class SessionService:
         self.session = session
 
     def start(
-        self, user: User, *, user_agent: str | None, ip: str | None
+        self,
+        user: User,
+        *,
+        user_agent: str | None,
+        ip: str | None,
+        fresh_for: int,
+        auth_method: str = PASSWORD,
     ) -> AuthSession:
-        """Adds the session row; the caller commits."""
+        """Adds the session row, fresh for `fresh_for` seconds; the caller commits."""
+        now = utcnow()
         auth_session = AuthSession(
             id=str(uuid.uuid4()),
             user_id=user.id,
             user_agent=(user_agent or None) and user_agent[:255],
             ip=ip[:45] if ip else None,
+            created_at=now,
+            last_used_at=now,
+            fresh_until=now + timedelta(seconds=fresh_for),
+            auth_method=auth_method,
         )
         self.session.add(auth_session)
         return auth_session
@@ -50,6 +69,35 @@ class SessionService:
                 .order_by(AuthSession.last_used_at.desc(), AuthSession.id)
             )
         ).all()
+
+    async def record(self, session_id: str | None, *, user_id: int) -> SessionRecord:
+        """A live session's freshness and login method; NO_SESSION for none."""
+        if session_id is None:
+            return NO_SESSION
+        row = (
+            await self.session.execute(
+                select(AuthSession.fresh_until, AuthSession.auth_method).where(
+                    AuthSession.id == session_id,
+                    AuthSession.user_id == user_id,
+                    AuthSession.revoked_at.is_(None),
+                )
+            )
+        ).first()
+        if row is None:
+            return NO_SESSION
+        return SessionRecord(fresh_until=row.fresh_until, auth_method=row.auth_method)
+
+    async def refresh_freshness(
+        self, session_id: str, *, user_id: int, fresh_for: int
+    ) -> bool:
+        """Commits; the live session counts as freshly authenticated again."""
+        result = await self.session.execute(
+            _live_session(session_id, AuthSession.user_id == user_id).values(
+                fresh_until=utcnow() + timedelta(seconds=fresh_for)
+            )
+        )
+        await self.session.commit()
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def revoke(self, session_id: str, *, user_id: int) -> None:
         """Commits; 404 for a session that is not a live one of the user.

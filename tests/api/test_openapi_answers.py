@@ -101,6 +101,9 @@ async def test_every_operation_answers_its_documented_success(
     await call("DELETE", f"/api/v1/auth/sessions/{other['id']}", 204, headers=me)
     await login_tokens(session, settings, account)
     await call("DELETE", "/api/v1/auth/sessions", 204, headers=me)
+    await call(
+        "POST", "/api/v1/auth/fresh", 204, headers=me, json={"password": PASSWORD}
+    )
 
     # Passkeys: one registered, listed, renamed, signed in with, deleted.
     authenticator = Authenticator()

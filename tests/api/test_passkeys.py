@@ -4,17 +4,20 @@ registration, the list, rename and delete, and sign-in with a passkey alone."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
+import jwt
 import pytest
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.models import Passkey, User
+from service.config import Settings
+from service.models import AuthSession, Passkey, User, utcnow
 from service.services.passkeys import CHALLENGE_SECONDS
 from tests.authenticator import Authenticator, b64url, unb64url
-from tests.factories import login_headers, make_user
+from tests.factories import flask_headers_for, login_headers, make_user
 from tests.support import API, ME, MISSING, bearer, cases
 
 PASSKEYS = f"{API}/auth/passkeys"
@@ -22,6 +25,7 @@ OPTIONS = f"{PASSKEYS}/options"
 LOGIN_OPTIONS = f"{PASSKEYS}/login/options"
 PASSKEY_LOGIN = f"{PASSKEYS}/login"
 INVALID = {"error": "Invalid passkey"}
+FRESH_REQUIRED = {"msg": "Fresh token required", "error": "Fresh token required"}
 
 
 async def creation_options(client: Client, headers: dict[str, str]) -> Any:
@@ -311,6 +315,66 @@ async def test_passkey_routes_need_a_token(client: Client) -> None:
     ):
         response = await client.open(url, method=method, json={})
         assert response.status_code == 401, (method, url)
+
+
+# --- fresh sessions ------------------------------------------------------------------
+
+
+async def stale(session: AsyncSession, headers: dict[str, str]) -> dict[str, str]:
+    """The same headers, their session no longer fresh."""
+    await session.execute(
+        update(AuthSession).values(fresh_until=utcnow() - timedelta(seconds=1))
+    )
+    await session.commit()
+    return headers
+
+
+async def test_adding_a_passkey_needs_a_fresh_session(
+    client: Client, session: AsyncSession, user_headers: dict[str, str]
+) -> None:
+    response = await client.post(OPTIONS, headers=await stale(session, user_headers))
+
+    assert (response.status_code, await response.get_json()) == (401, FRESH_REQUIRED)
+
+
+async def test_deleting_a_passkey_needs_a_fresh_session(
+    client: Client,
+    session: AsyncSession,
+    user_headers: dict[str, str],
+    registered: Any,
+) -> None:
+    response = await client.delete(
+        f"{PASSKEYS}/{registered['id']}", headers=await stale(session, user_headers)
+    )
+
+    assert (response.status_code, await response.get_json()) == (401, FRESH_REQUIRED)
+    assert await session.scalar(select(Passkey.id)) == registered["id"]
+
+
+async def test_a_flask_era_token_adds_no_passkey(
+    client: Client, settings: Settings, user: User
+) -> None:
+    response = await client.post(OPTIONS, headers=flask_headers_for(settings, user))
+
+    assert (response.status_code, await response.get_json()) == (401, FRESH_REQUIRED)
+
+
+async def test_a_passkey_login_is_a_fresh_passkey_session(
+    client: Client,
+    session: AsyncSession,
+    registered: Any,
+    authenticator: Authenticator,
+) -> None:
+    signed = authenticator.get(await request_options(client))
+    tokens = await (await passkey_login(client, signed)).get_json()
+    sid = jwt.decode(tokens["access_token"], options={"verify_signature": False})["sid"]
+
+    row = await session.get_one(AuthSession, sid)
+    # Fresh: it may add the next passkey at once.
+    options = await client.post(OPTIONS, headers=bearer(tokens["access_token"]))
+
+    assert row.auth_method == "passkey"
+    assert options.status_code == 200
 
 
 # --- rename and delete -------------------------------------------------------------

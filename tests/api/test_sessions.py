@@ -259,7 +259,15 @@ async def minted_session(
     """A session row and its tokens, as login makes them, without a hash check."""
     sid = str(uuid.uuid4())
     refresh_jti = str(uuid.uuid4())
-    session.add(AuthSession(id=sid, user_id=user.id, refresh_jti=refresh_jti))
+    session.add(
+        AuthSession(
+            id=sid,
+            user_id=user.id,
+            refresh_jti=refresh_jti,
+            fresh_until=utcnow() + timedelta(minutes=10),
+            auth_method="password",
+        )
+    )
     await session.commit()
     access = mint(settings, user, claims={"is_admin": user.is_admin, "sid": sid})
     refresh = mint(

@@ -29,6 +29,8 @@ SPECIAL: dict[str, tuple[str, Any]] = {
     "jwt_secret_key": (" kept as is ", " kept as is "),
     "cors_origins": ("https://a.example", ("https://a.example",)),
     "mail_backend": ("LOG", "log"),
+    "smtp_url": ("smtps://mail.example", "smtps://mail.example"),
+    "smtp_ca_file": (__file__, __file__),
     "database_replica_urls": (
         "postgres://r1/x, postgresql://r2/x",
         ("postgresql+asyncpg://r1/x", "postgresql+asyncpg://r2/x"),

@@ -56,6 +56,7 @@ ADMIN_ID = 2_000_000_017
 
 PUBLIC = PUBLIC_OPERATIONS
 PROTECTED = [
+    "POST /api/v1/auth/fresh",
     "POST /api/v1/auth/logout",
     "POST /api/v1/auth/password",
     "POST /api/v1/auth/refresh",
