@@ -10,11 +10,12 @@ from service.db.request import request_reads, request_session
 from service.mail import Mailer, Outbox
 from service.security.client_address import client_address
 from service.services.auth import AuthService, Client
+from service.services.passkeys import PasskeyService, RelyingParty
 from service.services.posts import PostService
 from service.services.sessions import SessionService
 from service.services.users import UserService
 from service.telemetry.tally import Tally
-from service.throttle.lifecycle import app_throttle
+from service.throttle.lifecycle import app_challenges, app_throttle
 
 SETTINGS_KEY = "settings"
 OUTBOX_KEY = "outbox"
@@ -73,6 +74,14 @@ def session_service(*, readonly: bool = False) -> SessionService:
 def auth_service() -> AuthService:
     return AuthService(
         request_session(), hasher(), settings(), app_throttle(current_app)
+    )
+
+
+def passkey_service() -> PasskeyService:
+    return PasskeyService(
+        request_session(),
+        RelyingParty.from_settings(settings()),
+        app_challenges(current_app),
     )
 
 

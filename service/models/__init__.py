@@ -2,6 +2,7 @@
 
 from service.models.base import Base, SoftDeleteMixin, TimestampMixin, utcnow
 from service.models.counts import PostCount, RowCount
+from service.models.passkey import Passkey
 from service.models.post import Post
 from service.models.session import (
     NO_SESSION,
@@ -18,6 +19,7 @@ __all__ = [
     "USER_COLUMNS",
     "AuthSession",
     "Base",
+    "Passkey",
     "Post",
     "PostCount",
     "RevokedToken",
