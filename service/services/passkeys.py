@@ -57,7 +57,13 @@ from service.config import Settings
 from service.errors import AuthError, BadRequestError, ConflictError, NotFoundError
 from service.models import Passkey, User, UserRecord, utcnow
 from service.models.session import PASSKEY
-from service.services.auth import DEACTIVATED, AuthService, Client, TokenPair
+from service.services.auth import (
+    DEACTIVATED,
+    AuthService,
+    CheckedAccount,
+    Client,
+    TokenPair,
+)
 from service.services.sessions import SESSION_ID
 from service.throttle.challenges import ChallengeStore
 
@@ -313,7 +319,13 @@ class PasskeyService:
             raise AuthError(INVALID_PASSKEY) from None
         if not user.is_active:
             raise AuthError(DEACTIVATED)
-        return await auth.start_session(user, client=client, auth_method=PASSKEY)
+        try:
+            return await auth.open_session(
+                CheckedAccount.of(user), client=client, auth_method=PASSKEY
+            )
+        except AuthError:
+            # The account changed (deactivated, deleted) since it was read.
+            raise AuthError(INVALID_PASSKEY) from None
 
     # --- challenges -----------------------------------------------------------
 
