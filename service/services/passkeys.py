@@ -319,11 +319,13 @@ class PasskeyService:
             raise AuthError(INVALID_PASSKEY) from None
         if not user.is_active:
             raise AuthError(DEACTIVATED)
-        # The session opens only while the account is still as read here
-        # (active, not deleted, the same password hash): AuthService.open_session.
-        return await auth.open_session(
-            CheckedAccount.of(user), client=client, auth_method=PASSKEY
-        )
+        try:
+            return await auth.open_session(
+                CheckedAccount.of(user), client=client, auth_method=PASSKEY
+            )
+        except AuthError:
+            # The account changed (deactivated, deleted) since it was read.
+            raise AuthError(INVALID_PASSKEY) from None
 
     # --- challenges -----------------------------------------------------------
 
