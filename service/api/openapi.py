@@ -73,6 +73,11 @@ TAGS: list[Tag | dict[str, Any]] = [
         description="Each login is a session: list your live ones, end any of them.",
     ),
     Tag(
+        name="passkeys",
+        description="Passkeys (WebAuthn): register them, list, rename and delete "
+        "them; sign in with one alone, or as the second factor after a password.",
+    ),
+    Tag(
         name="users",
         description="Register, read and change accounts; admins deactivate, "
         "delete and restore them.",
