@@ -398,8 +398,9 @@ PUBLIC_OPERATIONS = [
 
 
 # What production needs beyond the Flask deployment's variables (docs/MIGRATING.md):
-# the Flask service had no reset mail.
+# the Flask service had no reset mail and no second factors.
 RESET_MAIL = {
+    "MFA_ENCRYPTION_KEY": "production-mfa-encryption-key-0123456789-abc",
     "MAIL_BACKEND": "log",
     "PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
 }

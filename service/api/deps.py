@@ -12,6 +12,7 @@ from service.config import Settings
 from service.db.request import request_reads, request_session
 from service.mail import Mailer, Outbox
 from service.services.auth import AuthService, Client
+from service.services.factors import FactorService
 from service.services.posts import PostService
 from service.services.sessions import SessionService
 from service.services.users import UserService
@@ -76,6 +77,10 @@ def auth_service() -> AuthService:
     return AuthService(
         request_session(), hasher(), settings(), app_throttle(current_app)
     )
+
+
+def factor_service() -> FactorService:
+    return FactorService(request_session(), settings())
 
 
 def client() -> Client:

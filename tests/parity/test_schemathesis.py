@@ -56,7 +56,12 @@ ADMIN_ID = 2_000_000_017
 
 PUBLIC = PUBLIC_OPERATIONS
 PROTECTED = [
+    "GET /api/v1/auth/account",
     "POST /api/v1/auth/fresh",
+    "POST /api/v1/auth/recovery-codes",
+    "DELETE /api/v1/auth/totp",
+    "POST /api/v1/auth/totp",
+    "POST /api/v1/auth/totp/confirm",
     "POST /api/v1/auth/logout",
     "POST /api/v1/auth/password",
     "POST /api/v1/auth/refresh",
@@ -145,7 +150,7 @@ async def accounts(engine: AsyncEngine, settings: Settings) -> AsyncIterator[Acc
 
 # Business rules the document cannot express: a well-formed body can still be
 # refused with 400 (an invalid or used reset token, a wrong current password, an
-# address already registered). 400 joins the statuses accepted for valid input
+# address already registered, a wrong TOTP code). 400 joins the statuses accepted for valid input
 # there (with 422 for a malformed bearer header, below); a 5xx still fails.
 BUSINESS_RULE_400 = ["2xx", "400", "401", "403", "404", "409", "422", "429"]
 CONFIG: dict[str, object] = {
@@ -177,6 +182,7 @@ CONFIG: dict[str, object] = {
             "include-name": [
                 "POST /api/v1/auth/password/reset",
                 "POST /api/v1/auth/password",
+                "POST /api/v1/auth/totp/confirm",
                 "POST /api/v1/users",
             ],
             "checks": {
