@@ -150,8 +150,9 @@ async def accounts(engine: AsyncEngine, settings: Settings) -> AsyncIterator[Acc
 
 # Business rules the document cannot express: a well-formed body can still be
 # refused with 400 (an invalid or used reset token, a wrong current password, an
-# address already registered, a wrong TOTP code). 400 joins the statuses accepted for valid input
-# there (with 422 for a malformed bearer header, below); a 5xx still fails.
+# address already registered, a wrong TOTP code). 400 joins the statuses accepted
+# for valid input there (with 422 for a malformed bearer header, below); a 5xx
+# still fails.
 BUSINESS_RULE_400 = ["2xx", "400", "401", "403", "404", "409", "422", "429"]
 CONFIG: dict[str, object] = {
     # PostgreSQL cannot store NUL in text, so every text field refuses it with a
