@@ -41,6 +41,9 @@ DEV_PASSWORD_RESET_URL = "http://127.0.0.1:8000/reset-password?token={token}"
 MAIL_BACKENDS = ("smtp", "log")
 SMTP_PORTS = {"smtp": 25, "smtps": 465}
 STARTTLS_CHOICES = {"": True, "on": True, "off": False}
+# The relying party a development machine's browser reaches (`make run`'s address).
+DEV_WEBAUTHN_RP_ID = "localhost"
+DEV_WEBAUTHN_ORIGINS = ("http://localhost:8000",)
 
 
 class ConfigError(RuntimeError):
@@ -203,6 +206,51 @@ def sqlalchemy_urls(key: str, raw: str) -> tuple[str, ...]:
     return tuple(map(normalize_database_url, items(key, raw)))
 
 
+def origin_host(origin: str) -> str | None:
+    """The host of an origin (`scheme://host[:port]`, nothing after), else None."""
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    if parts.path or parts.query or parts.fragment or parts.username:
+        return None
+    try:
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError:
+        return None
+    return parts.hostname
+
+
+def is_localhost_origin(origin: str) -> bool:
+    host = origin_host(origin) or ""
+    return host == "localhost" or host.endswith(".localhost")
+
+
+def validate_webauthn(rp_id: str, origins: tuple[str, ...]) -> None:
+    """Each origin must be the relying party's domain or under it, as browsers
+    require of the RP ID they are given; plain http only for localhost."""
+    if not rp_id or "/" in rp_id or ":" in rp_id:
+        raise ConfigError(f"WEBAUTHN_RP_ID must be a domain name, not {rp_id!r}")
+    if not origins:
+        raise ConfigError("WEBAUTHN_ORIGINS must list at least one origin")
+    for origin in origins:
+        host = origin_host(origin)
+        if host is None:
+            raise ConfigError(
+                f"WEBAUTHN_ORIGINS: {origin!r} is not an origin "
+                "(scheme://host[:port], nothing after)"
+            )
+        if host != rp_id and not host.endswith(f".{rp_id}"):
+            raise ConfigError(
+                f"WEBAUTHN_ORIGINS: {origin!r} is not on WEBAUTHN_RP_ID {rp_id!r} "
+                "or a subdomain of it"
+            )
+        if origin.startswith("http://") and not is_localhost_origin(origin):
+            raise ConfigError(
+                f"WEBAUTHN_ORIGINS: {origin!r} must be https:// (browsers offer "
+                "passkeys over plain http only to localhost)"
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     env: Environment = field(default="development", metadata=var("APP_ENV", lowercase))
@@ -357,6 +405,17 @@ class Settings:
     db_replica_status_ttl: float = field(
         default=0.005, metadata=var("DB_REPLICA_STATUS_TTL", decimal)
     )
+    # Passkeys (services/passkeys.py): the relying party's domain, its name as
+    # authenticators show it, and the origins its pages are served from.
+    webauthn_rp_id: str = field(
+        default=DEV_WEBAUTHN_RP_ID, metadata=var("WEBAUTHN_RP_ID", lowercase)
+    )
+    webauthn_rp_name: str = field(
+        default="service", metadata=var("WEBAUTHN_RP_NAME", text)
+    )
+    webauthn_origins: tuple[str, ...] = field(
+        default=DEV_WEBAUTHN_ORIGINS, metadata=var("WEBAUTHN_ORIGINS", items)
+    )
     # OpenTelemetry traces (telemetry/tracing.py): on when the endpoint is set;
     # the exporter reads the other OTEL_EXPORTER_OTLP_* variables itself.
     otel_exporter_otlp_endpoint: str | None = field(
@@ -436,6 +495,7 @@ class Settings:
         for url in self.database_replica_urls:
             if not url.startswith("postgresql+asyncpg://"):
                 raise ConfigError("DATABASE_REPLICA_URL lists postgresql:// URLs")
+        validate_webauthn(self.webauthn_rp_id, self.webauthn_origins)
         if self.env != "production":
             return
         for name, value in (
@@ -471,6 +531,15 @@ class Settings:
             raise ConfigError(
                 "PASSWORD_RESET_URL is the development default; set your reset "
                 "page's address, with {token} where the token goes"
+            )
+
+        # Unset, they are a developer's browser on `make run`: a deployment names
+        # its own (localhost too, for a stack on one machine, if it says so).
+        if self.webauthn_origins == DEV_WEBAUTHN_ORIGINS:
+            raise ConfigError(
+                "WEBAUTHN_ORIGINS is the development default (http://localhost:8000); "
+                "set the origins of the pages that use passkeys, and WEBAUTHN_RP_ID "
+                "to their domain"
             )
 
     @property

@@ -13,11 +13,12 @@ from service.db.request import request_reads, request_session
 from service.mail import Mailer, Outbox
 from service.services.auth import AuthService, Client
 from service.services.factors import FactorService
+from service.services.passkeys import PasskeyService, RelyingParty
 from service.services.posts import PostService
 from service.services.sessions import SessionService
 from service.services.users import UserService
 from service.telemetry.tally import Tally
-from service.throttle.lifecycle import app_throttle
+from service.throttle.lifecycle import app_challenges, app_throttle
 
 SETTINGS_KEY = "settings"
 OUTBOX_KEY = "outbox"
@@ -81,6 +82,14 @@ def auth_service() -> AuthService:
 
 def factor_service() -> FactorService:
     return FactorService(request_session(), settings())
+
+
+def passkey_service() -> PasskeyService:
+    return PasskeyService(
+        request_session(),
+        RelyingParty.from_settings(settings()),
+        app_challenges(current_app),
+    )
 
 
 def client() -> Client:

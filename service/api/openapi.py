@@ -79,6 +79,11 @@ TAGS: list[Tag | dict[str, Any]] = [
         "account's security state. Changes need a fresh session (POST /auth/fresh).",
     ),
     Tag(
+        name="passkeys",
+        description="Passkeys (WebAuthn): register them, list, rename and delete "
+        "them; sign in with one alone, or as the second factor after a password.",
+    ),
+    Tag(
         name="users",
         description="Register, read and change accounts; admins deactivate, "
         "delete and restore them.",

@@ -3,6 +3,7 @@
 from service.models.base import Base, SoftDeleteMixin, TimestampMixin, utcnow
 from service.models.counts import PostCount, RowCount
 from service.models.factors import MfaToken, RecoveryCode, TotpFactor
+from service.models.passkey import Passkey
 from service.models.post import Post
 from service.models.session import (
     NO_SESSION,
@@ -20,6 +21,7 @@ __all__ = [
     "AuthSession",
     "Base",
     "MfaToken",
+    "Passkey",
     "Post",
     "PostCount",
     "RecoveryCode",

@@ -57,6 +57,25 @@ class AccessToken:
     token_type: str = "bearer"
 
 
+@dataclass(frozen=True, slots=True)
+class CheckedAccount:
+    """An account as a credential check saw it, the only thing a session opens on.
+
+    A password check returns it; any other way in (a second factor, a passkey)
+    passes on the one its first step saw. `open_session` opens a session only
+    while the account's row still holds this very hash and is active and not
+    deleted, so a change, reset, deactivation or delete during the check wins.
+    """
+
+    user_id: int
+    password_hash: str
+    is_admin: bool
+
+    @classmethod
+    def of(cls, user: User) -> CheckedAccount:
+        return cls(user.id, user.password_hash, user.is_admin)
+
+
 class AuthService:
     def __init__(
         self,
@@ -110,24 +129,38 @@ class AuthService:
                 # The password changed while this one was checked: it is no
                 # longer the account's, and must not open a session.
                 raise AuthError(INVALID_CREDENTIALS)
-        return await self.start_session(user, client=client)
+        return await self.open_session(CheckedAccount.of(user), client=client)
 
-    async def start_session(
-        self, user: User, *, client: Client, auth_method: str = PASSWORD
+    async def open_session(
+        self, checked: CheckedAccount, *, client: Client, auth_method: str = PASSWORD
     ) -> TokenPair:
-        """Commits a new, fresh session for a user whose credentials were checked."""
-        auth_session = self.sessions.start(
-            user,
+        """Commits a new session, only if the account is still as `checked` saw it.
+
+        Otherwise nothing is written and the answer is a wrong login: the
+        password that was checked is no longer the account's (or the account
+        was deactivated or deleted meanwhile). The session is fresh for
+        FRESH_SESSION_SECONDS and records `auth_method`.
+        """
+        session_id = await self.sessions.open(
+            user_id=checked.user_id,
+            password_hash=checked.password_hash,
             user_agent=client.user_agent,
             ip=client.ip,
             fresh_for=self.settings.fresh_session_seconds,
             auth_method=auth_method,
         )
-        refresh_token, auth_session.refresh_jti = self._refresh_token(
-            user.id, auth_session.id
-        )
+        if session_id is None:
+            await self.session.rollback()
+            security_event(
+                "login_failed",
+                client,
+                user_id=checked.user_id,
+                reason="account_changed",
+            )
+            raise AuthError(INVALID_CREDENTIALS)
         await self.session.commit()
-        access_token = self.access_token_for(user, auth_session.id)
+        refresh_token, _ = self._refresh_token(checked.user_id, session_id)
+        access_token = self._access_token(checked.user_id, checked.is_admin, session_id)
         return TokenPair(access_token, refresh_token)
 
     async def make_fresh(
@@ -239,10 +272,14 @@ class AuthService:
             ):
                 # A concurrent logout of the same session won the race.
                 raise AuthError(REVOKED, legacy_msg=True)
-        elif identity.jti is not None:
-            await self.sessions.revoke_token(
-                identity.jti, expires_at=int(identity.claims["exp"])
-            )
+        else:
+            # Flask-era: this token's jti, and through the user's cut-off the
+            # refresh token of the same login (every Flask-era token until now).
+            if identity.jti is not None:
+                await self.sessions.revoke_token(
+                    identity.jti, expires_at=int(identity.claims["exp"])
+                )
+            await self.sessions.end_legacy_tokens(identity.user_id)
             await self.session.commit()
 
     async def change_password(
@@ -329,11 +366,16 @@ class AuthService:
         await self.session.commit()
 
     def access_token_for(self, user: User | UserRecord, session_id: str | None) -> str:
-        claims: dict[str, object] = {"is_admin": user.is_admin}
+        return self._access_token(user.id, user.is_admin, session_id)
+
+    def _access_token(
+        self, user_id: int, is_admin: bool, session_id: str | None
+    ) -> str:
+        claims: dict[str, object] = {"is_admin": is_admin}
         if session_id is not None:
             claims["sid"] = session_id
         return create_token(
-            user_id=user.id,
+            user_id=user_id,
             token_type="access",
             key=self.settings.jwt_secret_key,
             expires_in=self.settings.access_token_expires,

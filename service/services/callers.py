@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import bindparam, exists, or_, select, update
 
 from service.config import Settings
 from service.db.statements import HotConnection, HotQuery
@@ -95,7 +95,9 @@ async def token_holder(
     row = await SESSIONLESS_USER.fetch_row(
         connection, user_id=identity.user_id, jti=identity.jti
     )
-    if row is None or _before_cutoff(identity, row["tokens_valid_after"]):
+    if row is None or _before_cutoff(
+        identity, row["tokens_valid_after"], row["legacy_tokens_valid_after"]
+    ):
         return None
     return UserRecord.from_row(row), NO_SESSION
 
@@ -112,17 +114,24 @@ async def _touch(
         await TOUCH_SESSION.execute(connection, session_id=session_id, now=now)
 
 
-def _before_cutoff(identity: Identity, cutoff: datetime | None) -> bool:
-    """A session-less (Flask-era) token issued before the user's last revoke-all."""
+def _before_cutoff(
+    identity: Identity, cutoff: datetime | None, legacy_cutoff: datetime | None
+) -> bool:
+    """A session-less (Flask-era) token issued before the user's last revoke-all,
+    or at or before a logout (or an end of other sessions) of a Flask-era login."""
+    issued_at = identity.issued_at
     return (
-        cutoff is not None
-        and identity.issued_at < cutoff.replace(tzinfo=UTC).timestamp()
+        cutoff is not None and issued_at < cutoff.replace(tzinfo=UTC).timestamp()
+    ) or (
+        legacy_cutoff is not None
+        and issued_at <= legacy_cutoff.replace(tzinfo=UTC).timestamp()
     )
 
 
 # The hot statements, planned once; each selects USER_COLUMNS, the fields of
-# UserRecord. A revoked session, a deleted or a deactivated user all make the
-# row disappear.
+# UserRecord. A revoked session, a session that started before the user's
+# cut-off (a password change, reset, deactivation or delete that a login in
+# flight raced), a deleted or a deactivated user all make the row disappear.
 SESSION_USER = HotQuery(
     select(
         *USER_COLUMNS,
@@ -135,11 +144,17 @@ SESSION_USER = HotQuery(
         User.id == bindparam("user_id"),
         AuthSession.id == bindparam("session_id"),
         AuthSession.revoked_at.is_(None),
+        or_(
+            User.tokens_valid_after.is_(None),
+            AuthSession.created_at >= User.tokens_valid_after,
+        ),
         LIVE,
     )
 )
 SESSIONLESS_USER = HotQuery(
-    select(*USER_COLUMNS, User.tokens_valid_after).where(
+    select(
+        *USER_COLUMNS, User.tokens_valid_after, User.legacy_tokens_valid_after
+    ).where(
         User.id == bindparam("user_id"),
         LIVE,
         ~exists().where(RevokedToken.jti == bindparam("jti")),

@@ -29,8 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
 from service.errors import BadRequestError, ConflictError, NotFoundError
-from service.models import RecoveryCode, TotpFactor, User, utcnow
-from service.models.session import RECOVERY_CODE, TOTP
+from service.models import Passkey, RecoveryCode, TotpFactor, User, utcnow
+from service.models.session import PASSKEY, RECOVERY_CODE, TOTP
 from service.security.totp import (
     SecretBox,
     matching_step,
@@ -83,12 +83,17 @@ class FactorService:
                 select(
                     exists().where(_confirmed(user_id)).label("totp"),
                     exists().where(_unused_codes(user_id)).label("codes"),
+                    exists().where(Passkey.user_id == user_id).label("passkey"),
                 )
             )
         ).one()
+        if not (row.totp or row.passkey):
+            return []
         methods = [TOTP] if row.totp else []
-        if methods and row.codes:
+        if row.codes:
             methods.append(RECOVERY_CODE)
+        if row.passkey:
+            methods.append(PASSKEY)
         return methods
 
     async def account(self, user: User) -> dict[str, object]:
@@ -96,11 +101,14 @@ class FactorService:
         left = await self.session.scalar(
             select(func.count()).select_from(RecoveryCode).where(_unused_codes(user.id))
         )
+        passkeys = await self.session.scalar(
+            select(func.count()).select_from(Passkey).where(Passkey.user_id == user.id)
+        )
         return {
             "email": user.email,
             "email_verified": False,
             "totp": bool(totp_on),
-            "passkeys": 0,
+            "passkeys": int(passkeys or 0),
             "recovery_codes_left": int(left or 0),
         }
 

@@ -446,6 +446,7 @@ async def test_every_operation_has_one_declared_tag(document: dict[str, Any]) ->
         "authentication",
         "sessions",
         "second factors",
+        "passkeys",
         "users",
         "posts",
         "operations",
