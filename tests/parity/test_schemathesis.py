@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service import create_app
 from service.config import Settings
-from service.models import AuthSession, Post, RevokedToken, User
+from service.models import AuthSession, Passkey, Post, RevokedToken, User
 from tests.factories import flask_token_for, make_user
 from tests.support import PUBLIC_OPERATIONS, REFRESH, bearer
 
@@ -63,6 +63,11 @@ PROTECTED = [
     "POST /api/v1/auth/totp",
     "POST /api/v1/auth/totp/confirm",
     "POST /api/v1/auth/logout",
+    "GET /api/v1/auth/passkeys",
+    "POST /api/v1/auth/passkeys",
+    "POST /api/v1/auth/passkeys/options",
+    "DELETE /api/v1/auth/passkeys/{passkey_id}",
+    "PATCH /api/v1/auth/passkeys/{passkey_id}",
     "POST /api/v1/auth/password",
     "POST /api/v1/auth/refresh",
     "DELETE /api/v1/auth/sessions",
@@ -125,6 +130,7 @@ async def remove_rows_since(session: AsyncSession, mark: HighWater) -> None:
         delete(Post).where((Post.id > mark.post_id) | Post.author_id.in_(new_users))
     )
     await session.execute(delete(AuthSession).where(AuthSession.user_id.in_(new_users)))
+    await session.execute(delete(Passkey).where(Passkey.user_id.in_(new_users)))
     await session.execute(
         delete(RevokedToken).where(RevokedToken.jti.not_in(mark.jtis))
     )
@@ -185,6 +191,8 @@ CONFIG: dict[str, object] = {
                 "POST /api/v1/auth/password",
                 "POST /api/v1/auth/totp/confirm",
                 "POST /api/v1/users",
+                # An attestation that answers no challenge of ours: Invalid passkey.
+                "POST /api/v1/auth/passkeys",
             ],
             "checks": {
                 "positive_data_acceptance": {"expected-statuses": BUSINESS_RULE_400}
