@@ -78,6 +78,17 @@ def test_dockerfile_builds_in_one_stage_and_runs_from_the_same_slim_python() -> 
     assert build.image == runtime.image
 
 
+def test_the_image_serves_on_the_python_the_suite_runs_on() -> None:
+    """The Dockerfile's Python is .python-version's, the one .venv and CI use."""
+    runtime = dockerfile_stages()[-1]
+    version = re.fullmatch(r"python:(\d+\.\d+)[.-].*", runtime.image)
+    pinned = (ROOT / ".python-version").read_text().strip()
+
+    assert version is not None, runtime.image
+    assert version[1] == pinned
+    assert pinned == "3.13"
+
+
 def test_runtime_stage_copies_the_venv_and_only_the_runtime_files() -> None:
     stages = dockerfile_stages()
     runtime = stages[-1]
