@@ -852,6 +852,7 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "SECRET_KEY": BENCH_SECRET,
         "JWT_SECRET_KEY": BENCH_SECRET[::-1],
+        "MFA_ENCRYPTION_KEY": BENCH_SECRET.upper(),
         # Production's mail choice; no reset mail is sent while measuring.
         "MAIL_BACKEND": "log",
         "PASSWORD_RESET_URL": "https://bench.invalid/reset-password?token={token}",

@@ -34,6 +34,9 @@ PLACEHOLDER_SECRETS = frozenset(
 )
 DEV_SECRET_KEY = "development-secret-key-not-for-production"
 DEV_JWT_SECRET_KEY = "development-jwt-secret-key-not-for-production"
+# Outside production, TOTP secrets are sealed under this when MFA_ENCRYPTION_KEY
+# is unset; production refuses to start without a real key.
+DEV_MFA_ENCRYPTION_KEY = "development-mfa-encryption-key-not-for-production"
 DEV_PASSWORD_RESET_URL = "http://127.0.0.1:8000/reset-password?token={token}"
 MAIL_BACKENDS = ("smtp", "log")
 SMTP_PORTS = {"smtp": 25, "smtps": 465}
@@ -261,6 +264,14 @@ class Settings:
     jwt_secret_key: str = field(
         default=DEV_JWT_SECRET_KEY, metadata=var("JWT_SECRET_KEY", text, exact=True)
     )
+    # Older keys while they are rotated out (comma-separated, as Flask 3.1's
+    # SECRET_KEY_FALLBACKS): they verify, never sign (docs/deployment.md).
+    secret_key_fallbacks: tuple[str, ...] = field(
+        default=(), metadata=var("SECRET_KEY_FALLBACKS", items)
+    )
+    jwt_secret_key_fallbacks: tuple[str, ...] = field(
+        default=(), metadata=var("JWT_SECRET_KEY_FALLBACKS", items)
+    )
     access_token_expires: int = field(
         default=15 * 60, metadata=var("JWT_ACCESS_TOKEN_EXPIRES", integer)
     )
@@ -325,6 +336,16 @@ class Settings:
     fresh_session_seconds: int = field(
         default=600, metadata=var("FRESH_SESSION_SECONDS", integer)
     )
+    # Second factors: the key TOTP secrets are sealed under (and older ones that
+    # still open them while they are rotated out); the issuer authenticator apps
+    # show; who needs a second factor (off, admins, all).
+    mfa_encryption_key: str | None = field(
+        default=None, metadata=var("MFA_ENCRYPTION_KEY", text)
+    )
+    mfa_encryption_key_fallbacks: tuple[str, ...] = field(
+        default=(), metadata=var("MFA_ENCRYPTION_KEY_FALLBACKS", items)
+    )
+    mfa_issuer: str = field(default="service", metadata=var("MFA_ISSUER", text))
     # Login throttling: failures per account and per client IP within the window.
     redis_url: str | None = field(default=None, metadata=var("REDIS_URL", text))
     redis_key_prefix: str = field(default="", metadata=var("REDIS_KEY_PREFIX", text))
@@ -448,6 +469,15 @@ class Settings:
                 raise ConfigError(
                     f"TRUSTED_PROXIES: {proxy!r} is not an IP or network"
                 ) from None
+        for name, key in (
+            ("MFA_ENCRYPTION_KEY", self.mfa_encryption_key),
+            *(
+                ("MFA_ENCRYPTION_KEY_FALLBACKS", k)
+                for k in self.mfa_encryption_key_fallbacks
+            ),
+        ):
+            if key is not None and len(key) < 32:
+                raise ConfigError(f"{name}: each key must be at least 32 characters")
         if self.fresh_session_seconds < 1:
             raise ConfigError("FRESH_SESSION_SECONDS must be at least 1")
         if self.log_format not in ("json", "text"):
@@ -479,6 +509,11 @@ class Settings:
         for name, value in (
             ("SECRET_KEY", self.secret_key),
             ("JWT_SECRET_KEY", self.jwt_secret_key),
+            *(("SECRET_KEY_FALLBACKS", key) for key in self.secret_key_fallbacks),
+            *(
+                ("JWT_SECRET_KEY_FALLBACKS", key)
+                for key in self.jwt_secret_key_fallbacks
+            ),
         ):
             if value.strip().lower() in PLACEHOLDER_SECRETS:
                 raise ConfigError(
@@ -486,6 +521,15 @@ class Settings:
                 )
             if len(value) < 32:
                 raise ConfigError(f"{name} must be at least 32 characters long")
+        if (
+            self.mfa_encryption_key is None
+            or self.mfa_encryption_key.strip().lower() in PLACEHOLDER_SECRETS
+            or self.mfa_encryption_key == DEV_MFA_ENCRYPTION_KEY
+        ):
+            raise ConfigError(
+                "MFA_ENCRYPTION_KEY is required in production (at least 32 "
+                "characters): TOTP secrets are encrypted under it"
+            )
         if not self.revocation_check:
             raise ConfigError(
                 "REVOCATION_CHECK=false is refused in production: tokens of "
@@ -510,6 +554,12 @@ class Settings:
                 "set the origins of the pages that use passkeys, and WEBAUTHN_RP_ID "
                 "to their domain"
             )
+
+    @property
+    def mfa_keys(self) -> tuple[str, tuple[str, ...]]:
+        """The key TOTP secrets are sealed under, and the fallbacks that open them."""
+        key = self.mfa_encryption_key or DEV_MFA_ENCRYPTION_KEY
+        return key, self.mfa_encryption_key_fallbacks
 
     @property
     def mails_to_log(self) -> bool:

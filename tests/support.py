@@ -400,8 +400,9 @@ PUBLIC_OPERATIONS = [
 
 
 # What production needs beyond the Flask deployment's variables (docs/MIGRATING.md):
-# the Flask service had no reset mail, nor passkeys.
+# the Flask service had no reset mail, second factors nor passkeys.
 RESET_MAIL = {
+    "MFA_ENCRYPTION_KEY": "production-mfa-encryption-key-0123456789-abc",
     "MAIL_BACKEND": "log",
     "PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
     "WEBAUTHN_RP_ID": "app.example.com",

@@ -170,11 +170,15 @@ async def revoke_other_sessions() -> None:
 async def make_fresh(data: Reauthentication) -> None:
     """Authenticate again: the session counts as fresh for FRESH_SESSION_SECONDS.
 
-    A wrong password answers 401 `Invalid password` and spends the account's
-    login budget; a token without a session (Flask-era) answers 401
-    `Fresh token required`: log in again.
+    With the password, or a TOTP code. A wrong one answers 401 `Invalid
+    password` or `Invalid code` and spends the account's login budget; a token
+    without a session (Flask-era) answers 401 `Fresh token required`: log in again.
     """
     user = await user_service().get(get_jwt_identity())
     await auth_service().make_fresh(
-        current_identity(), user, data["password"], client=client()
+        current_identity(),
+        user,
+        password=data.get("password"),
+        code=data.get("code"),
+        client=client(),
     )

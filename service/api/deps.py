@@ -10,6 +10,7 @@ from service.db.request import request_reads, request_session
 from service.mail import Mailer, Outbox
 from service.security.client_address import client_address
 from service.services.auth import AuthService, Client
+from service.services.factors import FactorService
 from service.services.passkeys import PasskeyService, RelyingParty
 from service.services.posts import PostService
 from service.services.sessions import SessionService
@@ -75,6 +76,10 @@ def auth_service() -> AuthService:
     return AuthService(
         request_session(), hasher(), settings(), app_throttle(current_app)
     )
+
+
+def factor_service() -> FactorService:
+    return FactorService(request_session(), settings())
 
 
 def passkey_service() -> PasskeyService:

@@ -2,6 +2,7 @@
 
 from service.models.base import Base, SoftDeleteMixin, TimestampMixin, utcnow
 from service.models.counts import PostCount, RowCount
+from service.models.factors import MfaToken, RecoveryCode, TotpFactor
 from service.models.passkey import Passkey
 from service.models.post import Post
 from service.models.session import (
@@ -19,14 +20,17 @@ __all__ = [
     "USER_COLUMNS",
     "AuthSession",
     "Base",
+    "MfaToken",
     "Passkey",
     "Post",
     "PostCount",
+    "RecoveryCode",
     "RevokedToken",
     "RowCount",
     "SessionRecord",
     "SoftDeleteMixin",
     "TimestampMixin",
+    "TotpFactor",
     "User",
     "UserRecord",
     "utcnow",

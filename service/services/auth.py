@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,22 +25,22 @@ from service.security.tokens import (
     create_reset_token,
     create_token,
     decode_reset_token,
-    reset_fingerprint_matches,
 )
 from service.services.callers import REVOKED, Caller
+from service.services.events import Client as Client  # re-exported
+from service.services.events import security_event
+from service.services.factors import INVALID_CODE, FactorService
 from service.services.sessions import SessionService, successor_jti
 from service.services.users import UserService
 from service.throttle.login import Guess, LoginThrottle
 
-# Failed and throttled logins, for whoever watches for attacks: the address is
-# the client's as TRUSTED_PROXIES lets it be known, not the nearest proxy's.
-security_logger = logging.getLogger("service.security")
 INVALID_CREDENTIALS = "Invalid email or password"
 DEACTIVATED = "Account is deactivated"
 CURRENT_INCORRECT = "Current password is incorrect."
 # flask-jwt-extended's answer to a stale token where a fresh one is needed.
 FRESH_REQUIRED = "Fresh token required"
 INVALID_PASSWORD = "Invalid password"
+PASSWORD_OR_CODE = "Send either password or code"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,23 +73,6 @@ class CheckedAccount:
     @classmethod
     def of(cls, user: User) -> CheckedAccount:
         return cls(user.id, user.password_hash, user.is_admin)
-
-
-@dataclass(frozen=True, slots=True)
-class Client:
-    ip: str | None
-    user_agent: str | None
-
-
-def security_event(event: str, client: Client, **fields: Any) -> None:
-    details = " ".join(f"{name}={value}" for name, value in fields.items())
-    security_logger.warning(
-        "%s client_ip=%s %s",
-        event,
-        client.ip,
-        details,
-        extra={"fields": {"event": event, "client_ip": client.ip, **fields}},
-    )
 
 
 class AuthService:
@@ -182,21 +163,39 @@ class AuthService:
         return TokenPair(access_token, refresh_token)
 
     async def make_fresh(
-        self, identity: Identity, user: User, password: str, *, client: Client
+        self,
+        identity: Identity,
+        user: User,
+        *,
+        password: str | None,
+        code: str | None,
+        client: Client,
     ) -> None:
-        """Commits; the caller's session counts as freshly authenticated again.
+        """Commits; the caller's session counts as freshly authenticated again,
+        on the account's password or a code of its TOTP (one of the two).
 
-        A wrong password is a failed login (the account's budget, its 429); a
+        A wrong one is a failed login (the account's budget, its 429); a
         session-less (Flask-era) token has no session to make fresh: its holder
         logs in again.
         """
+        if (password is None) == (code is None):
+            raise BadRequestError(PASSWORD_OR_CODE)
         if identity.session_id is None:
             raise AuthError(FRESH_REQUIRED, legacy_msg=True)
+        if password is not None:
 
-        async def password_ok() -> bool:
-            return await self.hasher.verify(user.password_hash, password)
+            async def password_ok() -> bool:
+                return await self.hasher.verify(user.password_hash, password)
 
-        await self.spend_guess(user, client, password_ok, INVALID_PASSWORD)
+            await self.spend_guess(user, client, password_ok, INVALID_PASSWORD)
+        elif code is not None:
+            factors = FactorService(self.session, self.settings)
+
+            async def code_ok() -> bool:
+                return await factors.use_totp(user.id, code)
+
+            await self.spend_guess(user, client, code_ok, INVALID_CODE)
+        # The code's use commits with the freshness.
         await self.freshen(identity.session_id, user)
 
     async def freshen(self, session_id: str, user: User) -> None:
@@ -215,18 +214,22 @@ class AuthService:
     ) -> None:
         """Run `check` as one guess against the user's login budget: a False is
         a failed login (401 `error`), a True gives the budget back."""
+        # Read before a failed check rolls back (and expires `user`).
+        user_id, email = user.id, user.email
         if self.throttle is None:
             if not await check():
+                await self.session.rollback()
                 raise AuthError(error)
             return
         try:
-            async with self.throttle.guess(user.email, client.ip or "unknown") as guess:
+            async with self.throttle.guess(email, client.ip or "unknown") as guess:
                 if not await check():
+                    await self.session.rollback()
                     guess.failed()
                     security_event(
                         "login_failed",
                         client,
-                        user_id=user.id,
+                        user_id=user_id,
                         reason=error.lower().replace(" ", "_"),
                     )
                     raise AuthError(error)
@@ -343,15 +346,16 @@ class AuthService:
 
     async def reset_password(self, token: str, new_password: str) -> None:
         """Commits; the token works once (it is bound to the hash it replaces)."""
-        key = self.settings.secret_key
-        user_id, fingerprint = decode_reset_token(token, key=key)
+        claim = decode_reset_token(
+            token,
+            key=self.settings.secret_key,
+            fallbacks=self.settings.secret_key_fallbacks,
+        )
         try:
-            user = await self.users.get(user_id)
+            user = await self.users.get(claim.user_id)
         except NotFoundError:
             raise BadRequestError(INVALID_RESET) from None
-        if not user.is_active or not reset_fingerprint_matches(
-            fingerprint, key=key, password_hash=user.password_hash
-        ):
+        if not user.is_active or not claim.matches(user.password_hash):
             raise BadRequestError(INVALID_RESET)
         if not await self.users.replace_password_hash(
             user, await self.hasher.hash(new_password)

@@ -169,18 +169,6 @@ async def test_post_fresh_with_a_flask_era_token_says_log_in_again(
     assert await response.get_json() == FRESH_REQUIRED
 
 
-async def test_post_fresh_needs_the_password(
-    client: Client, user_headers: dict[str, str]
-) -> None:
-    response = await client.post(FRESH, headers=user_headers, json={})
-
-    assert response.status_code == 400
-    assert await response.get_json() == {
-        "error": "Validation failed",
-        "errors": {"password": ["Missing data for required field."]},
-    }
-
-
 async def test_post_fresh_needs_a_token(client: Client) -> None:
     response = await client.post(FRESH, json={"password": PASSWORD})
 

@@ -445,6 +445,7 @@ async def test_every_operation_has_one_declared_tag(document: dict[str, Any]) ->
     assert list(declared) == [
         "authentication",
         "sessions",
+        "second factors",
         "passkeys",
         "users",
         "posts",

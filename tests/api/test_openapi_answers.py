@@ -6,8 +6,10 @@ document too; this test makes sure each operation's success is among them).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import pyotp
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -105,6 +107,16 @@ async def test_every_operation_answers_its_documented_success(
         "POST", "/api/v1/auth/fresh", 204, headers=me, json={"password": PASSWORD}
     )
 
+    # Second factors: TOTP on, new recovery codes, a fresh session by code, off.
+    await call("GET", "/api/v1/auth/account", 200, headers=me)
+    secret = (await call("POST", "/api/v1/auth/totp", 200, headers=me))["secret"]
+    totp = pyotp.TOTP(secret)
+    code = {"code": totp.now()}
+    await call("POST", "/api/v1/auth/totp/confirm", 200, headers=me, json=code)
+    await call("POST", "/api/v1/auth/recovery-codes", 200, headers=me)
+    code = {"code": totp.at(time.time() + 30)}
+    await call("POST", "/api/v1/auth/fresh", 204, headers=me, json=code)
+    await call("DELETE", "/api/v1/auth/totp", 204, headers=me)
     # Passkeys: one registered, listed, renamed, signed in with, deleted.
     authenticator = Authenticator()
     options = await call("POST", "/api/v1/auth/passkeys/options", 200, headers=me)

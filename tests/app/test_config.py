@@ -31,6 +31,8 @@ SPECIAL: dict[str, tuple[str, Any]] = {
     "mail_backend": ("LOG", "log"),
     "smtp_url": ("smtps://mail.example", "smtps://mail.example"),
     "smtp_ca_file": (__file__, __file__),
+    "mfa_encryption_key": ("k" * 32, "k" * 32),
+    "mfa_encryption_key_fallbacks": ("a" * 32 + ", " + "b" * 32, ("a" * 32, "b" * 32)),
     "database_replica_urls": (
         "postgres://r1/x, postgresql://r2/x",
         ("postgresql+asyncpg://r1/x", "postgresql+asyncpg://r2/x"),
@@ -107,6 +109,7 @@ PRODUCTION = {
     "JWT_SECRET_KEY": "production-jwt-secret-key-0123456789-abcd",
     "SMTP_URL": "smtp://mail.internal:25",
     "PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
+    "MFA_ENCRYPTION_KEY": "production-mfa-encryption-key-0123456789-abc",
     "WEBAUTHN_RP_ID": "example.com",
     "WEBAUTHN_ORIGINS": "https://app.example.com",
 }
@@ -151,6 +154,29 @@ def test_production_refuses_unsafe_settings_naming_them(
         Settings.from_env(PRODUCTION | changes)
 
 
+@pytest.mark.parametrize("name", ["SECRET_KEY_FALLBACKS", "JWT_SECRET_KEY_FALLBACKS"])
+def test_production_refuses_a_short_fallback_key_naming_it(name: str) -> None:
+    long_enough = "an-older-production-key-0123456789-abcdef"
+
+    with pytest.raises(ConfigError, match=f"^{name} must be at least 32 characters"):
+        Settings.from_env(PRODUCTION | {name: f"{long_enough}, short"})
+
+
+def test_fallback_keys_are_a_comma_separated_list() -> None:
+    settings = Settings.from_env(
+        PRODUCTION
+        | {
+            "JWT_SECRET_KEY_FALLBACKS": "old-jwt-key-0123456789-0123456789-ab, ",
+            "SECRET_KEY_FALLBACKS": "",
+        }
+    )
+
+    assert settings.jwt_secret_key_fallbacks == (
+        "old-jwt-key-0123456789-0123456789-ab",
+    )
+    assert settings.secret_key_fallbacks == ()
+
+
 def test_production_logs_reset_mail_only_when_chosen() -> None:
     settings = Settings.from_env(PRODUCTION | {"SMTP_URL": "", "MAIL_BACKEND": "log"})
 
@@ -181,6 +207,44 @@ def test_development_keeps_its_defaults_mail_in_the_log_and_legacy_tokens() -> N
     assert settings.mails_to_log
     assert settings.accept_legacy_tokens
     assert settings.revocation_check
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"MFA_ENCRYPTION_KEY": ""}, "MFA_ENCRYPTION_KEY is required in production"),
+        (
+            {"MFA_ENCRYPTION_KEY": "development-mfa-encryption-key-not-for-production"},
+            "MFA_ENCRYPTION_KEY is required in production",
+        ),
+        ({"MFA_ENCRYPTION_KEY": "short"}, "MFA_ENCRYPTION_KEY: each key must be"),
+        (
+            {"MFA_ENCRYPTION_KEY_FALLBACKS": "a" * 32 + ",short"},
+            "MFA_ENCRYPTION_KEY_FALLBACKS: each key must be",
+        ),
+    ],
+)
+def test_production_refuses_a_missing_or_weak_mfa_key(
+    changes: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_env(PRODUCTION | changes)
+
+
+def test_development_seals_under_its_own_key_until_one_is_set() -> None:
+    assert Settings.from_env({}).mfa_keys == (
+        "development-mfa-encryption-key-not-for-production",
+        (),
+    )
+    settings = Settings.from_env(
+        {"MFA_ENCRYPTION_KEY": "k" * 32, "MFA_ENCRYPTION_KEY_FALLBACKS": "o" * 32}
+    )
+    assert settings.mfa_keys == ("k" * 32, ("o" * 32,))
+
+
+def test_fresh_session_seconds_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="FRESH_SESSION_SECONDS must be at least 1"):
+        Settings.from_env({"FRESH_SESSION_SECONDS": "0"})
 
 
 def test_passkeys_default_to_a_developers_browser_on_localhost() -> None:

@@ -56,7 +56,12 @@ ADMIN_ID = 2_000_000_017
 
 PUBLIC = PUBLIC_OPERATIONS
 PROTECTED = [
+    "GET /api/v1/auth/account",
     "POST /api/v1/auth/fresh",
+    "POST /api/v1/auth/recovery-codes",
+    "DELETE /api/v1/auth/totp",
+    "POST /api/v1/auth/totp",
+    "POST /api/v1/auth/totp/confirm",
     "POST /api/v1/auth/logout",
     "GET /api/v1/auth/passkeys",
     "POST /api/v1/auth/passkeys",
@@ -151,8 +156,9 @@ async def accounts(engine: AsyncEngine, settings: Settings) -> AsyncIterator[Acc
 
 # Business rules the document cannot express: a well-formed body can still be
 # refused with 400 (an invalid or used reset token, a wrong current password, an
-# address already registered). 400 joins the statuses accepted for valid input
-# there (with 422 for a malformed bearer header, below); a 5xx still fails.
+# address already registered, a wrong TOTP code). 400 joins the statuses accepted
+# for valid input there (with 422 for a malformed bearer header, below); a 5xx
+# still fails.
 BUSINESS_RULE_400 = ["2xx", "400", "401", "403", "404", "409", "422", "429"]
 CONFIG: dict[str, object] = {
     # PostgreSQL cannot store NUL in text, so every text field refuses it with a
@@ -183,6 +189,7 @@ CONFIG: dict[str, object] = {
             "include-name": [
                 "POST /api/v1/auth/password/reset",
                 "POST /api/v1/auth/password",
+                "POST /api/v1/auth/totp/confirm",
                 "POST /api/v1/users",
                 # An attestation that answers no challenge of ours: Invalid passkey.
                 "POST /api/v1/auth/passkeys",
