@@ -325,6 +325,14 @@ class Settings:
     password_reset_expires: int = field(
         default=60 * 60, metadata=var("PASSWORD_RESET_EXPIRES", integer)
     )
+    # Account security: the owner is mailed of password, address and factor
+    # changes; each account's security events are kept this many days (0: always).
+    security_notifications: bool = field(
+        default=True, metadata=var("SECURITY_NOTIFICATIONS", boolean)
+    )
+    security_events_days: int = field(
+        default=90, metadata=var("SECURITY_EVENTS_DAYS", integer)
+    )
     cors_origins: tuple[str, ...] = field(
         default=(), metadata=var("CORS_ORIGINS", items)
     )

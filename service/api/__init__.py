@@ -2,12 +2,13 @@
 
 from quart import Blueprint
 
-from service.api import auth, posts, users
+from service.api import account, auth, posts, users
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 blueprint.register_blueprint(users.blueprint)
 blueprint.register_blueprint(auth.blueprint)
 blueprint.register_blueprint(posts.blueprint)
+blueprint.register_blueprint(account.blueprint)
 
 # Every answer under these may carry tokens (unknown paths and methods too).
 NO_STORE_UNDER = (f"{blueprint.url_prefix}{auth.blueprint.url_prefix}/",)

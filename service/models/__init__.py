@@ -3,6 +3,7 @@
 from service.models.base import Base, SoftDeleteMixin, TimestampMixin, utcnow
 from service.models.counts import PostCount, RowCount
 from service.models.post import Post
+from service.models.security_event import SecurityEvent
 from service.models.session import AuthSession, RevokedToken
 from service.models.user import LIVE, NOT_DELETED, USER_COLUMNS, User, UserRecord
 
@@ -16,6 +17,7 @@ __all__ = [
     "PostCount",
     "RevokedToken",
     "RowCount",
+    "SecurityEvent",
     "SoftDeleteMixin",
     "TimestampMixin",
     "User",

@@ -28,6 +28,7 @@ from service.security.tokens import (
     reset_fingerprint_matches,
 )
 from service.services.callers import REVOKED, Caller
+from service.services.events import Detail, EventType, record_event
 from service.services.sessions import SessionService, successor_jti
 from service.services.users import UserService
 from service.throttle.login import Guess, LoginThrottle
@@ -106,6 +107,9 @@ class AuthService:
         if user is None or not password_ok:
             if guess is not None:
                 guess.failed()
+            if user is not None:
+                record_event(self.session, EventType.LOGIN_FAILED, user, client)
+                await self.session.commit()
             security_event(
                 "login_failed",
                 client,
@@ -123,6 +127,8 @@ class AuthService:
                 # The password changed while this one was checked: it is no
                 # longer the account's, and must not open a session.
                 raise AuthError(INVALID_CREDENTIALS)
+        # Committed with the session start_session opens.
+        record_event(self.session, EventType.LOGIN, user, client)
         return await self.start_session(user, client=client)
 
     async def start_session(self, user: User, *, client: Client) -> TokenPair:
@@ -137,7 +143,9 @@ class AuthService:
         access_token = self.access_token_for(user, auth_session.id)
         return TokenPair(access_token, refresh_token)
 
-    async def refresh(self, caller: Caller) -> AccessToken | TokenPair:
+    async def refresh(
+        self, caller: Caller, *, client: Client
+    ) -> AccessToken | TokenPair:
         identity = caller.identity
         user = caller.user or await self.users.get(identity.user_id)
         if not user.is_active:
@@ -150,6 +158,14 @@ class AuthService:
             sid, identity.jti, grace=self.settings.refresh_grace_seconds
         )
         if rotated is None:
+            record_event(
+                self.session,
+                EventType.SESSION_ENDED,
+                user,
+                client,
+                detail=Detail.REFRESH_REUSE,
+            )
+            await self.session.commit()
             raise AuthError(REVOKED, legacy_msg=True)
         jti, issued_at = rotated
         # The successor ends when its predecessor would have, so every token of
@@ -163,18 +179,27 @@ class AuthService:
         )
         return TokenPair(access_token, refresh_token)
 
-    async def logout(self, identity: Identity) -> None:
+    async def logout(self, identity: Identity, *, client: Client) -> None:
         if identity.session_id is not None:
             if not await self.sessions.end(
                 identity.session_id, user_id=identity.user_id
             ):
                 # A concurrent logout of the same session won the race.
                 raise AuthError(REVOKED, legacy_msg=True)
+            # A session's user row exists (its foreign key says so); a Flask-era
+            # token's may not, with REVOCATION_CHECK=false.
+            record_event(
+                self.session,
+                EventType.SESSION_ENDED,
+                identity.user_id,
+                client,
+                detail=Detail.LOGOUT,
+            )
         elif identity.jti is not None:
             await self.sessions.revoke_token(
                 identity.jti, expires_at=int(identity.claims["exp"])
             )
-            await self.session.commit()
+        await self.session.commit()
 
     async def change_password(
         self, user: User, current: str, new: str, *, client: Client
@@ -198,6 +223,7 @@ class AuthService:
         ):
             raise validation_error("current_password", CURRENT_INCORRECT)
         await self.sessions.revoke_all(user)
+        record_event(self.session, EventType.PASSWORD_CHANGED, user, client)
         await self.session.commit()
 
     async def _check_current(
@@ -239,7 +265,9 @@ class AuthService:
             secret=token,
         )
 
-    async def reset_password(self, token: str, new_password: str) -> None:
+    async def reset_password(
+        self, token: str, new_password: str, *, client: Client
+    ) -> None:
         """Commits; the token works once (it is bound to the hash it replaces)."""
         key = self.settings.secret_key
         user_id, fingerprint = decode_reset_token(token, key=key)
@@ -257,6 +285,7 @@ class AuthService:
             # A concurrent reset with the same token got there first.
             raise BadRequestError(INVALID_RESET)
         await self.sessions.revoke_all(user)
+        record_event(self.session, EventType.PASSWORD_RESET, user, client)
         await self.session.commit()
 
     def access_token_for(self, user: User | UserRecord, session_id: str | None) -> str:

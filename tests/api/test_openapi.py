@@ -447,6 +447,7 @@ async def test_every_operation_has_one_declared_tag(document: dict[str, Any]) ->
         "sessions",
         "users",
         "posts",
+        "security",
         "operations",
     ]
 
