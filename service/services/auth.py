@@ -18,6 +18,7 @@ from service.errors import (
 )
 from service.mail import Mail
 from service.models import User, UserRecord
+from service.security.password_policy import PasswordPolicy
 from service.security.passwords import PasswordHasher, needs_rehash
 from service.security.tokens import (
     INVALID_RESET,
@@ -78,11 +79,14 @@ class AuthService:
         hasher: PasswordHasher,
         settings: Settings,
         throttle: LoginThrottle | None = None,
+        *,
+        policy: PasswordPolicy | None = None,
     ) -> None:
         self.session = session
         self.hasher = hasher
         self.settings = settings
         self.throttle = throttle
+        self.policy = policy
         self.users = UserService(session, hasher)
         self.sessions = SessionService(session)
 
@@ -218,6 +222,7 @@ class AuthService:
             raise validation_error(
                 "new_password", "Must differ from the current password."
             )
+        await self._check_policy(user, new)
         if not await self.users.replace_password_hash(
             user, await self.hasher.hash(new)
         ):
@@ -279,6 +284,7 @@ class AuthService:
             fingerprint, key=key, password_hash=user.password_hash
         ):
             raise BadRequestError(INVALID_RESET)
+        await self._check_policy(user, new_password)
         if not await self.users.replace_password_hash(
             user, await self.hasher.hash(new_password)
         ):
@@ -287,6 +293,15 @@ class AuthService:
         await self.sessions.revoke_all(user)
         record_event(self.session, EventType.PASSWORD_RESET, user, client)
         await self.session.commit()
+
+    async def _check_policy(self, user: User, new_password: str) -> None:
+        if self.policy is not None:
+            await self.policy.check(
+                new_password,
+                field="new_password",
+                email=user.email,
+                names=(user.first_name, user.last_name),
+            )
 
     def access_token_for(self, user: User | UserRecord, session_id: str | None) -> str:
         claims: dict[str, object] = {"is_admin": user.is_admin}

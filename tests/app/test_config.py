@@ -31,6 +31,8 @@ SPECIAL: dict[str, tuple[str, Any]] = {
     "mail_backend": ("LOG", "log"),
     "smtp_url": ("smtps://mail.example", "smtps://mail.example"),
     "smtp_ca_file": (__file__, __file__),
+    "password_policy": ("COMMON", "common"),
+    "pwned_passwords_url": ("https://range.example", "https://range.example"),
     "database_replica_urls": (
         "postgres://r1/x, postgresql://r2/x",
         ("postgresql+asyncpg://r1/x", "postgresql+asyncpg://r2/x"),
