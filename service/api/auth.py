@@ -19,6 +19,7 @@ from service.api.deps import (
 from service.api.guards import (
     current_caller,
     current_identity,
+    fresh_required,
     get_jwt_identity,
     jwt_required,
 )
@@ -44,6 +45,7 @@ from service.schemas.auth import (
     SessionListSchema,
     TokenPairSchema,
 )
+from service.schemas.security import FreshSchema, Reauthentication
 from service.services.auth import AccessToken, TokenPair
 from service.services.events import Detail
 
@@ -156,11 +158,36 @@ async def revoke_session(session_id: str) -> None:
 @blueprint.delete("/sessions")
 @tag(["sessions"])
 @jwt_required()
+@fresh_required
 @returns(None, status=204)
 @document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
 async def revoke_other_sessions() -> None:
-    """Log out every session but this one."""
+    """Log out every session but this one (a fresh session: see POST /auth/fresh)."""
     user = await user_service().get(get_jwt_identity())
     sessions = session_service()
     await sessions.revoke_others(user, keep=current_identity().session_id)
     await record_ended(sessions, user.id, Detail.OTHERS_REVOKED)
+
+
+@blueprint.post("/fresh")
+@tag(["sessions"])
+@jwt_required()
+@body(FreshSchema)
+@returns(None, status=204)
+@document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
+@limited(LOGIN_BUDGET)
+async def make_fresh(data: Reauthentication) -> None:
+    """Authenticate again: the session counts as fresh for FRESH_SESSION_SECONDS.
+
+    With the password, or a TOTP code. A wrong one answers 401 `Invalid
+    password` or `Invalid code` and spends the account's login budget; a token
+    without a session (Flask-era) answers 401 `Fresh token required`: log in again.
+    """
+    user = await user_service().get(get_jwt_identity())
+    await auth_service().make_fresh(
+        current_identity(),
+        user,
+        password=data.get("password"),
+        code=data.get("code"),
+        client=client(),
+    )

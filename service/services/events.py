@@ -1,4 +1,5 @@
-"""Security events: one function records them, and the owner is told of some.
+"""Who is calling (address, user agent); the security log of what they did; and
+security events: one function records them, and the owner is told of some.
 
 `record_event(session, EventType.X, user, client)` adds the event's row to the
 caller's unit of work (the caller commits, so the event is kept exactly when
@@ -10,11 +11,12 @@ the answer.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import delete, event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +26,9 @@ from service.db.pagination import Page, clamp
 from service.mail import Mail
 from service.models import SecurityEvent, utcnow
 
+# Failed and throttled logins, for whoever watches for attacks: the address is
+# the client's as TRUSTED_PROXIES lets it be known, not the nearest proxy's.
+security_logger = logging.getLogger("service.security")
 PENDING_KEY = "security_notices_pending"
 COMMITTED_KEY = "security_notices_committed"
 PRUNE_BATCH = 5000
@@ -129,14 +134,22 @@ NOTICES: dict[tuple[EventType, str | None], NoticeText] = {
 }
 
 
-class ClientInfo(Protocol):
-    """Who acted: services.auth.Client, or anything with the same two fields."""
+@dataclass(frozen=True, slots=True)
+class Client:
+    ip: str | None
+    user_agent: str | None
 
-    @property
-    def ip(self) -> str | None: ...
 
-    @property
-    def user_agent(self) -> str | None: ...
+def security_event(event: str, client: Client, **fields: Any) -> None:
+    """A line of the security log (`service.security`), beside the event rows."""
+    details = " ".join(f"{name}={value}" for name, value in fields.items())
+    security_logger.warning(
+        "%s client_ip=%s %s",
+        event,
+        client.ip,
+        details,
+        extra={"fields": {"event": event, "client_ip": client.ip, **fields}},
+    )
 
 
 class Account(Protocol):
@@ -186,7 +199,7 @@ def record_event(
     session: AsyncSession,
     kind: EventType,
     user: Account | int,
-    client: ClientInfo,
+    client: Client,
     *,
     detail: str | None = None,
     notify: str | None = None,
