@@ -260,8 +260,17 @@ class PasskeyService:
     async def authenticate(
         self, credential: dict[str, Any], *, user_id: int | None
     ) -> Passkey:
-        """The passkey that signed an answer to one of our challenges; commits its
-        new sign count. 401 Invalid passkey for anything else.
+        """verify(), committed."""
+        passkey = await self.verify(credential, user_id=user_id)
+        await self.session.commit()
+        await self.session.refresh(passkey)
+        return passkey
+
+    async def verify(
+        self, credential: dict[str, Any], *, user_id: int | None
+    ) -> Passkey:
+        """The passkey that signed an answer to one of our challenges, its new sign
+        count written (the caller commits). 401 Invalid passkey for anything else.
 
         `user_id` None: a passkey alone, which must be discoverable (it names its
         user handle) and must have verified the user (two factors in one).
@@ -297,10 +306,7 @@ class PasskeyService:
         )
         if counted.rowcount != 1:  # type: ignore[attr-defined]
             # Another assertion with this count got there first: a clone.
-            await self.session.rollback()
             raise AuthError(INVALID_PASSKEY)
-        await self.session.commit()
-        await self.session.refresh(passkey)
         return passkey
 
     async def sign_in(
