@@ -264,6 +264,14 @@ class Settings:
     jwt_secret_key: str = field(
         default=DEV_JWT_SECRET_KEY, metadata=var("JWT_SECRET_KEY", text, exact=True)
     )
+    # Older keys while they are rotated out (comma-separated, as Flask 3.1's
+    # SECRET_KEY_FALLBACKS): they verify, never sign (docs/deployment.md).
+    secret_key_fallbacks: tuple[str, ...] = field(
+        default=(), metadata=var("SECRET_KEY_FALLBACKS", items)
+    )
+    jwt_secret_key_fallbacks: tuple[str, ...] = field(
+        default=(), metadata=var("JWT_SECRET_KEY_FALLBACKS", items)
+    )
     access_token_expires: int = field(
         default=15 * 60, metadata=var("JWT_ACCESS_TOKEN_EXPIRES", integer)
     )
@@ -501,6 +509,11 @@ class Settings:
         for name, value in (
             ("SECRET_KEY", self.secret_key),
             ("JWT_SECRET_KEY", self.jwt_secret_key),
+            *(("SECRET_KEY_FALLBACKS", key) for key in self.secret_key_fallbacks),
+            *(
+                ("JWT_SECRET_KEY_FALLBACKS", key)
+                for key in self.jwt_secret_key_fallbacks
+            ),
         ):
             if value.strip().lower() in PLACEHOLDER_SECRETS:
                 raise ConfigError(

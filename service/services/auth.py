@@ -25,7 +25,6 @@ from service.security.tokens import (
     create_reset_token,
     create_token,
     decode_reset_token,
-    reset_fingerprint_matches,
 )
 from service.services.callers import REVOKED, Caller
 from service.services.events import Client as Client  # re-exported
@@ -430,15 +429,16 @@ class AuthService:
 
     async def reset_password(self, token: str, new_password: str) -> None:
         """Commits; the token works once (it is bound to the hash it replaces)."""
-        key = self.settings.secret_key
-        user_id, fingerprint = decode_reset_token(token, key=key)
+        claim = decode_reset_token(
+            token,
+            key=self.settings.secret_key,
+            fallbacks=self.settings.secret_key_fallbacks,
+        )
         try:
-            user = await self.users.get(user_id)
+            user = await self.users.get(claim.user_id)
         except NotFoundError:
             raise BadRequestError(INVALID_RESET) from None
-        if not user.is_active or not reset_fingerprint_matches(
-            fingerprint, key=key, password_hash=user.password_hash
-        ):
+        if not user.is_active or not claim.matches(user.password_hash):
             raise BadRequestError(INVALID_RESET)
         if not await self.users.replace_password_hash(
             user, await self.hasher.hash(new_password)

@@ -54,7 +54,10 @@ async def identify(
     once ACCEPT_LEGACY_TOKENS is off: a Flask client logs in again on it.
     """
     identity = decode_token(
-        token, key=settings.jwt_secret_key, expected_type=expected_type
+        token,
+        key=settings.jwt_secret_key,
+        expected_type=expected_type,
+        fallbacks=settings.jwt_secret_key_fallbacks,
     )
     if identity.session_id is None and not settings.accept_legacy_tokens:
         raise AuthError(REVOKED, legacy_msg=True)

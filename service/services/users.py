@@ -206,6 +206,33 @@ class UserService:
         await self.session.commit()
         return user
 
+    async def deleted_by_email(self, email: str) -> User | None:
+        """The most recently deleted account with this address (any case)."""
+        return await self.session.scalar(
+            select(User)
+            .where(
+                func.lower(User.email) == func.lower(email),
+                User.deleted_at.is_not(None),
+            )
+            .order_by(User.deleted_at.desc(), User.id.desc())
+            .limit(1)
+        )
+
+    async def any_admin_ever(self) -> bool:
+        """Whether any account, live or deleted, is an admin."""
+        found = await self.session.scalar(
+            select(User.id).where(User.is_admin.is_(True)).limit(1)
+        )
+        return found is not None
+
+    async def restore_as_admin(self, user_id: int) -> User:
+        """Commits; a deleted account back, active and an admin."""
+        user = await self.restore(user_id)
+        user.is_admin = True
+        user.is_active = True
+        await self.session.commit()
+        return user
+
 
 def is_email_conflict(error: IntegrityError) -> bool:
     # PostgreSQL and SQLite both name the violated index in the message.

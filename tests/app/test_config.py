@@ -154,6 +154,29 @@ def test_production_refuses_unsafe_settings_naming_them(
         Settings.from_env(PRODUCTION | changes)
 
 
+@pytest.mark.parametrize("name", ["SECRET_KEY_FALLBACKS", "JWT_SECRET_KEY_FALLBACKS"])
+def test_production_refuses_a_short_fallback_key_naming_it(name: str) -> None:
+    long_enough = "an-older-production-key-0123456789-abcdef"
+
+    with pytest.raises(ConfigError, match=f"^{name} must be at least 32 characters"):
+        Settings.from_env(PRODUCTION | {name: f"{long_enough}, short"})
+
+
+def test_fallback_keys_are_a_comma_separated_list() -> None:
+    settings = Settings.from_env(
+        PRODUCTION
+        | {
+            "JWT_SECRET_KEY_FALLBACKS": "old-jwt-key-0123456789-0123456789-ab, ",
+            "SECRET_KEY_FALLBACKS": "",
+        }
+    )
+
+    assert settings.jwt_secret_key_fallbacks == (
+        "old-jwt-key-0123456789-0123456789-ab",
+    )
+    assert settings.secret_key_fallbacks == ()
+
+
 def test_production_logs_reset_mail_only_when_chosen() -> None:
     settings = Settings.from_env(PRODUCTION | {"SMTP_URL": "", "MAIL_BACKEND": "log"})
 

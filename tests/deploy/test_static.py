@@ -380,8 +380,9 @@ def test_compose_migrate_upgrades_then_creates_the_admin_from_the_environment() 
         "create-admin"
     )
     assert "&&" in script, "create-admin must not run after a failed migration"
-    # create-admin reads ADMIN_EMAIL / ADMIN_PASSWORD when given no arguments.
-    assert shlex.split(script.partition("create-admin")[2]) == []
+    # create-admin reads ADMIN_EMAIL / ADMIN_PASSWORD when given no arguments,
+    # and bootstraps: once any admin existed, a rollout changes nothing.
+    assert shlex.split(script.partition("create-admin")[2]) == ["--bootstrap"]
     assert {"ADMIN_EMAIL", "ADMIN_PASSWORD_FILE"} <= set(migrate["environment"])
     # DDL goes straight to PostgreSQL, not through the transaction pooler.
     assert "@db:5432/" in interpolate(migrate["environment"], {})["DATABASE_URL"]
