@@ -18,6 +18,7 @@ from service.errors import (
 from service.mail import Mail
 from service.models import User, UserRecord
 from service.models.session import PASSWORD, RECOVERY_CODE, TOTP
+from service.security.password_policy import PasswordPolicy
 from service.security.passwords import PasswordHasher, needs_rehash
 from service.security.tokens import (
     INVALID_RESET,
@@ -28,13 +29,17 @@ from service.security.tokens import (
 )
 from service.services.callers import REVOKED, Caller
 from service.services.events import Client as Client  # re-exported
-from service.services.events import security_event
+from service.services.events import (
+    Detail,
+    EventType,
+    record_event,
+    security_event,
+)
 from service.services.factors import (
     INVALID_CODE,
     INVALID_MFA_TOKEN,
     FactorService,
     SecondFactorRequiredError,
-    notify,
 )
 from service.services.sessions import SessionService, successor_jti
 from service.services.users import UserService
@@ -89,11 +94,14 @@ class AuthService:
         hasher: PasswordHasher,
         settings: Settings,
         throttle: LoginThrottle | None = None,
+        *,
+        policy: PasswordPolicy | None = None,
     ) -> None:
         self.session = session
         self.hasher = hasher
         self.settings = settings
         self.throttle = throttle
+        self.policy = policy
         self.users = UserService(session, hasher)
         self.sessions = SessionService(session)
 
@@ -118,6 +126,9 @@ class AuthService:
         if user is None or not password_ok:
             if guess is not None:
                 guess.failed()
+            if user is not None:
+                record_event(self.session, EventType.LOGIN_FAILED, user, client)
+                await self.session.commit()
             security_event(
                 "login_failed",
                 client,
@@ -145,6 +156,8 @@ class AuthService:
             await self.session.commit()
             security_event("second_factor_required", client, user_id=user.id)
             raise SecondFactorRequiredError(mfa_token, methods)
+        # Committed with the session open_session opens (or rolled back with it).
+        record_event(self.session, EventType.LOGIN, user, client)
         return await self.open_session(CheckedAccount.of(user), client=client)
 
     async def login_with_code(
@@ -169,17 +182,13 @@ class AuthService:
                 mfa_token, method=TOTP, check=totp_ok, client=client
             )
         recovery = recovery_code or ""
-        used_by: list[int] = []
 
         async def recovery_ok(user: User) -> bool:
-            used_by.append(user.id)
             return await factors.use_recovery_code(user.id, recovery)
 
-        tokens = await self.complete_login(
+        return await self.complete_login(
             mfa_token, method=RECOVERY_CODE, check=recovery_ok, client=client
         )
-        notify("recovery_code_used", used_by[0], client)
-        return tokens
 
     async def complete_login(
         self,
@@ -206,11 +215,18 @@ class AuthService:
         async def factor_ok() -> bool:
             return await check(user)
 
-        await self.spend_guess(user, client, factor_ok, error)
+        await self.spend_guess(
+            user, client, factor_ok, error, failed=EventType.SECOND_FACTOR_FAILED
+        )
         if not await factors.spend_mfa_token(mfa_token):
             # A concurrent completion with the same token got there first.
             await self.session.rollback()
             raise AuthError(INVALID_MFA_TOKEN)
+        # Committed with the session (a recovery code's use is mailed then).
+        record_event(
+            self.session, EventType.SECOND_FACTOR_USED, user, client, detail=method
+        )
+        record_event(self.session, EventType.LOGIN, user, client)
         return await self.open_session(checked, client=client, auth_method=method)
 
     async def open_session(
@@ -294,34 +310,44 @@ class AuthService:
         client: Client,
         check: Callable[[], Awaitable[bool]],
         error: str,
+        *,
+        failed: EventType = EventType.LOGIN_FAILED,
     ) -> None:
         """Run `check` as one guess against the user's login budget: a False is
-        a failed login (401 `error`), a True gives the budget back."""
+        a failed login (401 `error`, the `failed` event), a True gives the
+        budget back."""
         # Read before a failed check rolls back (and expires `user`).
         user_id, email = user.id, user.email
+
+        async def refuse() -> AuthError:
+            await self.session.rollback()
+            record_event(self.session, failed, user_id, client)
+            await self.session.commit()
+            security_event(
+                "login_failed",
+                client,
+                user_id=user_id,
+                reason=error.lower().replace(" ", "_"),
+            )
+            return AuthError(error)
+
         if self.throttle is None:
             if not await check():
-                await self.session.rollback()
-                raise AuthError(error)
+                raise await refuse()
             return
         try:
             async with self.throttle.guess(email, client.ip or "unknown") as guess:
                 if not await check():
-                    await self.session.rollback()
                     guess.failed()
-                    security_event(
-                        "login_failed",
-                        client,
-                        user_id=user_id,
-                        reason=error.lower().replace(" ", "_"),
-                    )
-                    raise AuthError(error)
+                    raise await refuse()
                 guess.succeeded()
         except TooManyRequestsError:
             security_event("login_throttled", client)
             raise
 
-    async def refresh(self, caller: Caller) -> AccessToken | TokenPair:
+    async def refresh(
+        self, caller: Caller, *, client: Client
+    ) -> AccessToken | TokenPair:
         identity = caller.identity
         user = caller.user or await self.users.get(identity.user_id)
         if not user.is_active:
@@ -334,6 +360,14 @@ class AuthService:
             sid, identity.jti, grace=self.settings.refresh_grace_seconds
         )
         if rotated is None:
+            record_event(
+                self.session,
+                EventType.SESSION_ENDED,
+                user,
+                client,
+                detail=Detail.REFRESH_REUSE,
+            )
+            await self.session.commit()
             raise AuthError(REVOKED, legacy_msg=True)
         jti, issued_at = rotated
         # The successor ends when its predecessor would have, so every token of
@@ -347,13 +381,23 @@ class AuthService:
         )
         return TokenPair(access_token, refresh_token)
 
-    async def logout(self, identity: Identity) -> None:
+    async def logout(self, identity: Identity, *, client: Client) -> None:
         if identity.session_id is not None:
             if not await self.sessions.end(
                 identity.session_id, user_id=identity.user_id
             ):
                 # A concurrent logout of the same session won the race.
                 raise AuthError(REVOKED, legacy_msg=True)
+            # A session's user row exists (its foreign key says so); a Flask-era
+            # token's may not, with REVOCATION_CHECK=false.
+            record_event(
+                self.session,
+                EventType.SESSION_ENDED,
+                identity.user_id,
+                client,
+                detail=Detail.LOGOUT,
+            )
+            await self.session.commit()
         else:
             # Flask-era: this token's jti, and through the user's cut-off the
             # refresh token of the same login (every Flask-era token until now).
@@ -381,11 +425,13 @@ class AuthService:
             raise validation_error(
                 "new_password", "Must differ from the current password."
             )
+        await self._check_policy(user, new)
         if not await self.users.replace_password_hash(
             user, await self.hasher.hash(new)
         ):
             raise validation_error("current_password", CURRENT_INCORRECT)
         await self.sessions.revoke_all(user)
+        record_event(self.session, EventType.PASSWORD_CHANGED, user, client)
         await self.session.commit()
 
     async def _check_current(
@@ -427,7 +473,9 @@ class AuthService:
             secret=token,
         )
 
-    async def reset_password(self, token: str, new_password: str) -> None:
+    async def reset_password(
+        self, token: str, new_password: str, *, client: Client
+    ) -> None:
         """Commits; the token works once (it is bound to the hash it replaces)."""
         claim = decode_reset_token(
             token,
@@ -440,13 +488,24 @@ class AuthService:
             raise BadRequestError(INVALID_RESET) from None
         if not user.is_active or not claim.matches(user.password_hash):
             raise BadRequestError(INVALID_RESET)
+        await self._check_policy(user, new_password)
         if not await self.users.replace_password_hash(
             user, await self.hasher.hash(new_password)
         ):
             # A concurrent reset with the same token got there first.
             raise BadRequestError(INVALID_RESET)
         await self.sessions.revoke_all(user)
+        record_event(self.session, EventType.PASSWORD_RESET, user, client)
         await self.session.commit()
+
+    async def _check_policy(self, user: User, new_password: str) -> None:
+        if self.policy is not None:
+            await self.policy.check(
+                new_password,
+                field="new_password",
+                email=user.email,
+                names=(user.first_name, user.last_name),
+            )
 
     def access_token_for(self, user: User | UserRecord, session_id: str | None) -> str:
         return self._access_token(user.id, user.is_admin, session_id)

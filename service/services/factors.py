@@ -44,7 +44,7 @@ from service.security.totp import (
     provisioning_uri,
     recovery_code_hash,
 )
-from service.services.events import Client, security_event
+from service.services.events import Client, Detail, EventType, record_event
 
 INVALID_CODE = "Invalid code"
 TOTP_ALREADY_ON = "TOTP is already on"
@@ -74,12 +74,6 @@ class SecondFactorRequiredError(AuthError):
 class Enrolment:
     secret: str
     otpauth_uri: str
-
-
-def notify(event: str, user_id: int, client: Client) -> None:
-    """A change to the account's second factors: every such event goes through
-    here (factor added or removed, recovery codes regenerated or used)."""
-    security_event(event, client, user_id=user_id)
 
 
 class FactorService:
@@ -185,8 +179,10 @@ class FactorService:
             await self.session.rollback()
             raise ConflictError(TOTP_ALREADY_ON)
         codes = await self._replace_recovery_codes(user.id)
+        record_event(
+            self.session, EventType.FACTOR_ADDED, user, client, detail=Detail.TOTP
+        )
         await self.session.commit()
-        notify("totp_added", user.id, client)
         return codes
 
     async def disable_totp(self, user: User, *, client: Client) -> None:
@@ -203,8 +199,10 @@ class FactorService:
             await self.session.execute(
                 delete(RecoveryCode).where(RecoveryCode.user_id == user.id)
             )
+        record_event(
+            self.session, EventType.FACTOR_REMOVED, user, client, detail=Detail.TOTP
+        )
         await self.session.commit()
-        notify("totp_removed", user.id, client)
 
     # --- recovery codes ------------------------------------------------------
 
@@ -215,8 +213,14 @@ class FactorService:
         if not await self.methods(user.id):
             raise ConflictError(NO_FACTOR)
         codes = await self._replace_recovery_codes(user.id)
+        record_event(
+            self.session,
+            EventType.FACTOR_ADDED,
+            user,
+            client,
+            detail=Detail.RECOVERY_CODES,
+        )
         await self.session.commit()
-        notify("recovery_codes_regenerated", user.id, client)
         return codes
 
     async def _replace_recovery_codes(self, user_id: int) -> list[str]:

@@ -30,6 +30,7 @@ from service.db.statements import HotQuery
 from service.errors import ConflictError, NotFoundError, validation_error
 from service.models import LIVE, NOT_DELETED, USER_COLUMNS, User, UserRecord, utcnow
 from service.schemas.user import NewUser, UserChanges
+from service.security.password_policy import PasswordPolicy
 from service.security.passwords import PasswordHasher
 from service.security.tokens import MAX_USER_ID
 from service.services.sessions import SessionService
@@ -47,9 +48,12 @@ class UserService:
         hasher: PasswordHasher | None = None,
         *,
         reads: ReadRunner | None = None,
+        policy: PasswordPolicy | None = None,
     ) -> None:
         self.session = session
         self._hasher = hasher
+        # PASSWORD_POLICY beyond length, or None (registration checks length only).
+        self.policy = policy
         # Where the reads that decide nothing run: the app passes a runner that
         # may pick a caught-up standby; without one, the session's connection.
         self.reads = reads or OnSession(session)
@@ -130,6 +134,13 @@ class UserService:
 
     async def register(self, data: NewUser, *, is_admin: bool = False) -> User:
         """Commits; an address a live user has, in any case, is a 400 on `email`."""
+        if self.policy is not None:
+            await self.policy.check(
+                data["password"],
+                field="password",
+                email=data["email"],
+                names=(data["first_name"], data["last_name"]),
+            )
         user = User(
             email=data["email"],
             password_hash=await self.hasher.hash(data["password"]),
