@@ -540,6 +540,15 @@ def test_haproxy_never_retries_on_a_timeout() -> None:
     assert set(retry_on.split()) == {"conn-failure", "empty-response"}
 
 
+def test_haproxy_retries_empty_responses_of_get_and_head_only() -> None:
+    # Connection failures for every method; a write whose replica died after
+    # it committed is never replayed (tests/system/test_haproxy_retries.py).
+    backend = HAPROXY_CFG.read_text().partition("\nbackend api\n")[2]
+    lines = [line.strip() for line in backend.splitlines()]
+
+    assert "http-request disable-l7-retry if !METH_GET !METH_HEAD" in lines
+
+
 @pytest.mark.parametrize("status", [400, 408, 413, 500, 502, 503, 504])
 def test_haproxy_errorfile_is_the_services_json(status: int) -> None:
     path = haproxy_errorfiles(HAPROXY_CFG.read_text())[status]
