@@ -237,9 +237,7 @@ def allowed_sources(policy: dict[str, Any]) -> set[str]:
     return sources
 
 
-def test_network_policies_let_only_the_ingress_reach_the_api_and_only_the_api_the_rest() -> (
-    None
-):
+def test_network_policies_let_the_ingress_reach_the_api_and_the_api_the_rest() -> None:
     policies = network_policies()
     job = of_kind("Job")["spec"]["template"]["metadata"]["labels"]
 
