@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,24 +86,31 @@ class Run:
 def run(
     blocks: list[str], *, env: Mapping[str, str], cwd: Path = ROOT, timeout: float
 ) -> Run:
-    """The blocks as one bash script; stdout and stderr together, as text."""
-    with subprocess.Popen(  # noqa: S603 (the pages' own commands)
-        ["/bin/bash", "-c", script(blocks)],
-        cwd=cwd,
-        env=dict(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        process_group=0,
-    ) as process:
+    """The blocks as one bash script; stdout and stderr together, as text.
+
+    The output goes to a file, not a pipe: a server the script leaves running
+    holds its output open, and the run ends when the script does.
+    """
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(  # noqa: S603 (the pages' own commands)
+            ["/bin/bash", "-c", script(blocks)],
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            process_group=0,
+        )
         timed_out = False
         try:
-            output, _ = process.communicate(timeout=timeout)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            os.killpg(process.pid, signal.SIGKILL)
-            output, _ = process.communicate()
         finally:
             # Whatever the script left running (a server it started with &).
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-    return Run(process.returncode, output.decode(errors="replace"), timed_out)
+                os.killpg(process.pid, signal.SIGKILL if timed_out else signal.SIGTERM)
+            process.wait()
+        output.seek(0)
+        text = output.read().decode(errors="replace")
+    return Run(process.returncode, text, timed_out)

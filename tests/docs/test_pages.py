@@ -112,6 +112,25 @@ def test_links_lead_to_files_and_headings_that_exist(page: Path) -> None:
     assert not broken, f"{page_id(page)}: {broken}"
 
 
+REPO_PATH = re.compile(
+    r"`((?:service|tests|docs|deploy|bench|clients|examples|migrations|\.ci)/[^`\s]*)`"
+)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_paths_the_pages_name_exist(page: Path) -> None:
+    named = {
+        match[1].split("::")[0].rstrip(".,:;")
+        for match in REPO_PATH.finditer(page.read_text())
+    }
+    # `service/X/` and `tests/X/` stand for any folder.
+    missing = sorted(
+        path for path in named if "/X/" not in path and not list(ROOT.glob(path))
+    )
+
+    assert missing == [], f"{page_id(page)} names paths that do not exist: {missing}"
+
+
 def test_nothing_cites_a_document_the_repository_lacks() -> None:
     # The briefs the service was written from were never part of the repository.
     names = re.compile(r"\b(" + "|".join(BRIEFS) + r")\.md\b")
