@@ -5,7 +5,7 @@
 # uv trusts the system's certificates as pip does: behind a TLS-intercepting
 # proxy the builder mounts its own trust store over them for the build steps
 # (deploy/image/build.sh), which this stage alone sees.
-FROM python:3.11-slim-bookworm AS build
+FROM python:3.13-slim-trixie AS build
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
@@ -21,7 +21,7 @@ RUN uv build --wheel --out-dir /dist \
 
 # Runtime: the venv, the migrations and the server settings; no compilers,
 # no uv, no tests. A fixed uid so volume permissions are predictable.
-FROM python:3.11-slim-bookworm AS runtime
+FROM python:3.13-slim-trixie AS runtime
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home --home-dir /app app
 WORKDIR /app

@@ -1,4 +1,7 @@
 # The front door: `make help` lists every task.
+# The service runs and is tested on the Python .python-version names (3.13): uv picks it
+# for .venv (and recreates a .venv made on another one); pyenv's shims read the same file.
+# PYTHON only makes .tools, uv's own venv, and may be any Python 3.
 PYTHON ?= python3
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv

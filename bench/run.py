@@ -771,18 +771,34 @@ def metadata(args: argparse.Namespace, pg: Postgres) -> dict[str, Any]:
         res = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)  # noqa: S603
         return (res.stdout or res.stderr).strip().split("\n")[0]
 
-    from importlib.metadata import version
-
     packages = ("hypercorn", "quart", "sqlalchemy", "asyncpg", "werkzeug")
+    # The servers' interpreter and packages: SERVE_VENV's, not this script's.
+    served = subprocess.run(  # noqa: S603
+        [
+            str(SERVE_BIN / "python"),
+            "-c",
+            "import json, sys; from importlib.metadata import version; "
+            "print(json.dumps({'python': sys.version.split()[0]} "
+            f"| {{p: version(p) for p in {packages!r}}}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "args": {k: v for k, v in vars(args).items() if k != "stamp"},
+        "args": {
+            k: str(v) if isinstance(v, Path) else v
+            for k, v in vars(args).items()
+            if k != "stamp"
+        },
         "hypercorn_toml": tomllib.loads((ROOT / "hypercorn.toml").read_text()),
         "cpus": os.cpu_count(),
         "loadavg_before": os.getloadavg(),
         "git": cmd("git", "--no-optional-locks", "describe", "--always", "--dirty"),
-        "versions": {p: version(p) for p in packages}
-        | {"python": sys.version.split()[0], "wrk": cmd("wrk", "-v")}
+        "serve_venv": str(SERVE_VENV),
+        "versions": json.loads(served.stdout)
+        | {"wrk": cmd("wrk", "-v")}
         | {"postgres": pg.psql("SHOW server_version", "postgres")},
         "throttle": f"LOGIN_MAX_FAILURES(_PER_IP)={args.throttle or THROTTLE}",
     }
@@ -810,6 +826,12 @@ def parse_args() -> argparse.Namespace:
     add("--db", default="bench_service", help="database to (re)create: bench_*")
     add("--keep-db", action="store_true", help="do not drop it at the end")
     add("--throttle", help="LOGIN_MAX_FAILURES(_PER_IP) (default: the service's)")
+    add(
+        "--serve-venv",
+        type=Path,
+        help="serve from this venv as it is, unsynced (e.g. one on another Python); "
+        "default: .venv-runtime, synced from uv.lock",
+    )
     args = ap.parse_args()
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     if unknown := set(args.scenarios) - set(SCENARIOS):
@@ -830,9 +852,12 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "SECRET_KEY": BENCH_SECRET,
         "JWT_SECRET_KEY": BENCH_SECRET[::-1],
+        "MFA_ENCRYPTION_KEY": BENCH_SECRET.upper(),
         # Production's mail choice; no reset mail is sent while measuring.
         "MAIL_BACKEND": "log",
         "PASSWORD_RESET_URL": "https://bench.invalid/reset-password?token={token}",
+        "WEBAUTHN_RP_ID": "bench.invalid",
+        "WEBAUTHN_ORIGINS": "https://bench.invalid",
         **extra,
     }
 
@@ -860,7 +885,11 @@ def migrate(env: dict[str, str]) -> None:
 
 
 def main() -> int:
+    global SERVE_VENV, SERVE_BIN  # --serve-venv: one choice per run
     args = parse_args()
+    if args.serve_venv is not None:
+        SERVE_VENV = args.serve_venv.absolute()
+        SERVE_BIN = SERVE_VENV / "bin"
     for tool in ("wrk", "psql"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not on PATH (apt-get install -y {tool})")
@@ -878,6 +907,9 @@ def main() -> int:
         sys.exit(
             "another bench/run.py is running (it would share the CPU and the database)"
         )
+    log(f"{SERVE_VENV.name}: the runtime packages the service is served with")
+    if args.serve_venv is None:
+        sync_serving_venv()
     pg = Postgres(args.pg, args.db)
     tmp = Path(tempfile.mkdtemp(prefix="bench_"))
     servers: dict[str, Server] = {}
@@ -888,8 +920,6 @@ def main() -> int:
     failure: BaseException | None = None
     workers = args.workers or result["meta"]["hypercorn_toml"].get("workers", 1) or 1
     try:
-        log(f"{SERVE_VENV.name}: the runtime packages the service is served with")
-        sync_serving_venv()
         log(f"database {args.db}: create, migrate, seed")
         pg.recreate()
         env = service_env(pg.url())

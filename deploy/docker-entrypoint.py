@@ -21,6 +21,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 FILE_VARIABLES = (
     "SECRET_KEY",
     "JWT_SECRET_KEY",
+    "SECRET_KEY_FALLBACKS",
+    "JWT_SECRET_KEY_FALLBACKS",
     "DATABASE_URL",
     "DATABASE_PASSWORD",
     "REDIS_URL",

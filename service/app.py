@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from quart import Quart
 from quart.sessions import SecureCookieSessionInterface, SessionMixin
-from quart.wrappers import BaseRequestWebsocket
+from quart.wrappers import BaseRequestWebsocket, Request
+from werkzeug.sansio.utils import get_content_length
+from werkzeug.utils import cached_property
 
 from service import api, cli
 from service.api import (
@@ -40,6 +42,26 @@ class NoCookieSession(SecureCookieSessionInterface):
         return None
 
 
+class ServiceRequest(Request):
+    """Quart's request, reading its body's length without a raising lookup.
+
+    Quart reads `content_length` as it makes every request; werkzeug's looks up
+    Content-Length and Transfer-Encoding with `Headers.get`, which raises and
+    catches a BadRequestKeyError for each one absent: both, on every GET.
+    """
+
+    @cached_property
+    def content_length(self) -> int | None:
+        length = encoding = None
+        for name, value in self.headers.items():
+            lowered = name.lower()
+            if lowered == "content-length":
+                length = value if length is None else length
+            elif lowered == "transfer-encoding":
+                encoding = value if encoding is None else encoding
+        return get_content_length(length, encoding)
+
+
 def create_app(
     settings: Settings | None = None, *, database: Database | None = None
 ) -> Quart:
@@ -50,6 +72,7 @@ def create_app(
     # `//users` would otherwise be redirected with an HTML page, not a JSON 404.
     app.url_map.merge_slashes = False
     app.session_interface = NoCookieSession()
+    app.request_class = ServiceRequest
     app.config.from_mapping(settings.quart_config())
 
     deps.init_app(app, settings)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Self
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import dotenv
 
@@ -33,8 +34,16 @@ PLACEHOLDER_SECRETS = frozenset(
 )
 DEV_SECRET_KEY = "development-secret-key-not-for-production"
 DEV_JWT_SECRET_KEY = "development-jwt-secret-key-not-for-production"
+# Outside production, TOTP secrets are sealed under this when MFA_ENCRYPTION_KEY
+# is unset; production refuses to start without a real key.
+DEV_MFA_ENCRYPTION_KEY = "development-mfa-encryption-key-not-for-production"
 DEV_PASSWORD_RESET_URL = "http://127.0.0.1:8000/reset-password?token={token}"
 MAIL_BACKENDS = ("smtp", "log")
+SMTP_PORTS = {"smtp": 25, "smtps": 465}
+STARTTLS_CHOICES = {"": True, "on": True, "off": False}
+# The relying party a development machine's browser reaches (`make run`'s address).
+DEV_WEBAUTHN_RP_ID = "localhost"
+DEV_WEBAUTHN_ORIGINS = ("http://localhost:8000",)
 
 
 class ConfigError(RuntimeError):
@@ -84,6 +93,51 @@ def prepare_sqlite_file(url: str) -> None:
     path = url[len(prefix) :].split("?")[0] if url.startswith(prefix) else ""
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpEndpoint:
+    """Where SMTP_URL sends mail, and how the connection is protected.
+
+    `smtp://` requires STARTTLS (no upgrade offered: nothing is sent);
+    `smtps://` is TLS from the first byte; `smtp://…?starttls=off` is the
+    explicit choice of cleartext, for a relay on the same host.
+    """
+
+    hostname: str
+    port: int
+    username: str | None
+    password: str | None
+    implicit_tls: bool
+    starttls: bool
+
+
+def smtp_endpoint(url: str) -> SmtpEndpoint:
+    parts = urlsplit(url)
+    if parts.scheme not in SMTP_PORTS:
+        raise ConfigError("SMTP_URL must start with smtp:// or smtps://")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError("SMTP_URL has an invalid port") from None
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - {"starttls"})
+    if unknown:
+        raise ConfigError(f"SMTP_URL: unknown parameter {unknown[0]!r}")
+    [choice] = query.get("starttls", ["on"])[-1:]
+    if choice.lower() not in STARTTLS_CHOICES:
+        raise ConfigError("SMTP_URL: starttls is on or off")
+    starttls = STARTTLS_CHOICES[choice.lower()]
+    if parts.scheme == "smtps" and "starttls" in query:
+        raise ConfigError("SMTP_URL: smtps:// is TLS from the start; drop starttls")
+    return SmtpEndpoint(
+        hostname=parts.hostname or "localhost",
+        port=port or SMTP_PORTS[parts.scheme],
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        implicit_tls=parts.scheme == "smtps",
+        starttls=parts.scheme == "smtp" and starttls,
+    )
 
 
 Parser = Callable[[str, str], Any]
@@ -152,6 +206,51 @@ def sqlalchemy_urls(key: str, raw: str) -> tuple[str, ...]:
     return tuple(map(normalize_database_url, items(key, raw)))
 
 
+def origin_host(origin: str) -> str | None:
+    """The host of an origin (`scheme://host[:port]`, nothing after), else None."""
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    if parts.path or parts.query or parts.fragment or parts.username:
+        return None
+    try:
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError:
+        return None
+    return parts.hostname
+
+
+def is_localhost_origin(origin: str) -> bool:
+    host = origin_host(origin) or ""
+    return host == "localhost" or host.endswith(".localhost")
+
+
+def validate_webauthn(rp_id: str, origins: tuple[str, ...]) -> None:
+    """Each origin must be the relying party's domain or under it, as browsers
+    require of the RP ID they are given; plain http only for localhost."""
+    if not rp_id or "/" in rp_id or ":" in rp_id:
+        raise ConfigError(f"WEBAUTHN_RP_ID must be a domain name, not {rp_id!r}")
+    if not origins:
+        raise ConfigError("WEBAUTHN_ORIGINS must list at least one origin")
+    for origin in origins:
+        host = origin_host(origin)
+        if host is None:
+            raise ConfigError(
+                f"WEBAUTHN_ORIGINS: {origin!r} is not an origin "
+                "(scheme://host[:port], nothing after)"
+            )
+        if host != rp_id and not host.endswith(f".{rp_id}"):
+            raise ConfigError(
+                f"WEBAUTHN_ORIGINS: {origin!r} is not on WEBAUTHN_RP_ID {rp_id!r} "
+                "or a subdomain of it"
+            )
+        if origin.startswith("http://") and not is_localhost_origin(origin):
+            raise ConfigError(
+                f"WEBAUTHN_ORIGINS: {origin!r} must be https:// (browsers offer "
+                "passkeys over plain http only to localhost)"
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     env: Environment = field(default="development", metadata=var("APP_ENV", lowercase))
@@ -164,6 +263,14 @@ class Settings:
     )
     jwt_secret_key: str = field(
         default=DEV_JWT_SECRET_KEY, metadata=var("JWT_SECRET_KEY", text, exact=True)
+    )
+    # Older keys while they are rotated out (comma-separated, as Flask 3.1's
+    # SECRET_KEY_FALLBACKS): they verify, never sign (docs/deployment.md).
+    secret_key_fallbacks: tuple[str, ...] = field(
+        default=(), metadata=var("SECRET_KEY_FALLBACKS", items)
+    )
+    jwt_secret_key_fallbacks: tuple[str, ...] = field(
+        default=(), metadata=var("JWT_SECRET_KEY_FALLBACKS", items)
     )
     access_token_expires: int = field(
         default=15 * 60, metadata=var("JWT_ACCESS_TOKEN_EXPIRES", integer)
@@ -224,6 +331,21 @@ class Settings:
     session_touch_interval: int = field(
         default=60, metadata=var("SESSION_TOUCH_INTERVAL", integer)
     )
+    # How long a login, a second factor or POST /auth/fresh keeps a session
+    # fresh: what the routes that change an account's security need.
+    fresh_session_seconds: int = field(
+        default=600, metadata=var("FRESH_SESSION_SECONDS", integer)
+    )
+    # Second factors: the key TOTP secrets are sealed under (and older ones that
+    # still open them while they are rotated out); the issuer authenticator apps
+    # show; who needs a second factor (off, admins, all).
+    mfa_encryption_key: str | None = field(
+        default=None, metadata=var("MFA_ENCRYPTION_KEY", text)
+    )
+    mfa_encryption_key_fallbacks: tuple[str, ...] = field(
+        default=(), metadata=var("MFA_ENCRYPTION_KEY_FALLBACKS", items)
+    )
+    mfa_issuer: str = field(default="service", metadata=var("MFA_ISSUER", text))
     # Login throttling: failures per account and per client IP within the window.
     redis_url: str | None = field(default=None, metadata=var("REDIS_URL", text))
     redis_key_prefix: str = field(default="", metadata=var("REDIS_KEY_PREFIX", text))
@@ -260,6 +382,17 @@ class Settings:
     mail_from: str = field(
         default="no-reply@localhost", metadata=var("MAIL_FROM", text)
     )
+    # CA certificates (PEM) the mail server's certificate is checked against,
+    # instead of the system's.
+    smtp_ca_file: str | None = field(default=None, metadata=var("SMTP_CA_FILE", text))
+    # Mail goes out through a bounded queue after the answer; a send that fails
+    # for a reason that may pass is tried again MAIL_RETRIES times, the first
+    # after MAIL_RETRY_DELAY seconds, each next one after twice as long.
+    mail_retries: int = field(default=5, metadata=var("MAIL_RETRIES", integer))
+    mail_retry_delay: float = field(
+        default=2.0, metadata=var("MAIL_RETRY_DELAY", decimal)
+    )
+    mail_queue_size: int = field(default=1000, metadata=var("MAIL_QUEUE_SIZE", integer))
     password_reset_url: str = field(
         default=DEV_PASSWORD_RESET_URL, metadata=var("PASSWORD_RESET_URL", text)
     )
@@ -279,6 +412,17 @@ class Settings:
     )
     db_replica_status_ttl: float = field(
         default=0.005, metadata=var("DB_REPLICA_STATUS_TTL", decimal)
+    )
+    # Passkeys (services/passkeys.py): the relying party's domain, its name as
+    # authenticators show it, and the origins its pages are served from.
+    webauthn_rp_id: str = field(
+        default=DEV_WEBAUTHN_RP_ID, metadata=var("WEBAUTHN_RP_ID", lowercase)
+    )
+    webauthn_rp_name: str = field(
+        default="service", metadata=var("WEBAUTHN_RP_NAME", text)
+    )
+    webauthn_origins: tuple[str, ...] = field(
+        default=DEV_WEBAUTHN_ORIGINS, metadata=var("WEBAUTHN_ORIGINS", items)
     )
     # OpenTelemetry traces (telemetry/tracing.py): on when the endpoint is set;
     # the exporter reads the other OTEL_EXPORTER_OTLP_* variables itself.
@@ -325,6 +469,17 @@ class Settings:
                 raise ConfigError(
                     f"TRUSTED_PROXIES: {proxy!r} is not an IP or network"
                 ) from None
+        for name, key in (
+            ("MFA_ENCRYPTION_KEY", self.mfa_encryption_key),
+            *(
+                ("MFA_ENCRYPTION_KEY_FALLBACKS", k)
+                for k in self.mfa_encryption_key_fallbacks
+            ),
+        ):
+            if key is not None and len(key) < 32:
+                raise ConfigError(f"{name}: each key must be at least 32 characters")
+        if self.fresh_session_seconds < 1:
+            raise ConfigError("FRESH_SESSION_SECONDS must be at least 1")
         if self.log_format not in ("json", "text"):
             raise ConfigError("LOG_FORMAT must be json or text")
         if "{token}" not in self.password_reset_url:
@@ -337,16 +492,28 @@ class Settings:
             raise ConfigError("MAIL_BACKEND=smtp needs SMTP_URL")
         if self.mail_backend == "log" and self.smtp_url:
             raise ConfigError("MAIL_BACKEND=log and SMTP_URL are both set; choose one")
+        if self.smtp_url:
+            smtp_endpoint(self.smtp_url)
+        if self.smtp_ca_file and not Path(self.smtp_ca_file).is_file():
+            raise ConfigError(f"SMTP_CA_FILE: no file at {self.smtp_ca_file}")
+        if self.mail_queue_size < 1:
+            raise ConfigError("MAIL_QUEUE_SIZE must be at least 1")
         if self.database_replica_urls and self.is_sqlite:
             raise ConfigError("DATABASE_REPLICA_URL needs a PostgreSQL DATABASE_URL")
         for url in self.database_replica_urls:
             if not url.startswith("postgresql+asyncpg://"):
                 raise ConfigError("DATABASE_REPLICA_URL lists postgresql:// URLs")
+        validate_webauthn(self.webauthn_rp_id, self.webauthn_origins)
         if self.env != "production":
             return
         for name, value in (
             ("SECRET_KEY", self.secret_key),
             ("JWT_SECRET_KEY", self.jwt_secret_key),
+            *(("SECRET_KEY_FALLBACKS", key) for key in self.secret_key_fallbacks),
+            *(
+                ("JWT_SECRET_KEY_FALLBACKS", key)
+                for key in self.jwt_secret_key_fallbacks
+            ),
         ):
             if value.strip().lower() in PLACEHOLDER_SECRETS:
                 raise ConfigError(
@@ -354,6 +521,15 @@ class Settings:
                 )
             if len(value) < 32:
                 raise ConfigError(f"{name} must be at least 32 characters long")
+        if (
+            self.mfa_encryption_key is None
+            or self.mfa_encryption_key.strip().lower() in PLACEHOLDER_SECRETS
+            or self.mfa_encryption_key == DEV_MFA_ENCRYPTION_KEY
+        ):
+            raise ConfigError(
+                "MFA_ENCRYPTION_KEY is required in production (at least 32 "
+                "characters): TOTP secrets are encrypted under it"
+            )
         if not self.revocation_check:
             raise ConfigError(
                 "REVOCATION_CHECK=false is refused in production: tokens of "
@@ -369,6 +545,21 @@ class Settings:
                 "PASSWORD_RESET_URL is the development default; set your reset "
                 "page's address, with {token} where the token goes"
             )
+
+        # Unset, they are a developer's browser on `make run`: a deployment names
+        # its own (localhost too, for a stack on one machine, if it says so).
+        if self.webauthn_origins == DEV_WEBAUTHN_ORIGINS:
+            raise ConfigError(
+                "WEBAUTHN_ORIGINS is the development default (http://localhost:8000); "
+                "set the origins of the pages that use passkeys, and WEBAUTHN_RP_ID "
+                "to their domain"
+            )
+
+    @property
+    def mfa_keys(self) -> tuple[str, tuple[str, ...]]:
+        """The key TOTP secrets are sealed under, and the fallbacks that open them."""
+        key = self.mfa_encryption_key or DEV_MFA_ENCRYPTION_KEY
+        return key, self.mfa_encryption_key_fallbacks
 
     @property
     def mails_to_log(self) -> bool:

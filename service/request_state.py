@@ -8,7 +8,7 @@ from quart import g
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.db.replicas import RequestReads
-from service.models import UserRecord
+from service.models import SessionRecord, UserRecord
 from service.security.tokens import Identity
 
 
@@ -21,6 +21,8 @@ class RequestState:
     # (by the token check, or later when revocation is not checked).
     identity: Identity | None = None
     user: UserRecord | None = None
+    # ...and its session's freshness and login method, read by the same query.
+    auth_session: SessionRecord | None = None
     # db/request.py: the request's sessions, made on first use, and where its
     # display reads went.
     session: AsyncSession | None = None

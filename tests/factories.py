@@ -13,7 +13,7 @@ from service.config import Settings
 from service.models import Post, User, utcnow
 from service.security.passwords import PasswordHasher
 from service.security.tokens import create_token
-from service.services.auth import AuthService, Client, TokenPair
+from service.services.auth import AuthService, CheckedAccount, Client, TokenPair
 from tests.support import PASSWORD, bearer, unique_email
 
 # One real scrypt hash for every factory user: hashing per user would cost
@@ -97,7 +97,9 @@ async def login_tokens(
     """What a real login returns (a session row, tokens naming it), without the
     ~100 ms password check: AuthService's own path after the check."""
     auth = AuthService(session, _UNUSED_HASHER, settings)
-    return await auth.start_session(user, client=Client(ip=ip, user_agent=user_agent))
+    return await auth.open_session(
+        CheckedAccount.of(user), client=Client(ip=ip, user_agent=user_agent)
+    )
 
 
 async def login_headers(

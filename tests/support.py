@@ -391,6 +391,8 @@ PUBLIC_OPERATIONS = [
     "GET /healthz",
     "GET /readyz",
     "POST /api/v1/auth/login",
+    "POST /api/v1/auth/passkeys/login",
+    "POST /api/v1/auth/passkeys/login/options",
     "POST /api/v1/auth/password/forgot",
     "POST /api/v1/auth/password/reset",
     "POST /api/v1/users",
@@ -398,8 +400,11 @@ PUBLIC_OPERATIONS = [
 
 
 # What production needs beyond the Flask deployment's variables (docs/MIGRATING.md):
-# the Flask service had no reset mail.
+# the Flask service had no reset mail, second factors nor passkeys.
 RESET_MAIL = {
+    "MFA_ENCRYPTION_KEY": "production-mfa-encryption-key-0123456789-abc",
     "MAIL_BACKEND": "log",
     "PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
+    "WEBAUTHN_RP_ID": "app.example.com",
+    "WEBAUTHN_ORIGINS": "https://app.example.com",
 }

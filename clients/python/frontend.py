@@ -9,6 +9,7 @@ tests/system/test_clients.py also holds that every generated operation is import
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import TypeVar
 
@@ -22,6 +23,15 @@ from api_client.api.authentication import (
     reset_password,
 )
 from api_client.api.operations import healthz, readyz
+from api_client.api.passkeys import (
+    delete_passkey,
+    list_passkeys,
+    passkey_login,
+    passkey_login_options,
+    passkey_options,
+    register_passkey,
+    rename_passkey,
+)
 from api_client.api.posts import (
     create_post,
     delete_post,
@@ -46,10 +56,19 @@ from api_client.api.users import (
 )
 from api_client.models import (
     AuthError,
+    CreationOptions,
     Error,
     ForgotPassword,
     Login,
     Message,
+    NewPasskey,
+    NewPasskeyCredential,
+    Passkey,
+    PasskeyList,
+    PasskeyLogin,
+    PasskeyLoginCredential,
+    PasskeyLoginOptions,
+    PasskeyRename,
     PasswordChange,
     PasswordReset,
     Post,
@@ -58,6 +77,7 @@ from api_client.models import (
     PostUpdate,
     Readiness,
     RefreshedTokens,
+    RequestOptions,
     Session,
     SessionList,
     Status,
@@ -73,6 +93,9 @@ from api_client.types import Response, Unset
 
 BASE_URL = "http://127.0.0.1:8000"
 T = TypeVar("T")
+# The browser's navigator.credentials.create() or .get() on the options' JSON,
+# answering what PublicKeyCredential.toJSON() gives.
+Ceremony = Callable[[dict[str, object]], dict[str, object]]
 Failure = Error | AuthError | TokenError | ValidationError
 
 
@@ -193,6 +216,52 @@ def sessions(access: AuthenticatedClient) -> list[str]:
         no_content(revoke_session.sync_detailed(session_id, client=access))
     no_content(revoke_other_sessions.sync_detailed(client=access))
     return [session_line(each) for each in listed.sessions]
+
+
+def passkey_line(passkey: Passkey) -> str:
+    used = passkey.last_used_at if passkey.last_used_at is not None else "never"
+    return (
+        f"{passkey.name} ({passkey.id[:8]}), added {passkey.created_at}, "
+        f"last used {used}"
+    )
+
+
+def passkeys(
+    access: AuthenticatedClient, anyone: Client, create: Ceremony, get: Ceremony
+) -> list[str]:
+    """Register a passkey, sign in with it alone, rename it, delete it."""
+    options = expect(passkey_options.sync(client=access), CreationOptions)
+    made = NewPasskeyCredential.from_dict(create(options.to_dict()))
+    body = NewPasskey(credential=made, name=f"{options.user.display_name}'s laptop")
+    added = expect(register_passkey.sync(client=access, body=body), Passkey)
+    request = expect(
+        passkey_login_options.sync(client=anyone, body=PasskeyLoginOptions()),
+        RequestOptions,
+    )
+    signed = PasskeyLoginCredential.from_dict(get(request.to_dict()))
+    tokens = expect(
+        passkey_login.sync(client=anyone, body=PasskeyLogin(credential=signed)),
+        TokenPair,
+    )
+    renamed = expect(
+        rename_passkey.sync(
+            added.id, client=access, body=PasskeyRename(name="Work laptop")
+        ),
+        Passkey,
+    )
+    listed = expect(list_passkeys.sync(client=access), PasskeyList)
+    no_content(delete_passkey.sync_detailed(added.id, client=access))
+    return [
+        f"On {options.rp.name} ({options.rp.id}) as {options.user.name}, "
+        f"{len(options.exclude_credentials):d} excluded, within "
+        f"{options.timeout // 1000:d} s, user verification "
+        f"{options.authenticator_selection.user_verification}",
+        f"Signed in on {request.rp_id} ({request.user_verification}, "
+        f"{len(request.allow_credentials):d} allowed, {len(request.challenge):d} "
+        f"characters of challenge): {tokens.token_type}",
+        *(passkey_line(each) for each in listed.passkeys),
+        passkey_line(renamed),
+    ]
 
 
 def users(access: AuthenticatedClient, anyone: Client, password: str) -> list[str]:

@@ -85,6 +85,15 @@ function sessionLine(session: Schemas["Session"]): string {
     `${session.created_at}, last used ${session.last_used_at}${mark}`;
 }
 
+function passkeyLine(passkey: Schemas["Passkey"]): string {
+  const used = passkey.last_used_at ?? "never";
+  return `${passkey.name} (${passkey.id.slice(0, 8)}), added ${passkey.created_at}, last used ${used}`;
+}
+
+// What the browser's PublicKeyCredential.toJSON() gives, sent back as it is.
+const madeCredential: Schemas["NewPasskey"]["credential"] = { id: "from-navigator.credentials.create" };
+const signedCredential: Schemas["PasskeyLogin"]["credential"] = { id: "from-navigator.credentials.get" };
+
 function problem(answer: Schemas["Error"]): string {
   return answer.error;
 }
@@ -154,6 +163,51 @@ export const frontEnd: { [K in OperationKey]: Call<K> } = {
     input: { path: { session_id: "0b9f3c1e-6d2a-4c5b-9a7e-3f1d2c4b5a69" } },
     onSuccess: () => "Session ended",
     onFailure: problem,
+  },
+  "post /api/v1/auth/passkeys/options": {
+    input: {},
+    onSuccess: (options) =>
+      `Creating a passkey for ${options.user.displayName} <${options.user.name}> on ` +
+      `${options.rp.name} (${options.rp.id}), ${options.excludeCredentials.length} excluded, ` +
+      `user verification ${options.authenticatorSelection.userVerification}, ` +
+      `within ${(options.timeout / 1000).toFixed(0)} s: ${options.challenge.length} ` +
+      `characters of challenge, ${options.pubKeyCredParams.map((each) => each.alg).join(", ")}, ` +
+      `attestation ${options.attestation}, ${options.authenticatorSelection.residentKey} ` +
+      `${options.authenticatorSelection.requireResidentKey}`,
+    onFailure: problem,
+  },
+  "post /api/v1/auth/passkeys": {
+    input: { body: { credential: madeCredential, name: "Laptop" } },
+    onSuccess: passkeyLine,
+    onFailure: (answer) => ("errors" in answer ? fieldProblems(answer) : problem(answer)),
+  },
+  "get /api/v1/auth/passkeys": {
+    input: {},
+    onSuccess: (list) => list.passkeys.map(passkeyLine).join("\n"),
+    onFailure: tokenProblem,
+  },
+  "patch /api/v1/auth/passkeys/{passkey_id}": {
+    input: { path: { passkey_id: "6f1c2d3e-4a5b-4c7d-8e9f-0a1b2c3d4e5f" }, body: { name: "Work laptop" } },
+    onSuccess: passkeyLine,
+    onFailure: problem,
+  },
+  "delete /api/v1/auth/passkeys/{passkey_id}": {
+    input: { path: { passkey_id: "6f1c2d3e-4a5b-4c7d-8e9f-0a1b2c3d4e5f" } },
+    onSuccess: () => "Passkey deleted",
+    onFailure: problem,
+  },
+  "post /api/v1/auth/passkeys/login/options": {
+    input: { body: {} },
+    onSuccess: (options) =>
+      `Sign in on ${options.rpId} within ${(options.timeout / 1000).toFixed(0)} s with ` +
+      `${options.allowCredentials.map((each) => `${each.type} ${each.id} ${(each.transports ?? []).join("/")}`).join(", ") || "any passkey"}, ` +
+      `user verification ${options.userVerification}: ${options.challenge.length} characters of challenge`,
+    onFailure: problem,
+  },
+  "post /api/v1/auth/passkeys/login": {
+    input: { body: { credential: signedCredential } },
+    onSuccess: (tokens) => `${tokens.token_type}: ${keepTokens(tokens.access_token, tokens.refresh_token)}`,
+    onFailure: (answer) => ("errors" in answer ? fieldProblems(answer) : problem(answer)),
   },
   "get /api/v1/users": {
     input: { query: { page: 2, per_page: 50, active_only: "false" } },

@@ -2,11 +2,13 @@
 
 from quart import Blueprint
 
-from service.api import auth, posts, users
+from service.api import auth, factors, passkeys, posts, users
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 blueprint.register_blueprint(users.blueprint)
 blueprint.register_blueprint(auth.blueprint)
+blueprint.register_blueprint(factors.blueprint)
+blueprint.register_blueprint(passkeys.blueprint)
 blueprint.register_blueprint(posts.blueprint)
 
 # Every answer under these may carry tokens (unknown paths and methods too).

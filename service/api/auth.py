@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, current_app
+from quart import Blueprint
 from quart_schema import tag, tag_blueprint
 
 from service.api.deps import (
     auth_service,
     client,
-    mailer,
+    outbox,
     session_service,
     settings,
     user_service,
@@ -18,6 +18,7 @@ from service.api.deps import (
 from service.api.guards import (
     current_caller,
     current_identity,
+    fresh_required,
     get_jwt_identity,
     jwt_required,
 )
@@ -43,6 +44,7 @@ from service.schemas.auth import (
     SessionListSchema,
     TokenPairSchema,
 )
+from service.schemas.security import FreshSchema, Reauthentication
 from service.services.auth import AccessToken, TokenPair
 
 blueprint = Blueprint("auth", __name__, url_prefix="/auth")
@@ -99,7 +101,7 @@ async def forgot_password(data: ForgotPassword) -> dict[str, str]:
     """Mail a reset link; the same answer, in the same time, for any address."""
     mail = await auth_service().forgot_password(data["email"])
     if mail is not None:
-        current_app.add_background_task(mailer().send, mail)
+        outbox().submit(mail)
     return {"message": "If the address is registered, a reset link is on its way"}
 
 
@@ -149,9 +151,34 @@ async def revoke_session(session_id: str) -> None:
 @blueprint.delete("/sessions")
 @tag(["sessions"])
 @jwt_required()
+@fresh_required
 @returns(None, status=204)
 @document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
 async def revoke_other_sessions() -> None:
-    """Log out every session but this one."""
+    """Log out every session but this one (a fresh session: see POST /auth/fresh)."""
     user = await user_service().get(get_jwt_identity())
     await session_service().revoke_others(user, keep=current_identity().session_id)
+
+
+@blueprint.post("/fresh")
+@tag(["sessions"])
+@jwt_required()
+@body(FreshSchema)
+@returns(None, status=204)
+@document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
+@limited(LOGIN_BUDGET)
+async def make_fresh(data: Reauthentication) -> None:
+    """Authenticate again: the session counts as fresh for FRESH_SESSION_SECONDS.
+
+    With the password, or a TOTP code. A wrong one answers 401 `Invalid
+    password` or `Invalid code` and spends the account's login budget; a token
+    without a session (Flask-era) answers 401 `Fresh token required`: log in again.
+    """
+    user = await user_service().get(get_jwt_identity())
+    await auth_service().make_fresh(
+        current_identity(),
+        user,
+        password=data.get("password"),
+        code=data.get("code"),
+        client=client(),
+    )

@@ -1,29 +1,40 @@
-"""Typed access to what the app holds: settings, mailer, services, the client."""
+"""Typed access to what the app holds: settings, outbox, services, the client."""
 
 from __future__ import annotations
-
-import ipaddress
-from functools import lru_cache
 
 from quart import Quart, current_app, request
 
 from service.api.hashing import hasher
 from service.config import Settings
 from service.db.request import request_reads, request_session
-from service.mail import Mailer
+from service.mail import Mailer, Outbox
+from service.security.client_address import client_address
 from service.services.auth import AuthService, Client
+from service.services.factors import FactorService
+from service.services.passkeys import PasskeyService, RelyingParty
 from service.services.posts import PostService
 from service.services.sessions import SessionService
 from service.services.users import UserService
-from service.throttle.lifecycle import app_throttle
+from service.telemetry.tally import Tally
+from service.throttle.lifecycle import app_challenges, app_throttle
 
 SETTINGS_KEY = "settings"
-MAILER_KEY = "mailer"
+OUTBOX_KEY = "outbox"
+TALLY_KEY = "tally"
 
 
 def init_app(app: Quart, settings: Settings) -> None:
     app.extensions[SETTINGS_KEY] = settings
-    app.extensions[MAILER_KEY] = Mailer(settings)
+    app.extensions[TALLY_KEY] = tally = Tally()
+    app.extensions[OUTBOX_KEY] = box = Outbox(Mailer(settings), settings, tally)
+
+    @app.before_serving
+    async def open_outbox() -> None:
+        box.start()
+
+    @app.after_serving
+    async def close_outbox() -> None:
+        await box.close()
 
 
 def settings() -> Settings:
@@ -31,8 +42,14 @@ def settings() -> Settings:
     return value
 
 
-def mailer() -> Mailer:
-    value: Mailer = current_app.extensions[MAILER_KEY]
+def outbox() -> Outbox:
+    """Where a route puts the mail it sends: delivered after the answer."""
+    value: Outbox = current_app.extensions[OUTBOX_KEY]
+    return value
+
+
+def tally() -> Tally:
+    value: Tally = current_app.extensions[TALLY_KEY]
     return value
 
 
@@ -61,40 +78,24 @@ def auth_service() -> AuthService:
     )
 
 
+def factor_service() -> FactorService:
+    return FactorService(request_session(), settings())
+
+
+def passkey_service() -> PasskeyService:
+    return PasskeyService(
+        request_session(),
+        RelyingParty.from_settings(settings()),
+        app_challenges(current_app),
+    )
+
+
 def client() -> Client:
     return Client(ip=client_ip(), user_agent=request.headers.get("User-Agent"))
 
 
 def client_ip() -> str | None:
-    """The socket's peer, or the last X-Forwarded-For hop a trusted proxy added."""
-    remote = request.remote_addr
-    proxies = _networks(settings().trusted_proxies)
-    if not proxies or not _is_trusted(remote, proxies):
-        return remote
-    hops = [
-        hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")
-    ]
-    # Walk back from the nearest hop: entries left of an untrusted one are the
-    # client's own claims and could be forged.
-    for hop in reversed([hop for hop in hops if hop]):
-        if not _is_trusted(hop, proxies):
-            return hop[:45]
-    return remote
-
-
-@lru_cache(maxsize=8)
-def _networks(
-    proxies: tuple[str, ...],
-) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return tuple(ipaddress.ip_network(proxy, strict=False) for proxy in proxies)
-
-
-def _is_trusted(
-    address: str | None,
-    proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
-) -> bool:
-    try:
-        ip = ipaddress.ip_address(address or "")
-    except ValueError:
-        return False
-    return any(ip in network for network in proxies)
+    """The client's address: the socket's peer, or the client that trusted
+    proxies forwarded for (service/security/client_address.py)."""
+    forwarded = ", ".join(request.headers.getlist("X-Forwarded-For")) or None
+    return client_address(request.remote_addr, forwarded, settings().trusted_proxies)

@@ -10,15 +10,17 @@ from typing import Any
 from quart import request
 from quart_schema import security_scheme
 
-from service.api.deps import settings, user_service
+from service.api.deps import session_service, settings, user_service
 from service.api.io import View, document_errors
 from service.db.request import hot_connection
 from service.errors import AuthError, ForbiddenError, InvalidTokenError
-from service.models import UserRecord
+from service.models import SessionRecord, UserRecord, utcnow
 from service.request_state import request_state
 from service.security.tokens import Identity
 from service.services.callers import Caller, identify
 
+# flask-jwt-extended's answer to a stale token on a @jwt_required(fresh=True) route.
+FRESH_REQUIRED = "Fresh token required"
 _EXPECTED = "Expected 'Authorization: Bearer <JWT>'"
 # The OpenAPI security schemes: which token a route takes.
 ACCESS_SCHEME = "bearer"
@@ -36,6 +38,25 @@ def jwt_required(refresh: bool = False) -> Callable[[View], View]:
         return document_errors(401, 422)(wrapper)
 
     return decorator
+
+
+def fresh_required(view: View) -> View:
+    """The caller's session was authenticated within FRESH_SESSION_SECONDS (a
+    login, a second factor, POST /auth/fresh); under @jwt_required()."""
+
+    @wraps(view)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        await require_fresh()
+        return await view(*args, **kwargs)
+
+    return wrapper
+
+
+async def require_fresh() -> None:
+    """401 "Fresh token required" unless the caller's session is fresh: stale,
+    or Flask-era (no session, never fresh)."""
+    if not (await current_session()).is_fresh(utcnow()):
+        raise AuthError(FRESH_REQUIRED, legacy_msg=True)
 
 
 def admin_required(view: View) -> View:
@@ -78,6 +99,7 @@ async def verify_jwt_in_request(refresh: bool = False) -> Caller:
     )
     state = request_state()
     state.identity, state.user = caller.identity, caller.user
+    state.auth_session = caller.session
     return caller
 
 
@@ -109,6 +131,18 @@ async def get_current_user() -> UserRecord:
             current_identity().user_id
         )
     return state.user
+
+
+async def current_session() -> SessionRecord:
+    """The caller's session as the token check read it (or now, with revocation
+    not checked): its freshness and how its login was made."""
+    state = request_state()
+    if state.auth_session is None:
+        identity = current_identity()
+        state.auth_session = await session_service(readonly=True).record(
+            identity.session_id, user_id=identity.user_id
+        )
+    return state.auth_session
 
 
 def _token_from_header(header: str) -> str:

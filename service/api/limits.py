@@ -20,6 +20,7 @@ from quart import current_app, has_request_context, request
 
 from service.api.deps import client_ip, settings
 from service.api.io import View, document_errors
+from service.security.client_address import client_key
 from service.throttle.keys import fold_email
 from service.throttle.lifecycle import app_throttle
 from service.throttle.windows import RouteLimit
@@ -39,7 +40,8 @@ class Limit:
 
 
 def per_client(name: str, setting: str) -> Limit:
-    return Limit(name, setting, lambda _kwargs: client_ip() or "unknown")
+    # The login throttle's key too: an IPv6 client is its /64.
+    return Limit(name, setting, lambda _kwargs: client_key(client_ip()))
 
 
 def per_email(name: str, setting: str) -> Limit:

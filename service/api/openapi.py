@@ -39,6 +39,7 @@ from werkzeug.routing import Rule
 from service.api.guards import ACCESS_SCHEME, REFRESH_SCHEME
 from service.api.io import ErrorResponse, NoContent
 from service.schemas.common import (
+    BODY_CONSTRAINTS,
     SENT_WHEN,
     AuthErrorSchema,
     ErrorSchema,
@@ -71,6 +72,16 @@ TAGS: list[Tag | dict[str, Any]] = [
     Tag(
         name="sessions",
         description="Each login is a session: list your live ones, end any of them.",
+    ),
+    Tag(
+        name="second factors",
+        description="TOTP and recovery codes: enrol, confirm, turn off; the "
+        "account's security state. Changes need a fresh session (POST /auth/fresh).",
+    ),
+    Tag(
+        name="passkeys",
+        description="Passkeys (WebAuthn): register them, list, rename and delete "
+        "them; sign in with one alone, or as the second factor after a password.",
     ),
     Tag(
         name="users",
@@ -197,6 +208,13 @@ class DocumentConverter(OpenAPIConverter):
                 "give each direction its own"
             )
         return super().resolve_nested_schema(schema)  # type: ignore[no-untyped-call]
+
+    def schema2jsonschema(self, schema: Any) -> dict[str, Any]:
+        # What a schema's own check enforces beyond its fields (one of two
+        # fields, say), for clients and schemathesis to know (schemas/common.py).
+        jsonschema: dict[str, Any] = super().schema2jsonschema(schema)  # type: ignore[no-untyped-call]
+        jsonschema.update(getattr(schema, BODY_CONSTRAINTS, {}))
+        return jsonschema
 
     def fields2jsonschema(
         self, declared: dict[str, fields.Field[Any]], *, partial: Any = None

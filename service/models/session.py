@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String
@@ -36,6 +37,11 @@ class AuthSession(Base):
     refresh_jti: Mapped[str | None] = mapped_column(String(36))
     previous_refresh_jti: Mapped[str | None] = mapped_column(String(36))
     rotated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Until when the session counts as freshly authenticated (a login, a second
+    # factor, POST /auth/fresh), and how its login was made: NULL on the
+    # sessions of before, which are stale password sessions.
+    fresh_until: Mapped[datetime | None] = mapped_column(DateTime)
+    auth_method: Mapped[str | None] = mapped_column(String(16))
 
 
 class RevokedToken(Base):
@@ -45,3 +51,30 @@ class RevokedToken(Base):
 
     jti: Mapped[str] = mapped_column(String(36), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, index=True)
+
+
+# How a session's login was made (AuthSession.auth_method); NULL is a password.
+PASSWORD = "password"  # noqa: S105  (a method's name, not a secret)
+TOTP = "totp"
+RECOVERY_CODE = "recovery_code"
+PASSKEY = "passkey"
+SECOND_FACTORS = frozenset({TOTP, RECOVERY_CODE, PASSKEY})
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """What the routes ask of the caller's session, read with the token check."""
+
+    fresh_until: datetime | None
+    auth_method: str | None
+
+    def is_fresh(self, now: datetime) -> bool:
+        return self.fresh_until is not None and now < self.fresh_until
+
+    @property
+    def used_second_factor(self) -> bool:
+        return self.auth_method in SECOND_FACTORS
+
+
+# A session-less (Flask-era) token: never fresh, a password login.
+NO_SESSION = SessionRecord(fresh_until=None, auth_method=None)

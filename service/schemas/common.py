@@ -11,6 +11,9 @@ MAX_EMAIL_LENGTH = 255
 # Field metadata of a response field the service leaves out of some answers.
 SENT_WHEN = "sent_when"
 EXAMPLE = "openapi_example"
+# A request schema's class attribute: JSON Schema keywords its body also obeys
+# (what the route checks beyond the fields, such as one field of two).
+BODY_CONSTRAINTS = "openapi_body_constraints"
 # The time the examples show.
 EXAMPLE_AT = "2026-01-15T09:30:00.123456"
 

@@ -58,9 +58,20 @@ def create_token(
     return jwt.encode(payload, key, algorithm=ALGORITHM)
 
 
-def decode_token(token: str, *, key: str, expected_type: TokenType) -> Identity:
-    """Verify as flask-jwt-extended does: AuthError (401) or InvalidTokenError (422)."""
-    claims = _verified_claims(token, key)
+def decode_token(
+    token: str,
+    *,
+    key: str,
+    expected_type: TokenType,
+    fallbacks: tuple[str, ...] = (),
+) -> Identity:
+    """Verify as flask-jwt-extended does: AuthError (401) or InvalidTokenError (422).
+
+    The signature may be the current key's or any of `fallbacks`' (older keys
+    while they are rotated out, as JWT_SECRET_KEY_FALLBACKS lists them); tokens
+    are only ever signed with the current key.
+    """
+    claims = _verified_claims(token, key, fallbacks)
     # The memo below checked exp when it first saw the token; time has moved on.
     if "exp" in claims and claims["exp"] <= time.time():
         raise AuthError("Token has expired", legacy_msg=True)
@@ -83,22 +94,35 @@ def decode_token(token: str, *, key: str, expected_type: TokenType) -> Identity:
 
 
 @lru_cache(maxsize=4096)
-def _verified_claims(token: str, key: str) -> dict[str, Any]:
+def _verified_claims(
+    token: str, key: str, fallbacks: tuple[str, ...]
+) -> dict[str, Any]:
     """The claims of a token whose signature, exp, nbf and iat were checked once.
 
     A client sends the same token for up to 15 minutes; verifying its HMAC and
     parsing its JSON again on each request would be repeated work. Failures
-    raise, and lru_cache does not remember them.
+    raise, and lru_cache does not remember them. The memo is keyed by the keys
+    too: a fallback removed from the settings verifies nothing any more.
     """
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            token, key, algorithms=[ALGORITHM], options={"verify_aud": False}, leeway=0
-        )
-    except jwt.ExpiredSignatureError:
-        raise AuthError("Token has expired", legacy_msg=True) from None
-    except jwt.InvalidTokenError as error:
-        raise InvalidTokenError(str(error), legacy_msg=True) from None
-    return claims
+    signature_error: jwt.InvalidTokenError | None = None
+    for candidate in (key, *fallbacks):
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                candidate,
+                algorithms=[ALGORITHM],
+                options={"verify_aud": False},
+                leeway=0,
+            )
+        except jwt.InvalidSignatureError as error:
+            signature_error = error  # perhaps an older key's: try the next
+            continue
+        except jwt.ExpiredSignatureError:
+            raise AuthError("Token has expired", legacy_msg=True) from None
+        except jwt.InvalidTokenError as error:
+            raise InvalidTokenError(str(error), legacy_msg=True) from None
+        return claims
+    raise InvalidTokenError(str(signature_error), legacy_msg=True)
 
 
 def _user_id(subject: str) -> int:
@@ -135,21 +159,47 @@ def create_reset_token(
     return jwt.encode(payload, _reset_key(key), algorithm=ALGORITHM)
 
 
-def decode_reset_token(token: str, *, key: str) -> tuple[int, str]:
-    """(user id, hash fingerprint) of a valid reset token; else BadRequestError."""
-    try:
-        claims = jwt.decode(
-            token,
-            _reset_key(key),
-            algorithms=[ALGORITHM],
-            options={"require": ["exp", "sub"]},
+@dataclass(frozen=True, slots=True)
+class ResetClaim:
+    """A valid reset token's user, its hash fingerprint, and the key that signed it
+    (the fingerprint is that key's HMAC of the hash)."""
+
+    user_id: int
+    fingerprint: str
+    key: str
+
+    def matches(self, password_hash: str) -> bool:
+        """Was the token issued for this very hash? (A changed password ends it.)"""
+        return reset_fingerprint_matches(
+            self.fingerprint, key=self.key, password_hash=password_hash
         )
+
+
+def decode_reset_token(
+    token: str, *, key: str, fallbacks: tuple[str, ...] = ()
+) -> ResetClaim:
+    """A valid reset token's claim, signed with `key` or any of `fallbacks`
+    (SECRET_KEY_FALLBACKS); else BadRequestError."""
+    for candidate in (key, *fallbacks):
+        try:
+            claims = jwt.decode(
+                token,
+                _reset_key(candidate),
+                algorithms=[ALGORITHM],
+                options={"require": ["exp", "sub"]},
+            )
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.InvalidTokenError:
+            break
         fingerprint = claims.get("pwd")
         if claims.get("type") != RESET_TYPE or not isinstance(fingerprint, str):
-            raise jwt.InvalidTokenError
-        return _user_id(claims["sub"]), fingerprint
-    except (jwt.InvalidTokenError, InvalidTokenError):
-        raise BadRequestError(INVALID_RESET) from None
+            break
+        try:
+            return ResetClaim(_user_id(claims["sub"]), fingerprint, candidate)
+        except InvalidTokenError:
+            break
+    raise BadRequestError(INVALID_RESET)
 
 
 def reset_fingerprint_matches(

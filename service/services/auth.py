@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +17,7 @@ from service.errors import (
 )
 from service.mail import Mail
 from service.models import User, UserRecord
+from service.models.session import PASSWORD
 from service.security.passwords import PasswordHasher, needs_rehash
 from service.security.tokens import (
     INVALID_RESET,
@@ -25,19 +25,22 @@ from service.security.tokens import (
     create_reset_token,
     create_token,
     decode_reset_token,
-    reset_fingerprint_matches,
 )
 from service.services.callers import REVOKED, Caller
+from service.services.events import Client as Client  # re-exported
+from service.services.events import security_event
+from service.services.factors import INVALID_CODE, FactorService
 from service.services.sessions import SessionService, successor_jti
 from service.services.users import UserService
 from service.throttle.login import Guess, LoginThrottle
 
-# Failed and throttled logins, for whoever watches for attacks: the address is
-# the client's as TRUSTED_PROXIES lets it be known, not the nearest proxy's.
-security_logger = logging.getLogger("service.security")
 INVALID_CREDENTIALS = "Invalid email or password"
 DEACTIVATED = "Account is deactivated"
 CURRENT_INCORRECT = "Current password is incorrect."
+# flask-jwt-extended's answer to a stale token where a fresh one is needed.
+FRESH_REQUIRED = "Fresh token required"
+INVALID_PASSWORD = "Invalid password"
+PASSWORD_OR_CODE = "Send either password or code"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,20 +57,22 @@ class AccessToken:
 
 
 @dataclass(frozen=True, slots=True)
-class Client:
-    ip: str | None
-    user_agent: str | None
+class CheckedAccount:
+    """An account as a credential check saw it, the only thing a session opens on.
 
+    A password check returns it; any other way in (a second factor, a passkey)
+    passes on the one its first step saw. `open_session` opens a session only
+    while the account's row still holds this very hash and is active and not
+    deleted, so a change, reset, deactivation or delete during the check wins.
+    """
 
-def security_event(event: str, client: Client, **fields: Any) -> None:
-    details = " ".join(f"{name}={value}" for name, value in fields.items())
-    security_logger.warning(
-        "%s client_ip=%s %s",
-        event,
-        client.ip,
-        details,
-        extra={"fields": {"event": event, "client_ip": client.ip, **fields}},
-    )
+    user_id: int
+    password_hash: str
+    is_admin: bool
+
+    @classmethod
+    def of(cls, user: User) -> CheckedAccount:
+        return cls(user.id, user.password_hash, user.is_admin)
 
 
 class AuthService:
@@ -123,19 +128,115 @@ class AuthService:
                 # The password changed while this one was checked: it is no
                 # longer the account's, and must not open a session.
                 raise AuthError(INVALID_CREDENTIALS)
-        return await self.start_session(user, client=client)
+        return await self.open_session(CheckedAccount.of(user), client=client)
 
-    async def start_session(self, user: User, *, client: Client) -> TokenPair:
-        """Commits a new session for a user whose credentials were checked."""
-        auth_session = self.sessions.start(
-            user, user_agent=client.user_agent, ip=client.ip
+    async def open_session(
+        self, checked: CheckedAccount, *, client: Client, auth_method: str = PASSWORD
+    ) -> TokenPair:
+        """Commits a new session, only if the account is still as `checked` saw it.
+
+        Otherwise nothing is written and the answer is a wrong login: the
+        password that was checked is no longer the account's (or the account
+        was deactivated or deleted meanwhile). The session is fresh for
+        FRESH_SESSION_SECONDS and records `auth_method`.
+        """
+        session_id = await self.sessions.open(
+            user_id=checked.user_id,
+            password_hash=checked.password_hash,
+            user_agent=client.user_agent,
+            ip=client.ip,
+            fresh_for=self.settings.fresh_session_seconds,
+            auth_method=auth_method,
         )
-        refresh_token, auth_session.refresh_jti = self._refresh_token(
-            user.id, auth_session.id
-        )
+        if session_id is None:
+            await self.session.rollback()
+            security_event(
+                "login_failed",
+                client,
+                user_id=checked.user_id,
+                reason="account_changed",
+            )
+            raise AuthError(INVALID_CREDENTIALS)
         await self.session.commit()
-        access_token = self.access_token_for(user, auth_session.id)
+        refresh_token, _ = self._refresh_token(checked.user_id, session_id)
+        access_token = self._access_token(checked.user_id, checked.is_admin, session_id)
         return TokenPair(access_token, refresh_token)
+
+    async def make_fresh(
+        self,
+        identity: Identity,
+        user: User,
+        *,
+        password: str | None,
+        code: str | None,
+        client: Client,
+    ) -> None:
+        """Commits; the caller's session counts as freshly authenticated again,
+        on the account's password or a code of its TOTP (one of the two).
+
+        A wrong one is a failed login (the account's budget, its 429); a
+        session-less (Flask-era) token has no session to make fresh: its holder
+        logs in again.
+        """
+        if (password is None) == (code is None):
+            raise BadRequestError(PASSWORD_OR_CODE)
+        if identity.session_id is None:
+            raise AuthError(FRESH_REQUIRED, legacy_msg=True)
+        if password is not None:
+
+            async def password_ok() -> bool:
+                return await self.hasher.verify(user.password_hash, password)
+
+            await self.spend_guess(user, client, password_ok, INVALID_PASSWORD)
+        elif code is not None:
+            factors = FactorService(self.session, self.settings)
+
+            async def code_ok() -> bool:
+                return await factors.use_totp(user.id, code)
+
+            await self.spend_guess(user, client, code_ok, INVALID_CODE)
+        # The code's use commits with the freshness.
+        await self.freshen(identity.session_id, user)
+
+    async def freshen(self, session_id: str, user: User) -> None:
+        """Commits; 401 "Token has been revoked" when the session ended meanwhile."""
+        if not await self.sessions.refresh_freshness(
+            session_id, user_id=user.id, fresh_for=self.settings.fresh_session_seconds
+        ):
+            raise AuthError(REVOKED, legacy_msg=True)
+
+    async def spend_guess(
+        self,
+        user: User,
+        client: Client,
+        check: Callable[[], Awaitable[bool]],
+        error: str,
+    ) -> None:
+        """Run `check` as one guess against the user's login budget: a False is
+        a failed login (401 `error`), a True gives the budget back."""
+        # Read before a failed check rolls back (and expires `user`).
+        user_id, email = user.id, user.email
+        if self.throttle is None:
+            if not await check():
+                await self.session.rollback()
+                raise AuthError(error)
+            return
+        try:
+            async with self.throttle.guess(email, client.ip or "unknown") as guess:
+                if not await check():
+                    await self.session.rollback()
+                    guess.failed()
+                    security_event(
+                        "login_failed",
+                        client,
+                        user_id=user_id,
+                        reason=error.lower().replace(" ", "_"),
+                    )
+                    raise AuthError(error)
+                guess.succeeded()
+        except TooManyRequestsError:
+            security_event("login_throttled", client)
+            raise
 
     async def refresh(self, caller: Caller) -> AccessToken | TokenPair:
         identity = caller.identity
@@ -170,10 +271,14 @@ class AuthService:
             ):
                 # A concurrent logout of the same session won the race.
                 raise AuthError(REVOKED, legacy_msg=True)
-        elif identity.jti is not None:
-            await self.sessions.revoke_token(
-                identity.jti, expires_at=int(identity.claims["exp"])
-            )
+        else:
+            # Flask-era: this token's jti, and through the user's cut-off the
+            # refresh token of the same login (every Flask-era token until now).
+            if identity.jti is not None:
+                await self.sessions.revoke_token(
+                    identity.jti, expires_at=int(identity.claims["exp"])
+                )
+            await self.sessions.end_legacy_tokens(identity.user_id)
             await self.session.commit()
 
     async def change_password(
@@ -241,15 +346,16 @@ class AuthService:
 
     async def reset_password(self, token: str, new_password: str) -> None:
         """Commits; the token works once (it is bound to the hash it replaces)."""
-        key = self.settings.secret_key
-        user_id, fingerprint = decode_reset_token(token, key=key)
+        claim = decode_reset_token(
+            token,
+            key=self.settings.secret_key,
+            fallbacks=self.settings.secret_key_fallbacks,
+        )
         try:
-            user = await self.users.get(user_id)
+            user = await self.users.get(claim.user_id)
         except NotFoundError:
             raise BadRequestError(INVALID_RESET) from None
-        if not user.is_active or not reset_fingerprint_matches(
-            fingerprint, key=key, password_hash=user.password_hash
-        ):
+        if not user.is_active or not claim.matches(user.password_hash):
             raise BadRequestError(INVALID_RESET)
         if not await self.users.replace_password_hash(
             user, await self.hasher.hash(new_password)
@@ -260,11 +366,16 @@ class AuthService:
         await self.session.commit()
 
     def access_token_for(self, user: User | UserRecord, session_id: str | None) -> str:
-        claims: dict[str, object] = {"is_admin": user.is_admin}
+        return self._access_token(user.id, user.is_admin, session_id)
+
+    def _access_token(
+        self, user_id: int, is_admin: bool, session_id: str | None
+    ) -> str:
+        claims: dict[str, object] = {"is_admin": is_admin}
         if session_id is not None:
             claims["sid"] = session_id
         return create_token(
-            user_id=user.id,
+            user_id=user_id,
             token_type="access",
             key=self.settings.jwt_secret_key,
             expires_in=self.settings.access_token_expires,

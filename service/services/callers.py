@@ -11,16 +11,18 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import bindparam, exists, or_, select, update
 
 from service.config import Settings
 from service.db.statements import HotConnection, HotQuery
 from service.errors import AuthError
 from service.models import (
     LIVE,
+    NO_SESSION,
     USER_COLUMNS,
     AuthSession,
     RevokedToken,
+    SessionRecord,
     User,
     UserRecord,
     utcnow,
@@ -34,10 +36,12 @@ Connect = Callable[[], AbstractAsyncContextManager[HotConnection]]
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """A verified token and, when revocation is checked, its user's live row."""
+    """A verified token and, when revocation is checked, its user's live row
+    and its session's freshness and login method (read by the same query)."""
 
     identity: Identity
     user: UserRecord | None
+    session: SessionRecord | None = None
 
 
 async def identify(
@@ -50,26 +54,31 @@ async def identify(
     once ACCEPT_LEGACY_TOKENS is off: a Flask client logs in again on it.
     """
     identity = decode_token(
-        token, key=settings.jwt_secret_key, expected_type=expected_type
+        token,
+        key=settings.jwt_secret_key,
+        expected_type=expected_type,
+        fallbacks=settings.jwt_secret_key_fallbacks,
     )
     if identity.session_id is None and not settings.accept_legacy_tokens:
         raise AuthError(REVOKED, legacy_msg=True)
     if not settings.revocation_check:
         return Caller(identity, None)
     async with connect() as connection:
-        user = await token_holder(
+        holder = await token_holder(
             connection, identity, touch_interval=settings.session_touch_interval
         )
-    if user is None:
+    if holder is None:
         raise AuthError(REVOKED, legacy_msg=True)
+    user, session = holder
     # Admin rights come from the row, so a demoted admin loses them at once.
-    return Caller(replace(identity, is_admin=user.is_admin), user)
+    return Caller(replace(identity, is_admin=user.is_admin), user, session)
 
 
 async def token_holder(
     connection: HotConnection, identity: Identity, *, touch_interval: float
-) -> UserRecord | None:
-    """The token's live, active user, if its session (or jti) is not revoked.
+) -> tuple[UserRecord, SessionRecord] | None:
+    """The token's live, active user and its session (NO_SESSION for a
+    session-less token), if that session (or jti) is not revoked.
 
     Marks the session used at most once per `touch_interval` seconds.
     """
@@ -77,17 +86,23 @@ async def token_holder(
         row = await SESSION_USER.fetch_row(
             connection, user_id=identity.user_id, session_id=identity.session_id
         )
-        if row is not None:
-            await _touch(
-                connection, identity.session_id, row["last_used_at"], touch_interval
-            )
-    else:
-        row = await SESSIONLESS_USER.fetch_row(
-            connection, user_id=identity.user_id, jti=identity.jti
+        if row is None:
+            return None
+        await _touch(
+            connection, identity.session_id, row["last_used_at"], touch_interval
         )
-        if row is not None and _before_cutoff(identity, row["tokens_valid_after"]):
-            row = None
-    return None if row is None else UserRecord.from_row(row)
+        session = SessionRecord(
+            fresh_until=row["fresh_until"], auth_method=row["auth_method"]
+        )
+        return UserRecord.from_row(row), session
+    row = await SESSIONLESS_USER.fetch_row(
+        connection, user_id=identity.user_id, jti=identity.jti
+    )
+    if row is None or _before_cutoff(
+        identity, row["tokens_valid_after"], row["legacy_tokens_valid_after"]
+    ):
+        return None
+    return UserRecord.from_row(row), NO_SESSION
 
 
 async def _touch(
@@ -102,29 +117,47 @@ async def _touch(
         await TOUCH_SESSION.execute(connection, session_id=session_id, now=now)
 
 
-def _before_cutoff(identity: Identity, cutoff: datetime | None) -> bool:
-    """A session-less (Flask-era) token issued before the user's last revoke-all."""
+def _before_cutoff(
+    identity: Identity, cutoff: datetime | None, legacy_cutoff: datetime | None
+) -> bool:
+    """A session-less (Flask-era) token issued before the user's last revoke-all,
+    or at or before a logout (or an end of other sessions) of a Flask-era login."""
+    issued_at = identity.issued_at
     return (
-        cutoff is not None
-        and identity.issued_at < cutoff.replace(tzinfo=UTC).timestamp()
+        cutoff is not None and issued_at < cutoff.replace(tzinfo=UTC).timestamp()
+    ) or (
+        legacy_cutoff is not None
+        and issued_at <= legacy_cutoff.replace(tzinfo=UTC).timestamp()
     )
 
 
 # The hot statements, planned once; each selects USER_COLUMNS, the fields of
-# UserRecord. A revoked session, a deleted or a deactivated user all make the
-# row disappear.
+# UserRecord. A revoked session, a session that started before the user's
+# cut-off (a password change, reset, deactivation or delete that a login in
+# flight raced), a deleted or a deactivated user all make the row disappear.
 SESSION_USER = HotQuery(
-    select(*USER_COLUMNS, AuthSession.last_used_at)
+    select(
+        *USER_COLUMNS,
+        AuthSession.last_used_at,
+        AuthSession.fresh_until,
+        AuthSession.auth_method,
+    )
     .join(AuthSession, AuthSession.user_id == User.id)
     .where(
         User.id == bindparam("user_id"),
         AuthSession.id == bindparam("session_id"),
         AuthSession.revoked_at.is_(None),
+        or_(
+            User.tokens_valid_after.is_(None),
+            AuthSession.created_at >= User.tokens_valid_after,
+        ),
         LIVE,
     )
 )
 SESSIONLESS_USER = HotQuery(
-    select(*USER_COLUMNS, User.tokens_valid_after).where(
+    select(
+        *USER_COLUMNS, User.tokens_valid_after, User.legacy_tokens_valid_after
+    ).where(
         User.id == bindparam("user_id"),
         LIVE,
         ~exists().where(RevokedToken.jti == bindparam("jti")),

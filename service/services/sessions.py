@@ -9,12 +9,31 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Update, select, update
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    String,
+    Update,
+    case,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.errors import NotFoundError
-from service.models import AuthSession, RevokedToken, User, utcnow
+from service.models import (
+    LIVE,
+    NO_SESSION,
+    AuthSession,
+    RevokedToken,
+    SessionRecord,
+    User,
+    utcnow,
+)
+from service.models.session import PASSWORD
 
 # What str(uuid.uuid4()) gives, and any shorter run of its characters.
 SESSION_ID = re.compile(r"[0-9A-Za-z-]{1,36}")
@@ -24,18 +43,65 @@ class SessionService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    def start(
-        self, user: User, *, user_agent: str | None, ip: str | None
-    ) -> AuthSession:
-        """Adds the session row; the caller commits."""
-        auth_session = AuthSession(
-            id=str(uuid.uuid4()),
-            user_id=user.id,
-            user_agent=(user_agent or None) and user_agent[:255],
-            ip=ip[:45] if ip else None,
+    async def open(
+        self,
+        *,
+        user_id: int,
+        password_hash: str,
+        user_agent: str | None,
+        ip: str | None,
+        fresh_for: int,
+        auth_method: str = PASSWORD,
+    ) -> str | None:
+        """Insert a session for the user only while the row still holds
+        `password_hash` and is active and not deleted: one INSERT ... SELECT,
+        the user's row locked FOR SHARE on PostgreSQL (a password change,
+        reset, deactivation or delete either waits for this session and then
+        revokes it, or commits first and leaves this SELECT nothing). SQLite
+        runs one writer at a time. Fresh for `fresh_for` seconds. The session
+        id, or None when the account is no longer as the credential check saw
+        it; the caller commits.
+        """
+        session_id = str(uuid.uuid4())
+        now = utcnow()
+        # Never before the user's cut-off as this row has it: a clock behind
+        # the one that wrote the cut-off must not make a new session look old.
+        started = case(
+            (User.tokens_valid_after > literal(now, DateTime), User.tokens_valid_after),
+            else_=literal(now, DateTime),
         )
-        self.session.add(auth_session)
-        return auth_session
+        row = (
+            select(
+                literal(session_id, String),
+                User.id,
+                started,
+                started,
+                literal((user_agent or None) and user_agent[:255], String),
+                literal(ip[:45] if ip else None, String),
+                literal(successor_jti(session_id), String),
+                literal(now + timedelta(seconds=fresh_for), DateTime),
+                literal(auth_method, String),
+            )
+            .where(User.id == user_id, User.password_hash == password_hash, LIVE)
+            .with_for_update(read=True)
+        )
+        result = await self.session.execute(
+            insert(AuthSession).from_select(
+                [
+                    AuthSession.id,
+                    AuthSession.user_id,
+                    AuthSession.created_at,
+                    AuthSession.last_used_at,
+                    AuthSession.user_agent,
+                    AuthSession.ip,
+                    AuthSession.refresh_jti,
+                    AuthSession.fresh_until,
+                    AuthSession.auth_method,
+                ],
+                row,
+            )
+        )
+        return session_id if result.rowcount == 1 else None  # type: ignore[attr-defined]
 
     async def live(self, user_id: int, *, max_idle: int) -> Sequence[AuthSession]:
         """Sessions not revoked and used within `max_idle` seconds."""
@@ -50,6 +116,35 @@ class SessionService:
                 .order_by(AuthSession.last_used_at.desc(), AuthSession.id)
             )
         ).all()
+
+    async def record(self, session_id: str | None, *, user_id: int) -> SessionRecord:
+        """A live session's freshness and login method; NO_SESSION for none."""
+        if session_id is None:
+            return NO_SESSION
+        row = (
+            await self.session.execute(
+                select(AuthSession.fresh_until, AuthSession.auth_method).where(
+                    AuthSession.id == session_id,
+                    AuthSession.user_id == user_id,
+                    AuthSession.revoked_at.is_(None),
+                )
+            )
+        ).first()
+        if row is None:
+            return NO_SESSION
+        return SessionRecord(fresh_until=row.fresh_until, auth_method=row.auth_method)
+
+    async def refresh_freshness(
+        self, session_id: str, *, user_id: int, fresh_for: int
+    ) -> bool:
+        """Commits; the live session counts as freshly authenticated again."""
+        result = await self.session.execute(
+            _live_session(session_id, AuthSession.user_id == user_id).values(
+                fresh_until=utcnow() + timedelta(seconds=fresh_for)
+            )
+        )
+        await self.session.commit()
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def revoke(self, session_id: str, *, user_id: int) -> None:
         """Commits; 404 for a session that is not a live one of the user.
@@ -79,11 +174,22 @@ class SessionService:
         await self._revoke_sessions(user.id)
 
     async def revoke_others(self, user: User, *, keep: str | None) -> None:
-        """Commits; a caller with a session also ends the user's session-less tokens."""
-        if keep is not None:
-            user.tokens_valid_after = utcnow()
+        """Commits; also ends every session-less (Flask-era) token of the user,
+        a Flask-era caller's own included (it has no session to keep)."""
+        user.legacy_tokens_valid_after = utcnow()
         await self._revoke_sessions(user.id, keep=keep)
         await self.session.commit()
+
+    async def end_legacy_tokens(self, user_id: int) -> None:
+        """Ends every session-less (Flask-era) token of the user issued until
+        now: a Flask-era logout cannot name its refresh token, so the cut-off
+        ends it with the access token. The caller commits."""
+        await self.session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(legacy_tokens_valid_after=utcnow())
+            .execution_options(synchronize_session=False)
+        )
 
     async def _revoke_sessions(self, user_id: int, *, keep: str | None = None) -> None:
         stmt = update(AuthSession).where(

@@ -8,6 +8,7 @@ import re
 import secrets
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -17,9 +18,9 @@ from service.config import Settings
 from service.db.replicas import RequestReads
 from service.request_state import request_state
 
-REQUEST_ID_HEADER = "X-Request-ID"
-# Echoed back into a header and the logs: keep it short and plain.
-_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+# Where api/headers.py's middleware puts the request id it took from X-Request-ID
+# (when safe) or made, and also writes on the answer.
+REQUEST_ID_SCOPE_KEY = "service.request_id"
 access_logger = logging.getLogger("service.access")
 
 
@@ -42,6 +43,14 @@ class JSONFormatter(logging.Formatter):
             return orjson.dumps(entry, default=str).decode()
         except TypeError:  # a lone surrogate, an integer past 64 bits
             return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def scope_request_id() -> str:
+    """The request id api/headers.py's middleware put in the request's scope."""
+    # A TypedDict to Quart, with one more key here.
+    scope: Mapping[str, object] = request.scope
+    value = scope.get(REQUEST_ID_SCOPE_KEY)
+    return value if isinstance(value, str) else ""
 
 
 def new_request_id() -> str:
@@ -123,16 +132,12 @@ def init_app(app: Quart, settings: Settings) -> None:
     async def start_request() -> None:
         state = request_state()
         state.started = time.perf_counter()
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        state.request_id = (
-            incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else new_request_id()
-        )
+        state.request_id = scope_request_id() or new_request_id()
 
     @app.after_request
     async def log_request(response: Response) -> Response:
         state = request_state()
-        request_id = state.request_id or new_request_id()
-        response.headers[REQUEST_ID_HEADER] = request_id
+        request_id = state.request_id or scope_request_id()
         if access_logger.isEnabledFor(logging.INFO):
             access_logger.info(
                 "%s %s %s",

@@ -19,6 +19,7 @@ from service.config import Settings
 from service.db.replicas import FALLBACKS
 from service.db.request import serving_database
 from service.request_state import request_state
+from service.telemetry.tally import COUNTED, Tally
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Any token is a valid HTTP method: one series per made-up method would let a
@@ -80,6 +81,20 @@ class ReplicaCollector(Collector):
         yield fallbacks
 
 
+class TallyCollector(Collector):
+    """What went wrong out of sight: mail retried or lost, range-service misses."""
+
+    def __init__(self, app: Quart) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        tally: Tally | None = self.app.extensions.get("tally")
+        if tally is None:
+            return
+        for name, text in COUNTED.items():
+            yield CounterMetricFamily(name, text, value=tally[name])
+
+
 def init_app(app: Quart, settings: Settings) -> None:
     registry = CollectorRegistry()
     requests = Counter(
@@ -97,6 +112,7 @@ def init_app(app: Quart, settings: Settings) -> None:
     )
     registry.register(PoolCollector(app))
     registry.register(ReplicaCollector(app))
+    registry.register(TallyCollector(app))
     # labels() validates and looks its child up under a lock on every call;
     # the few (method, route, status) series are looked up once each here.
     counted: dict[tuple[str, str, int], Any] = {}

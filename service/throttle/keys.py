@@ -4,7 +4,8 @@ addresses (an IPv6 /64 as one), and digests so that a store never holds an addre
 from __future__ import annotations
 
 import hashlib
-import ipaddress
+
+from service.security.client_address import client_key, parse_address
 
 
 def fold_email(email: str) -> str:
@@ -29,14 +30,12 @@ def account_key(email: str) -> str:
 
 
 def ip_key(ip: str) -> str:
-    # One IPv6 client usually holds a whole /64: budget it as one address.
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return f"login:ip:{digest(ip)}"
-    if address.version == 6:
-        return f"login:ip:{ipaddress.ip_network(f'{address}/64', strict=False)}"
-    return f"login:ip:{address}"
+    """The client's key as every route limit has it (an IPv6 /64 as one, a
+    mapped or NAT64 address as its IPv4); anything else by its digest."""
+    key = client_key(ip)
+    if parse_address(key.partition("/")[0]) is None:
+        return f"login:ip:{digest(key)}"
+    return f"login:ip:{key}"
 
 
 def digest(value: str) -> str:

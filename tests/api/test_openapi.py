@@ -445,6 +445,8 @@ async def test_every_operation_has_one_declared_tag(document: dict[str, Any]) ->
     assert list(declared) == [
         "authentication",
         "sessions",
+        "second factors",
+        "passkeys",
         "users",
         "posts",
         "operations",
@@ -607,7 +609,9 @@ async def test_request_components_require_what_validation_requires(
             problems.append(f"{schema_cls.__name__}: {required} != {refused}")
 
     assert problems == []
-    assert len(request_schemas(app)) == 8
+    # The loop saw the request bodies (at least those of before the account
+    # security routes, which add theirs).
+    assert len(request_schemas(app)) >= 8
 
 
 def refused_when_empty(schema_cls: type[Schema]) -> set[str]:

@@ -6,8 +6,10 @@ document too; this test makes sure each operation's success is among them).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import pyotp
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.config import Settings
 from service.models import User
 from service.security.tokens import create_reset_token
+from tests.authenticator import Authenticator
 from tests.conformance import AnswerLog, openapi_document
 from tests.factories import PASSWORD, login_tokens, make_user
 from tests.support import bearer
@@ -100,6 +103,46 @@ async def test_every_operation_answers_its_documented_success(
     await call("DELETE", f"/api/v1/auth/sessions/{other['id']}", 204, headers=me)
     await login_tokens(session, settings, account)
     await call("DELETE", "/api/v1/auth/sessions", 204, headers=me)
+    await call(
+        "POST", "/api/v1/auth/fresh", 204, headers=me, json={"password": PASSWORD}
+    )
+
+    # Second factors: TOTP on, new recovery codes, a fresh session by code, off.
+    await call("GET", "/api/v1/auth/account", 200, headers=me)
+    secret = (await call("POST", "/api/v1/auth/totp", 200, headers=me))["secret"]
+    totp = pyotp.TOTP(secret)
+    code = {"code": totp.now()}
+    await call("POST", "/api/v1/auth/totp/confirm", 200, headers=me, json=code)
+    await call("POST", "/api/v1/auth/recovery-codes", 200, headers=me)
+    code = {"code": totp.at(time.time() + 30)}
+    await call("POST", "/api/v1/auth/fresh", 204, headers=me, json=code)
+    await call("DELETE", "/api/v1/auth/totp", 204, headers=me)
+    # Passkeys: one registered, listed, renamed, signed in with, deleted.
+    authenticator = Authenticator()
+    options = await call("POST", "/api/v1/auth/passkeys/options", 200, headers=me)
+    passkey = await call(
+        "POST",
+        "/api/v1/auth/passkeys",
+        201,
+        headers=me,
+        json={"credential": authenticator.create(options)},
+    )
+    await call("GET", "/api/v1/auth/passkeys", 200, headers=me)
+    await call(
+        "PATCH",
+        f"/api/v1/auth/passkeys/{passkey['id']}",
+        200,
+        headers=me,
+        json={"name": "Laptop"},
+    )
+    options = await call("POST", "/api/v1/auth/passkeys/login/options", 200, json={})
+    await call(
+        "POST",
+        "/api/v1/auth/passkeys/login",
+        200,
+        json={"credential": authenticator.get(options)},
+    )
+    await call("DELETE", f"/api/v1/auth/passkeys/{passkey['id']}", 204, headers=me)
 
     # Passwords: changing one ends every session, so this caller's last.
     await call(

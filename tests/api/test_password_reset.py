@@ -6,22 +6,17 @@ and every token used below is read from the delivered message, as a user would.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
 import jwt
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +31,7 @@ from tests.factories import (
     make_user,
     utcnow,
 )
+from tests.mailbox import SmtpServer, eventually, link_in, smtp_server
 from tests.ports import free_port
 from tests.support import (
     FORGOT,
@@ -57,63 +53,12 @@ DEV_LINK = re.compile(r"http://127\.0\.0\.1:8000/reset-password\?token=(\S+)")
 ACCEPTED = {"message": "If the address is registered, a reset link is on its way"}
 INVALID_RESET = {"error": "Invalid or expired reset token"}
 NEW_PASSWORD = "brand-new-password-789"
-MAIL_WAIT_SECONDS = 5.0
-POLL_SECONDS = 0.02
-
-
-@dataclass
-class Inbox:
-    """An aiosmtpd handler that keeps every message it is given."""
-
-    delay: float = 0.0
-    messages: list[EmailMessage] = field(default_factory=list)
-    recipients: list[list[str]] = field(default_factory=list)
-
-    async def handle_DATA(  # noqa: N802 (aiosmtpd's hook name)
-        self, server: SMTP, session: Session, envelope: Envelope
-    ) -> str:
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        content = envelope.content
-        assert isinstance(content, bytes)
-        parsed = message_from_bytes(content, policy=policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(parsed)
-        self.recipients.append(list(envelope.rcpt_tos))
-        return "250 OK"
-
-    async def wait_for(self, count: int = 1) -> list[EmailMessage]:
-        # The mail is sent by a background task after the response.
-        await eventually(lambda: len(self.messages) >= count)
-        assert len(self.messages) >= count, "no reset mail arrived"
-        return self.messages
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    """Poll until `condition` holds or MAIL_WAIT_SECONDS pass (the SMTP server
-    runs in its own thread, so there is no event to await)."""
-    for _ in range(int(MAIL_WAIT_SECONDS / POLL_SECONDS)):
-        if condition():
-            return
-        await asyncio.sleep(POLL_SECONDS)
-
-
-@dataclass(frozen=True)
-class SmtpServer:
-    inbox: Inbox
-    url: str
 
 
 @pytest.fixture
 def smtp() -> Iterator[SmtpServer]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield SmtpServer(inbox, f"smtp://127.0.0.1:{port}")
-    finally:
-        controller.stop()
+    with smtp_server() as server:
+        yield server
 
 
 @asynccontextmanager
@@ -130,12 +75,7 @@ async def mail_client(make_app: AppMaker, smtp: SmtpServer) -> AsyncIterator[Cli
 
 
 def token_in(message: EmailMessage) -> str:
-    body = message.get_body(("plain",))
-    assert body is not None
-    assert isinstance(body, EmailMessage)
-    found = LINK.search(body.get_content())
-    assert found is not None, body.get_content()
-    return found.group(1)
+    return link_in(message, LINK)
 
 
 async def reset_token(client: Client, smtp: SmtpServer, email: str) -> str:
@@ -347,7 +287,8 @@ async def test_forgot_unreachable_smtp_still_202_and_logs_failure(
 ) -> None:
     caplog.set_level(logging.INFO, logger="service.mail")
 
-    async with mail_app(make_app, smtp_url=f"smtp://127.0.0.1:{free_port()}") as client:
+    nobody = f"smtp://127.0.0.1:{free_port()}"
+    async with mail_app(make_app, smtp_url=nobody, mail_retries=0) as client:
         response = await client.post(FORGOT, json={"email": user.email})
 
     assert response.status_code == 202

@@ -8,6 +8,7 @@ answers the same 401.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -230,16 +231,63 @@ async def test_logout_sessionless_token_blocks_its_jti(
     assert blocked is not None
 
 
-async def test_logout_sessionless_token_keeps_other_sessionless_tokens(
+async def test_logout_sessionless_token_ends_the_refresh_token_of_its_login(
     client: Client, settings: Settings, user: User
 ) -> None:
-    logged_out = flask_token_for(settings, user)
-    other = flask_token_for(settings, user)
+    # A Flask-era login: an access and a refresh token, minted together.
+    issued = int(time.time()) - 5
+    access = flask_token_for(settings, user, now=issued)
+    refresh = flask_token_for(settings, user, token_type="refresh", now=issued)
 
+    logout = await client.post(LOGOUT, headers=bearer(access))
+    response = await post_refresh(client, refresh)
+
+    assert logout.status_code == 200
+    assert response.status_code == 401
+    assert await response.get_json() == REVOKED
+
+
+async def test_logout_sessionless_token_spares_flask_era_tokens_issued_after_it(
+    client: Client, settings: Settings, user: User
+) -> None:
+    logged_out = flask_token_for(settings, user, now=int(time.time()) - 5)
     await client.post(LOGOUT, headers=bearer(logged_out))
-    response = await get_me(client, other)
+    await asyncio.sleep(1.1)  # iat counts whole seconds
+    later = flask_token_for(settings, user)
+
+    response = await get_me(client, later)
 
     assert response.status_code == 200
+
+
+async def test_logout_sessionless_token_leaves_sessions_alone(
+    client: Client, session: AsyncSession, settings: Settings, user: User
+) -> None:
+    headers = await login_headers(session, settings, user)
+    legacy = flask_token_for(settings, user, now=int(time.time()) - 5)
+
+    await client.post(LOGOUT, headers=bearer(legacy))
+    response = await client.get(ME, headers=headers)
+
+    assert response.status_code == 200
+
+
+async def test_ending_other_sessions_from_a_session_ends_flask_era_tokens(
+    client: Client, session: AsyncSession, settings: Settings, user: User
+) -> None:
+    headers = await login_headers(session, settings, user)
+    issued = int(time.time()) - 5
+    legacy_access = flask_token_for(settings, user, now=issued)
+    legacy_refresh = flask_token_for(settings, user, token_type="refresh", now=issued)
+
+    ended = await client.delete(SESSIONS, headers=headers)
+    me = await client.get(ME, headers=headers)
+    access = await get_me(client, legacy_access)
+    refresh = await post_refresh(client, legacy_refresh)
+
+    assert ended.status_code == 204
+    assert me.status_code == 200
+    assert (access.status_code, refresh.status_code) == (401, 401)
 
 
 # --- every protected route refuses a revoked token ----------------------------
@@ -259,7 +307,15 @@ async def minted_session(
     """A session row and its tokens, as login makes them, without a hash check."""
     sid = str(uuid.uuid4())
     refresh_jti = str(uuid.uuid4())
-    session.add(AuthSession(id=sid, user_id=user.id, refresh_jti=refresh_jti))
+    session.add(
+        AuthSession(
+            id=sid,
+            user_id=user.id,
+            refresh_jti=refresh_jti,
+            fresh_until=utcnow() + timedelta(minutes=10),
+            auth_method="password",
+        )
+    )
     await session.commit()
     access = mint(settings, user, claims={"is_admin": user.is_admin, "sid": sid})
     refresh = mint(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,7 +66,8 @@ async def invoke(app: Quart, *args: str, input: str | None = None) -> Result:
 
 
 def users_in(path: Path) -> list[tuple[str, int]]:
-    with sqlite3.connect(path) as connection:
+    # Python 3.13 warns of a connection left open: `with` alone only commits.
+    with contextlib.closing(sqlite3.connect(path)) as connection:
         rows = connection.execute("SELECT email, is_admin FROM users ORDER BY id")
         return [(email, is_admin) for email, is_admin in rows]
 

@@ -196,3 +196,19 @@ def test_secrets_and_settings_are_references_never_values() -> None:
         for key in config
         if key.endswith("_FILE")
     )
+
+
+def test_trusted_proxies_are_named_once_and_are_not_the_private_ranges() -> None:
+    config = of_kind("ConfigMap")["data"]
+    named = [
+        name
+        for name, manifest in manifests().items()
+        if "TRUSTED_PROXIES" in yaml.safe_dump(manifest)
+    ]
+    trusted = config["TRUSTED_PROXIES"].split(",")
+
+    assert named == [
+        next(n for n, m in manifests().items() if m["kind"] == "ConfigMap")
+    ]
+    for broad in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"):
+        assert broad not in trusted

@@ -78,6 +78,17 @@ def test_dockerfile_builds_in_one_stage_and_runs_from_the_same_slim_python() -> 
     assert build.image == runtime.image
 
 
+def test_the_image_serves_on_the_python_the_suite_runs_on() -> None:
+    """The Dockerfile's Python is .python-version's, the one .venv and CI use."""
+    runtime = dockerfile_stages()[-1]
+    version = re.fullmatch(r"python:(\d+\.\d+)[.-].*", runtime.image)
+    pinned = (ROOT / ".python-version").read_text().strip()
+
+    assert version is not None, runtime.image
+    assert version[1] == pinned
+    assert pinned == "3.13"
+
+
 def test_runtime_stage_copies_the_venv_and_only_the_runtime_files() -> None:
     stages = dockerfile_stages()
     runtime = stages[-1]
@@ -316,11 +327,21 @@ def test_compose_builds_every_image_it_builds_instead_of_pulling_it() -> None:
             assert service.get("pull_policy") == "build", name
 
 
-def test_compose_fixes_no_subnet_or_address() -> None:
+def test_compose_trusts_only_the_load_balancers_network() -> None:
+    # One place names it: the api's TRUSTED_PROXIES is the `edge` subnet, the
+    # only fixed one; no service has a fixed address.
     compose = load_compose()
+    trusted = compose["x-api-environment"]["TRUSTED_PROXIES"]
+    subnets = {
+        name: [entry["subnet"] for entry in network["ipam"]["config"]]
+        for name, network in compose["networks"].items()
+        if "ipam" in (network or {})
+    }
 
-    for network in compose["networks"].values():
-        assert "ipam" not in (network or {})
+    assert subnets == {"edge": [trusted]}
+    assert trusted.startswith("${EDGE_SUBNET:-")
+    assert "," not in trusted
+    assert "edge" in compose["services"]["lb"]["networks"]
     for service in compose["services"].values():
         networks = service.get("networks") or []
         if isinstance(networks, dict):
@@ -429,9 +450,9 @@ def test_compose_load_balancer_is_haproxy_with_the_repo_config_on_one_port() -> 
 
 
 def test_compose_api_is_reachable_only_by_the_load_balancer() -> None:
-    # TRUSTED_PROXIES names private ranges, not an address (no fixed IPs):
-    # that is safe only if nothing but HAProxy (and Prometheus, which sends no
-    # X-Forwarded-For) shares a network with the api.
+    # TRUSTED_PROXIES names the `edge` network, not an address (no fixed
+    # IPs): that is safe only if nothing but HAProxy (and Prometheus, which
+    # sends no X-Forwarded-For) shares it with the api.
     compose = load_compose()
     services = compose["services"]
     api_networks = set(services["api"]["networks"])

@@ -191,3 +191,19 @@ def test_env_example_secrets_are_refused_in_production() -> None:
 
     with pytest.raises(ConfigError, match="SECRET_KEY is missing or a placeholder"):
         Settings.from_env(values)
+
+
+def test_the_file_row_names_every_secret_the_entrypoint_reads_from_a_file() -> None:
+    entrypoint = (ROOT / "deploy" / "docker-entrypoint.py").read_text()
+    block = re.search(r"^FILE_VARIABLES = \((.*?)^\)", entrypoint, re.S | re.M)
+    assert block is not None
+    readable = set(re.findall(r'"([A-Z_]+)"', block[1]))
+    row = re.search(r"^\| `…_FILE` \|.*$", CONFIGURATION.read_text(), re.M)
+    assert row is not None
+    named = set(re.findall(r"`([A-Z][A-Z0-9_]*)`", row[0])) - {"SECRET_KEY_FILE"}
+
+    assert named == readable, (
+        "docs/configuration.md's `…_FILE` row and deploy/docker-entrypoint.py's "
+        f"FILE_VARIABLES differ: missing {sorted(readable - named)}, "
+        f"stale {sorted(named - readable)}"
+    )

@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service import create_app
 from service.config import Settings
-from service.models import AuthSession, Post, RevokedToken, User
+from service.models import AuthSession, Passkey, Post, RevokedToken, User
 from tests.factories import flask_token_for, make_user
 from tests.support import PUBLIC_OPERATIONS, REFRESH, bearer
 
@@ -56,7 +56,18 @@ ADMIN_ID = 2_000_000_017
 
 PUBLIC = PUBLIC_OPERATIONS
 PROTECTED = [
+    "GET /api/v1/auth/account",
+    "POST /api/v1/auth/fresh",
+    "POST /api/v1/auth/recovery-codes",
+    "DELETE /api/v1/auth/totp",
+    "POST /api/v1/auth/totp",
+    "POST /api/v1/auth/totp/confirm",
     "POST /api/v1/auth/logout",
+    "GET /api/v1/auth/passkeys",
+    "POST /api/v1/auth/passkeys",
+    "POST /api/v1/auth/passkeys/options",
+    "DELETE /api/v1/auth/passkeys/{passkey_id}",
+    "PATCH /api/v1/auth/passkeys/{passkey_id}",
     "POST /api/v1/auth/password",
     "POST /api/v1/auth/refresh",
     "DELETE /api/v1/auth/sessions",
@@ -119,6 +130,7 @@ async def remove_rows_since(session: AsyncSession, mark: HighWater) -> None:
         delete(Post).where((Post.id > mark.post_id) | Post.author_id.in_(new_users))
     )
     await session.execute(delete(AuthSession).where(AuthSession.user_id.in_(new_users)))
+    await session.execute(delete(Passkey).where(Passkey.user_id.in_(new_users)))
     await session.execute(
         delete(RevokedToken).where(RevokedToken.jti.not_in(mark.jtis))
     )
@@ -144,8 +156,9 @@ async def accounts(engine: AsyncEngine, settings: Settings) -> AsyncIterator[Acc
 
 # Business rules the document cannot express: a well-formed body can still be
 # refused with 400 (an invalid or used reset token, a wrong current password, an
-# address already registered). 400 joins the statuses accepted for valid input
-# there (with 422 for a malformed bearer header, below); a 5xx still fails.
+# address already registered, a wrong TOTP code). 400 joins the statuses accepted
+# for valid input there (with 422 for a malformed bearer header, below); a 5xx
+# still fails.
 BUSINESS_RULE_400 = ["2xx", "400", "401", "403", "404", "409", "422", "429"]
 CONFIG: dict[str, object] = {
     # PostgreSQL cannot store NUL in text, so every text field refuses it with a
@@ -176,7 +189,10 @@ CONFIG: dict[str, object] = {
             "include-name": [
                 "POST /api/v1/auth/password/reset",
                 "POST /api/v1/auth/password",
+                "POST /api/v1/auth/totp/confirm",
                 "POST /api/v1/users",
+                # An attestation that answers no challenge of ours: Invalid passkey.
+                "POST /api/v1/auth/passkeys",
             ],
             "checks": {
                 "positive_data_acceptance": {"expected-statuses": BUSINESS_RULE_400}

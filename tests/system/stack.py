@@ -695,6 +695,7 @@ def deployment_secrets() -> dict[str, str]:
         "ADMIN_EMAIL": f"ops-{os.urandom(4).hex()}@example.com",
         "ADMIN_PASSWORD": "ops-password-" + os.urandom(4).hex(),
         "METRICS_TOKEN": os.urandom(16).hex(),
+        "MFA_ENCRYPTION_KEY": os.urandom(20).hex(),
     }
 
 

@@ -142,6 +142,7 @@ def containers(
             "jwt_secret_key",
             "secret_key",
             "metrics_token",
+            "mfa_encryption_key",
             "admin_password",
         )
     }

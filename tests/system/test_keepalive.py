@@ -328,7 +328,9 @@ async def call(
     middleware: UnreadBody, scope: Any, *incoming: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], float]:
     """What the app sends, and how long the call took, for a client that sends
-    `incoming` and then nothing more (but stays connected)."""
+    `incoming` and then nothing more (but stays connected). Once the answer has
+    ended the app hears `http.disconnect`, as Hypercorn tells it when it closes
+    the stream (Quart 0.23 returns only then)."""
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for message in incoming:
         await queue.put(message)
@@ -336,6 +338,8 @@ async def call(
 
     async def send(message: Any) -> None:
         sent.append(dict(message))
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            queue.put_nowait({"type": "http.disconnect"})
 
     started = time.monotonic()
     await asyncio.wait_for(middleware(scope, queue.get, send), 10)

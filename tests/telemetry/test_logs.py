@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service import create_app
 from service.config import Settings
 from service.models import User
-from service.services.auth import security_logger
+from service.services.events import security_logger
 from service.telemetry.logs import JSONFormatter, TextFormatter
 from tests.factories import make_user
 from tests.support import LOGIN, AppStarter, send

@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanKind
 from quart import Quart
 
 from service import create_app
+from service.api.headers import ResponseHeaders
 from service.config import ConfigError, Settings
 from service.db.engine import Database
 from service.db.request import app_database
@@ -157,8 +158,10 @@ def test_without_the_endpoint_nothing_is_installed(
 
     app = create_app(settings)
 
-    # The ASGI entry is Quart's own method and the driver is unpatched.
-    assert app.asgi_app.__func__ is Quart.asgi_app  # type: ignore[attr-defined]
+    # The ASGI entry is the headers' middleware over Quart's own method, and the
+    # driver is unpatched.
+    assert isinstance(app.asgi_app, ResponseHeaders)
+    assert app.asgi_app.app.__func__ is Quart.asgi_app  # type: ignore[attr-defined]
     assert otel.PROVIDER_KEY not in app.extensions
     for method in DRIVER_METHODS:
         assert not hasattr(getattr(asyncpg.Connection, method), "__wrapped__")

@@ -395,6 +395,24 @@ async def test_memory_store_is_a_capped_lru() -> None:
     assert verdict is Verdict.HELD
 
 
+async def test_memory_store_account_counter_outlives_a_flood_of_fresh_keys() -> None:
+    # A victim's failures, then what an attacker can make without limit: reset
+    # mail and registrations for fresh emails, fresh addresses, and even fresh
+    # accounts' single failures. None of it may push the victim's counter out.
+    store = MemoryStore(max_keys=100)
+    for _ in range(3):
+        await store.fail(account_key("victim@example.com"), "h", 900)
+    for number in range(5_000):
+        await store.hit(f"limit:reset-mail:{number}", 3, 3600)
+        await store.hit(f"limit:registration:{number}", 10, 3600)
+        await store.fail(ip_key(f"10.{number // 256 % 256}.{number % 256}.1"), "h", 900)
+        await store.fail(account_key(f"fresh{number}@example.com"), "h", 900)
+
+    verdict, _ = await store.hold(account_key("victim@example.com"), 3, "probe")
+    assert verdict is Verdict.SPENT
+    assert len(store) <= 3 * 100
+
+
 async def test_memory_store_keeps_the_budgets_guesses_hold_past_the_cap() -> None:
     store = MemoryStore(max_keys=10)
     assert (await store.hold("held", 1, "guess"))[0] is Verdict.HELD
