@@ -10,6 +10,7 @@ from werkzeug.utils import cached_property
 
 from service import api, cli
 from service.api import (
+    account,
     deps,
     error_handlers,
     hashing,
@@ -76,6 +77,7 @@ def create_app(
     app.config.from_mapping(settings.quart_config())
 
     deps.init_app(app, settings)
+    account.init_app(app, settings)
     logs.init_app(app, settings)
     metrics.init_app(app, settings)
     db.init_app(app, settings, database)

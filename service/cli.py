@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.config import Settings
 from service.db.engine import create_engine, make_sessionmaker
 from service.db.migrate import FLASK_REVISION, MigrateError, alembic_config, migrate
-from service.schemas.user import UserCreateSchema
+from service.schemas.user import NewUser, UserCreateSchema
 from service.security.passwords import PasswordHasher
 from service.services.users import UserService
 
@@ -57,44 +57,80 @@ def register(app: Quart, settings: Settings) -> None:
     @app.cli.command("create-admin")
     @click.argument("email", envvar="ADMIN_EMAIL")
     @click.argument("password", envvar="ADMIN_PASSWORD", required=False)
-    def create_admin(email: str, password: str | None) -> None:
-        """Create an admin user; prompts for the password when it is left out."""
-        if password is None:
-            password = click.prompt(
-                "Password", hide_input=True, confirmation_prompt=True
-            )
-        data = {
-            "email": email,
-            "password": password,
-            "first_name": "Admin",
-            "last_name": "User",
-        }
-        try:
-            UserCreateSchema().load(data)
-        except ValidationError as error:
-            messages = error.messages if isinstance(error.messages, dict) else {}
-            problems = "; ".join(
-                f"{field}: {' '.join(map(str, texts))}"
-                for field, texts in sorted(messages.items())
-            )
-            raise click.ClickException(f"invalid admin: {problems}") from None
+    @click.option(
+        "--bootstrap",
+        is_flag=True,
+        help="Do nothing if any admin ever existed (deleted ones too): the "
+        "deployments' first-admin step, safe to run on every rollout.",
+    )
+    @click.option(
+        "--restore",
+        is_flag=True,
+        help="If the address belongs to a deleted account, bring that account "
+        "back (as an admin, with its own password) instead of refusing.",
+    )
+    def create_admin(
+        email: str, password: str | None, bootstrap: bool, restore: bool
+    ) -> None:
+        """Create an admin user; prompts for the password when it is left out.
+
+        Never over a deleted account with that address: that is refused, naming
+        it, unless --restore brings it back.
+        """
+
+        fields = _admin_fields(email, _admin_password(password))
 
         async def create(users: UserService) -> None:
+            if bootstrap and await users.any_admin_ever():
+                click.echo("An admin exists or existed: nothing to bootstrap")
+                return
             if await users.get_by_email(email) is not None:
                 click.echo(f"User {email} already exists")
                 return
-            await users.register(
-                {
-                    "email": email,
-                    "password": password,
-                    "first_name": "Admin",
-                    "last_name": "User",
-                },
-                is_admin=True,
-            )
+            deleted = await users.deleted_by_email(email)
+            if deleted is not None and restore:
+                await users.restore_as_admin(deleted.id)
+                click.echo(
+                    f"Deleted user {deleted.email} (id {deleted.id}) restored as "
+                    "an admin, with its own password"
+                )
+                return
+            if deleted is not None:
+                raise click.ClickException(
+                    f"{deleted.email} is a deleted account (id {deleted.id}, "
+                    f"deleted {deleted.deleted_at:%Y-%m-%d %H:%M} UTC): no admin is "
+                    "created over it. Restore it with --restore, or choose "
+                    "another ADMIN_EMAIL"
+                )
+            await users.register(fields, is_admin=True)
             click.echo(f"Admin user {email} created successfully!")
 
         asyncio.run(_with_users(settings, create))
+
+
+def _admin_password(password: str | None) -> str:
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+def _admin_fields(email: str, password: str) -> NewUser:
+    data: NewUser = {
+        "email": email,
+        "password": password,
+        "first_name": "Admin",
+        "last_name": "User",
+    }
+    try:
+        UserCreateSchema().load(data)
+    except ValidationError as error:
+        messages = error.messages if isinstance(error.messages, dict) else {}
+        problems = "; ".join(
+            f"{field}: {' '.join(map(str, texts))}"
+            for field, texts in sorted(messages.items())
+        )
+        raise click.ClickException(f"invalid admin: {problems}") from None
+    return data
 
 
 async def _seed(users: UserService) -> None:

@@ -399,6 +399,24 @@ class Settings:
     password_reset_expires: int = field(
         default=60 * 60, metadata=var("PASSWORD_RESET_EXPIRES", integer)
     )
+    # Account security: the owner is mailed of password, address and factor
+    # changes; each account's security events are kept this many days (0: always).
+    # Which new passwords are refused (security/password_policy.py).
+    password_policy: str = field(
+        default="length", metadata=var("PASSWORD_POLICY", lowercase)
+    )
+    pwned_passwords_url: str | None = field(
+        default=None, metadata=var("PWNED_PASSWORDS_URL", text)
+    )
+    pwned_passwords_timeout: float = field(
+        default=2.0, metadata=var("PWNED_PASSWORDS_TIMEOUT", decimal)
+    )
+    security_notifications: bool = field(
+        default=True, metadata=var("SECURITY_NOTIFICATIONS", boolean)
+    )
+    security_events_days: int = field(
+        default=90, metadata=var("SECURITY_EVENTS_DAYS", integer)
+    )
     cors_origins: tuple[str, ...] = field(
         default=(), metadata=var("CORS_ORIGINS", items)
     )
@@ -496,6 +514,12 @@ class Settings:
             smtp_endpoint(self.smtp_url)
         if self.smtp_ca_file and not Path(self.smtp_ca_file).is_file():
             raise ConfigError(f"SMTP_CA_FILE: no file at {self.smtp_ca_file}")
+        if self.password_policy not in ("length", "common"):
+            raise ConfigError("PASSWORD_POLICY must be length or common")
+        if self.pwned_passwords_url and not self.pwned_passwords_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ConfigError("PWNED_PASSWORDS_URL must be an http:// or https:// URL")
         if self.mail_queue_size < 1:
             raise ConfigError("MAIL_QUEUE_SIZE must be at least 1")
         if self.database_replica_urls and self.is_sqlite:

@@ -84,7 +84,7 @@ def text_of(message: EmailMessage) -> str:
     body = message.get_body(("plain",))
     assert isinstance(body, EmailMessage)
     content: str = body.get_content()
-    return content
+    return content.replace("\r\n", "\n")
 
 
 def link_in(message: EmailMessage, pattern: re.Pattern[str]) -> str:

@@ -39,8 +39,11 @@ from api_client.api.posts import (
     list_posts,
     update_post,
 )
+from api_client.api.security import list_own_events, list_user_events
 from api_client.api.sessions import (
+    end_user_sessions,
     list_sessions,
+    list_user_sessions,
     revoke_other_sessions,
     revoke_session,
 )
@@ -78,6 +81,8 @@ from api_client.models import (
     Readiness,
     RefreshedTokens,
     RequestOptions,
+    SecurityEvent,
+    SecurityEventPage,
     Session,
     SessionList,
     Status,
@@ -148,7 +153,7 @@ def post_line(post: Post) -> str:
     )
 
 
-def pager(page: UserPage | PostPage) -> str:
+def pager(page: UserPage | PostPage | SecurityEventPage) -> str:
     last = max(page.pages, 1)
     return f"page {page.page:d} of {last:d}, {page.per_page:d} a page, {page.total:d}"
 
@@ -161,6 +166,14 @@ def session_line(session: Session) -> str:
         f"{session.id[:8]} from {where} with {agent}, started {session.created_at}, "
         f"last used {session.last_used_at}{mark}"
     )
+
+
+def event_line(event: SecurityEvent) -> str:
+    detail = f" ({event.detail})" if event.detail is not None else ""
+    where = event.ip if event.ip is not None else "an unknown address"
+    agent = event.user_agent if event.user_agent is not None else "unknown"
+    what = f"{event.type_}{detail}"
+    return f"#{event.id:d} {event.created_at} {what} from {where} with {agent}"
 
 
 # ------------------------------------------------------------ every operation
@@ -216,6 +229,23 @@ def sessions(access: AuthenticatedClient) -> list[str]:
         no_content(revoke_session.sync_detailed(session_id, client=access))
     no_content(revoke_other_sessions.sync_detailed(client=access))
     return [session_line(each) for each in listed.sessions]
+
+
+def security(
+    access: AuthenticatedClient, admin: AuthenticatedClient, user_id: int
+) -> list[str]:
+    mine = expect(
+        list_own_events.sync(client=access, page=1, per_page=20), SecurityEventPage
+    )
+    theirs = expect(list_user_events.sync(user_id, client=admin), SecurityEventPage)
+    live = expect(list_user_sessions.sync(user_id, client=admin), SessionList)
+    no_content(end_user_sessions.sync_detailed(user_id, client=admin))
+    return [
+        *(event_line(each) for each in mine.events),
+        pager(mine),
+        *(event_line(each) for each in theirs.events),
+        *(session_line(each) for each in live.sessions),
+    ]
 
 
 def passkey_line(passkey: Passkey) -> str:

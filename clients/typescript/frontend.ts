@@ -85,6 +85,13 @@ function sessionLine(session: Schemas["Session"]): string {
     `${session.created_at}, last used ${session.last_used_at}${mark}`;
 }
 
+function eventLine(event: Schemas["SecurityEvent"]): string {
+  const detail = event.detail === null ? "" : ` (${event.detail})`;
+  const where = event.ip ?? "an unknown address";
+  const client = event.user_agent ?? "an unknown client";
+  return `#${event.id.toFixed(0)} ${event.created_at} ${event.type}${detail} from ${where} with ${client}`;
+}
+
 function passkeyLine(passkey: Schemas["Passkey"]): string {
   const used = passkey.last_used_at ?? "never";
   return `${passkey.name} (${passkey.id.slice(0, 8)}), added ${passkey.created_at}, last used ${used}`;
@@ -162,6 +169,26 @@ export const frontEnd: { [K in OperationKey]: Call<K> } = {
   "delete /api/v1/auth/sessions/{session_id}": {
     input: { path: { session_id: "0b9f3c1e-6d2a-4c5b-9a7e-3f1d2c4b5a69" } },
     onSuccess: () => "Session ended",
+    onFailure: problem,
+  },
+  "get /api/v1/auth/events": {
+    input: { query: { page: 1, per_page: 20 } },
+    onSuccess: (page) => [...page.events.map(eventLine), pager(page)].join("\n"),
+    onFailure: problem,
+  },
+  "get /api/v1/users/{user_id}/events": {
+    input: { path: { user_id: 42 }, query: { page: 1 } },
+    onSuccess: (page) => [...page.events.map(eventLine), pager(page)].join("\n"),
+    onFailure: problem,
+  },
+  "get /api/v1/users/{user_id}/sessions": {
+    input: { path: { user_id: 42 } },
+    onSuccess: (list) => list.sessions.map(sessionLine).join("\n"),
+    onFailure: problem,
+  },
+  "delete /api/v1/users/{user_id}/sessions": {
+    input: { path: { user_id: 42 } },
+    onSuccess: () => "Every session of the user ended",
     onFailure: problem,
   },
   "post /api/v1/auth/passkeys/options": {

@@ -7,6 +7,7 @@ from typing import Any
 from quart import Blueprint
 from quart_schema import tag, tag_blueprint
 
+from service.api.account import record_ended
 from service.api.deps import (
     auth_service,
     client,
@@ -46,6 +47,7 @@ from service.schemas.auth import (
 )
 from service.schemas.security import FreshSchema, Reauthentication
 from service.services.auth import AccessToken, TokenPair
+from service.services.events import Detail
 
 blueprint = Blueprint("auth", __name__, url_prefix="/auth")
 tag_blueprint(blueprint, ["authentication"])
@@ -67,7 +69,7 @@ async def login(data: Credentials) -> TokenPair:
 @document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
 async def refresh() -> AccessToken | TokenPair:
     """A new access token (and, with rotation on, a new refresh token)."""
-    return await auth_service().refresh(current_caller())
+    return await auth_service().refresh(current_caller(), client=client())
 
 
 @blueprint.post("/logout")
@@ -75,7 +77,7 @@ async def refresh() -> AccessToken | TokenPair:
 @returns(MessageSchema)
 async def logout() -> dict[str, str]:
     """End the session of this token: its access and refresh tokens stop working."""
-    await auth_service().logout(current_identity())
+    await auth_service().logout(current_identity(), client=client())
     return {"message": "Successfully logged out"}
 
 
@@ -111,7 +113,9 @@ async def forgot_password(data: ForgotPassword) -> dict[str, str]:
 @limited(RESET_PER_CLIENT)
 async def reset_password(data: PasswordReset) -> None:
     """Set a new password with a reset token; every session of the user ends."""
-    await auth_service().reset_password(data["token"], data["new_password"])
+    await auth_service().reset_password(
+        data["token"], data["new_password"], client=client()
+    )
 
 
 @blueprint.get("/sessions")
@@ -145,7 +149,10 @@ async def list_sessions() -> dict[str, Any]:
 @returns(None, status=204)
 async def revoke_session(session_id: str) -> None:
     """Revoke one of one's own sessions."""
-    await session_service().revoke(session_id, user_id=current_identity().user_id)
+    user_id = current_identity().user_id
+    sessions = session_service()
+    await sessions.revoke(session_id, user_id=user_id)
+    await record_ended(sessions, user_id, Detail.REVOKED)
 
 
 @blueprint.delete("/sessions")
@@ -157,7 +164,9 @@ async def revoke_session(session_id: str) -> None:
 async def revoke_other_sessions() -> None:
     """Log out every session but this one (a fresh session: see POST /auth/fresh)."""
     user = await user_service().get(get_jwt_identity())
-    await session_service().revoke_others(user, keep=current_identity().session_id)
+    sessions = session_service()
+    await sessions.revoke_others(user, keep=current_identity().session_id)
+    await record_ended(sessions, user.id, Detail.OTHERS_REVOKED)
 
 
 @blueprint.post("/fresh")

@@ -9,6 +9,7 @@ from service.config import Settings
 from service.db.request import request_reads, request_session
 from service.mail import Mailer, Outbox
 from service.security.client_address import client_address
+from service.security.password_policy import PasswordPolicy
 from service.services.auth import AuthService, Client
 from service.services.factors import FactorService
 from service.services.passkeys import PasskeyService, RelyingParty
@@ -21,12 +22,17 @@ from service.throttle.lifecycle import app_challenges, app_throttle
 SETTINGS_KEY = "settings"
 OUTBOX_KEY = "outbox"
 TALLY_KEY = "tally"
+POLICY_KEY = "password_policy"
 
 
 def init_app(app: Quart, settings: Settings) -> None:
     app.extensions[SETTINGS_KEY] = settings
     app.extensions[TALLY_KEY] = tally = Tally()
     app.extensions[OUTBOX_KEY] = box = Outbox(Mailer(settings), settings, tally)
+
+    app.extensions[POLICY_KEY] = policy = PasswordPolicy(
+        settings, on_miss=lambda: tally.add("pwned_passwords_misses")
+    )
 
     @app.before_serving
     async def open_outbox() -> None:
@@ -35,6 +41,7 @@ def init_app(app: Quart, settings: Settings) -> None:
     @app.after_serving
     async def close_outbox() -> None:
         await box.close()
+        await policy.close()
 
 
 def settings() -> Settings:
@@ -46,6 +53,12 @@ def outbox() -> Outbox:
     """Where a route puts the mail it sends: delivered after the answer."""
     value: Outbox = current_app.extensions[OUTBOX_KEY]
     return value
+
+
+def password_policy() -> PasswordPolicy | None:
+    """The policy new passwords are checked against; None when only length counts."""
+    value: PasswordPolicy = current_app.extensions[POLICY_KEY]
+    return value if value.active else None
 
 
 def tally() -> Tally:
@@ -60,7 +73,10 @@ def tally() -> Tally:
 
 def user_service(*, readonly: bool = False) -> UserService:
     return UserService(
-        request_session(readonly=readonly), hasher(), reads=request_reads
+        request_session(readonly=readonly),
+        hasher(),
+        reads=request_reads,
+        policy=password_policy(),
     )
 
 
@@ -74,7 +90,11 @@ def session_service(*, readonly: bool = False) -> SessionService:
 
 def auth_service() -> AuthService:
     return AuthService(
-        request_session(), hasher(), settings(), app_throttle(current_app)
+        request_session(),
+        hasher(),
+        settings(),
+        app_throttle(current_app),
+        policy=password_policy(),
     )
 
 

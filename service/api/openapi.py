@@ -90,6 +90,11 @@ TAGS: list[Tag | dict[str, Any]] = [
     ),
     Tag(name="posts", description="Read, publish, change and delete posts."),
     Tag(
+        name="security",
+        description="An account's security events (logins, password, address and "
+        "factor changes, ended sessions); admins read anyone's.",
+    ),
+    Tag(
         name="operations",
         description="Probes for load balancers and orchestrators; no token.",
     ),

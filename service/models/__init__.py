@@ -5,6 +5,7 @@ from service.models.counts import PostCount, RowCount
 from service.models.factors import MfaToken, RecoveryCode, TotpFactor
 from service.models.passkey import Passkey
 from service.models.post import Post
+from service.models.security_event import SecurityEvent
 from service.models.session import (
     NO_SESSION,
     AuthSession,
@@ -27,6 +28,7 @@ __all__ = [
     "RecoveryCode",
     "RevokedToken",
     "RowCount",
+    "SecurityEvent",
     "SessionRecord",
     "SoftDeleteMixin",
     "TimestampMixin",

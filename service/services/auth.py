@@ -18,6 +18,7 @@ from service.errors import (
 from service.mail import Mail
 from service.models import User, UserRecord
 from service.models.session import PASSWORD
+from service.security.password_policy import PasswordPolicy
 from service.security.passwords import PasswordHasher, needs_rehash
 from service.security.tokens import (
     INVALID_RESET,
@@ -28,7 +29,12 @@ from service.security.tokens import (
 )
 from service.services.callers import REVOKED, Caller
 from service.services.events import Client as Client  # re-exported
-from service.services.events import security_event
+from service.services.events import (
+    Detail,
+    EventType,
+    record_event,
+    security_event,
+)
 from service.services.factors import INVALID_CODE, FactorService
 from service.services.sessions import SessionService, successor_jti
 from service.services.users import UserService
@@ -82,11 +88,14 @@ class AuthService:
         hasher: PasswordHasher,
         settings: Settings,
         throttle: LoginThrottle | None = None,
+        *,
+        policy: PasswordPolicy | None = None,
     ) -> None:
         self.session = session
         self.hasher = hasher
         self.settings = settings
         self.throttle = throttle
+        self.policy = policy
         self.users = UserService(session, hasher)
         self.sessions = SessionService(session)
 
@@ -111,6 +120,9 @@ class AuthService:
         if user is None or not password_ok:
             if guess is not None:
                 guess.failed()
+            if user is not None:
+                record_event(self.session, EventType.LOGIN_FAILED, user, client)
+                await self.session.commit()
             security_event(
                 "login_failed",
                 client,
@@ -128,6 +140,8 @@ class AuthService:
                 # The password changed while this one was checked: it is no
                 # longer the account's, and must not open a session.
                 raise AuthError(INVALID_CREDENTIALS)
+        # Committed with the session open_session opens (or rolled back with it).
+        record_event(self.session, EventType.LOGIN, user, client)
         return await self.open_session(CheckedAccount.of(user), client=client)
 
     async def open_session(
@@ -238,7 +252,9 @@ class AuthService:
             security_event("login_throttled", client)
             raise
 
-    async def refresh(self, caller: Caller) -> AccessToken | TokenPair:
+    async def refresh(
+        self, caller: Caller, *, client: Client
+    ) -> AccessToken | TokenPair:
         identity = caller.identity
         user = caller.user or await self.users.get(identity.user_id)
         if not user.is_active:
@@ -251,6 +267,14 @@ class AuthService:
             sid, identity.jti, grace=self.settings.refresh_grace_seconds
         )
         if rotated is None:
+            record_event(
+                self.session,
+                EventType.SESSION_ENDED,
+                user,
+                client,
+                detail=Detail.REFRESH_REUSE,
+            )
+            await self.session.commit()
             raise AuthError(REVOKED, legacy_msg=True)
         jti, issued_at = rotated
         # The successor ends when its predecessor would have, so every token of
@@ -264,13 +288,23 @@ class AuthService:
         )
         return TokenPair(access_token, refresh_token)
 
-    async def logout(self, identity: Identity) -> None:
+    async def logout(self, identity: Identity, *, client: Client) -> None:
         if identity.session_id is not None:
             if not await self.sessions.end(
                 identity.session_id, user_id=identity.user_id
             ):
                 # A concurrent logout of the same session won the race.
                 raise AuthError(REVOKED, legacy_msg=True)
+            # A session's user row exists (its foreign key says so); a Flask-era
+            # token's may not, with REVOCATION_CHECK=false.
+            record_event(
+                self.session,
+                EventType.SESSION_ENDED,
+                identity.user_id,
+                client,
+                detail=Detail.LOGOUT,
+            )
+            await self.session.commit()
         else:
             # Flask-era: this token's jti, and through the user's cut-off the
             # refresh token of the same login (every Flask-era token until now).
@@ -298,11 +332,13 @@ class AuthService:
             raise validation_error(
                 "new_password", "Must differ from the current password."
             )
+        await self._check_policy(user, new)
         if not await self.users.replace_password_hash(
             user, await self.hasher.hash(new)
         ):
             raise validation_error("current_password", CURRENT_INCORRECT)
         await self.sessions.revoke_all(user)
+        record_event(self.session, EventType.PASSWORD_CHANGED, user, client)
         await self.session.commit()
 
     async def _check_current(
@@ -344,7 +380,9 @@ class AuthService:
             secret=token,
         )
 
-    async def reset_password(self, token: str, new_password: str) -> None:
+    async def reset_password(
+        self, token: str, new_password: str, *, client: Client
+    ) -> None:
         """Commits; the token works once (it is bound to the hash it replaces)."""
         claim = decode_reset_token(
             token,
@@ -357,13 +395,24 @@ class AuthService:
             raise BadRequestError(INVALID_RESET) from None
         if not user.is_active or not claim.matches(user.password_hash):
             raise BadRequestError(INVALID_RESET)
+        await self._check_policy(user, new_password)
         if not await self.users.replace_password_hash(
             user, await self.hasher.hash(new_password)
         ):
             # A concurrent reset with the same token got there first.
             raise BadRequestError(INVALID_RESET)
         await self.sessions.revoke_all(user)
+        record_event(self.session, EventType.PASSWORD_RESET, user, client)
         await self.session.commit()
+
+    async def _check_policy(self, user: User, new_password: str) -> None:
+        if self.policy is not None:
+            await self.policy.check(
+                new_password,
+                field="new_password",
+                email=user.email,
+                names=(user.first_name, user.last_name),
+            )
 
     def access_token_for(self, user: User | UserRecord, session_id: str | None) -> str:
         return self._access_token(user.id, user.is_admin, session_id)

@@ -30,6 +30,7 @@ from service.db.statements import HotQuery
 from service.errors import ConflictError, NotFoundError, validation_error
 from service.models import LIVE, NOT_DELETED, USER_COLUMNS, User, UserRecord, utcnow
 from service.schemas.user import NewUser, UserChanges
+from service.security.password_policy import PasswordPolicy
 from service.security.passwords import PasswordHasher
 from service.security.tokens import MAX_USER_ID
 from service.services.sessions import SessionService
@@ -47,9 +48,12 @@ class UserService:
         hasher: PasswordHasher | None = None,
         *,
         reads: ReadRunner | None = None,
+        policy: PasswordPolicy | None = None,
     ) -> None:
         self.session = session
         self._hasher = hasher
+        # PASSWORD_POLICY beyond length, or None (registration checks length only).
+        self.policy = policy
         # Where the reads that decide nothing run: the app passes a runner that
         # may pick a caught-up standby; without one, the session's connection.
         self.reads = reads or OnSession(session)
@@ -130,6 +134,13 @@ class UserService:
 
     async def register(self, data: NewUser, *, is_admin: bool = False) -> User:
         """Commits; an address a live user has, in any case, is a 400 on `email`."""
+        if self.policy is not None:
+            await self.policy.check(
+                data["password"],
+                field="password",
+                email=data["email"],
+                names=(data["first_name"], data["last_name"]),
+            )
         user = User(
             email=data["email"],
             password_hash=await self.hasher.hash(data["password"]),
@@ -203,6 +214,33 @@ class UserService:
             if not is_email_conflict(error):
                 raise
             raise ConflictError(EMAIL_TAKEN_BY_ANOTHER) from None
+        await self.session.commit()
+        return user
+
+    async def deleted_by_email(self, email: str) -> User | None:
+        """The most recently deleted account with this address (any case)."""
+        return await self.session.scalar(
+            select(User)
+            .where(
+                func.lower(User.email) == func.lower(email),
+                User.deleted_at.is_not(None),
+            )
+            .order_by(User.deleted_at.desc(), User.id.desc())
+            .limit(1)
+        )
+
+    async def any_admin_ever(self) -> bool:
+        """Whether any account, live or deleted, is an admin."""
+        found = await self.session.scalar(
+            select(User.id).where(User.is_admin.is_(True)).limit(1)
+        )
+        return found is not None
+
+    async def restore_as_admin(self, user_id: int) -> User:
+        """Commits; a deleted account back, active and an admin."""
+        user = await self.restore(user_id)
+        user.is_admin = True
+        user.is_active = True
         await self.session.commit()
         return user
 

@@ -449,6 +449,7 @@ async def test_every_operation_has_one_declared_tag(document: dict[str, Any]) ->
         "passkeys",
         "users",
         "posts",
+        "security",
         "operations",
     ]
 

@@ -181,6 +181,15 @@ async def test_every_operation_answers_its_documented_success(
         "POST", "/api/v1/auth/logout", 200, headers=bearer(again["access_token"])
     )
 
+    # Security events: one's own, and an admin's view of the user's events and
+    # sessions, ending them.
+    await session.refresh(account)
+    fresh = bearer((await login_tokens(session, settings, account)).access_token)
+    await call("GET", "/api/v1/auth/events", 200, headers=fresh)
+    await call("GET", f"/api/v1/users/{uid}/events", 200, headers=as_admin)
+    await call("GET", f"/api/v1/users/{uid}/sessions", 200, headers=as_admin)
+    await call("DELETE", f"/api/v1/users/{uid}/sessions", 204, headers=as_admin)
+
     # An admin's: delete and restore.
     await call("DELETE", f"/api/v1/users/{uid}", 204, headers=as_admin)
     await call("POST", f"/api/v1/users/{uid}/restore", 200, headers=as_admin)

@@ -631,6 +631,22 @@ async def test_a_deactivated_users_passkey_does_not_sign_in(
     )
 
 
+async def test_a_deleted_users_passkey_does_not_sign_in(
+    client: Client,
+    session: AsyncSession,
+    registered: Any,
+    authenticator: Authenticator,
+) -> None:
+    await session.execute(update(User).values(deleted_at=utcnow()))
+    await session.commit()
+
+    response = await passkey_login(
+        client, authenticator.get(await request_options(client))
+    )
+
+    assert (response.status_code, await response.get_json()) == (401, INVALID)
+
+
 @cases(
     "body, errors",
     {

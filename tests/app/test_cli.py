@@ -215,3 +215,75 @@ def test_settings_from_env_production_accepts_postgres_urls_as_asyncpg(
     assert settings.database_url == "postgresql+asyncpg://app:pw@db.internal:5432/app"
     assert settings.jwt_secret_key == PRODUCTION_JWT_KEY
     assert settings.secret_key == PRODUCTION_SECRET_KEY
+
+
+def soft_delete(path: Path, email: str) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute(
+            "UPDATE users SET deleted_at = CURRENT_TIMESTAMP WHERE email = ?", (email,)
+        )
+
+
+async def test_create_admin_refuses_over_a_deleted_account_naming_it(
+    cli_app: Quart, database_file: Path
+) -> None:
+    await invoke(cli_app, "create-admin", "gone@example.com", "gonepass123")
+    soft_delete(database_file, "gone@example.com")
+
+    result = await invoke(cli_app, "create-admin", "Gone@example.com", "newpass123")
+
+    assert result.exit_code != 0
+    assert "gone@example.com is a deleted account (id 1" in result.output
+    assert "--restore" in result.output
+    assert users_in(database_file) == [("gone@example.com", 1)]
+
+
+async def test_create_admin_restore_brings_the_deleted_account_back(
+    cli_app: Quart, database_file: Path
+) -> None:
+    await invoke(cli_app, "create-admin", "back@example.com", "backpass123")
+    soft_delete(database_file, "back@example.com")
+
+    result = await invoke(
+        cli_app, "create-admin", "--restore", "back@example.com", "ignored123"
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "restored as an admin" in result.output
+    assert users_in(database_file) == [("back@example.com", 1)]
+    assert await login_status(cli_app, "back@example.com", "backpass123") == 200
+
+
+async def test_create_admin_bootstrap_creates_the_first_admin_only(
+    cli_app: Quart, database_file: Path
+) -> None:
+    first = await invoke(
+        cli_app, "create-admin", "--bootstrap", "first@example.com", "firstpass123"
+    )
+    again = await invoke(
+        cli_app, "create-admin", "--bootstrap", "other@example.com", "otherpass123"
+    )
+
+    assert first.exit_code == 0, first.output
+    assert again.exit_code == 0, again.output
+    assert "nothing to bootstrap" in again.output
+    assert users_in(database_file) == [("first@example.com", 1)]
+
+
+async def test_create_admin_bootstrap_after_the_admin_was_deleted_changes_nothing(
+    cli_app: Quart, database_file: Path
+) -> None:
+    # A rollout (compose's migrate, the k8s Job) after operators deleted the
+    # bootstrap admin: nobody comes back with the secret's password.
+    await invoke(
+        cli_app, "create-admin", "--bootstrap", "admin@example.com", "adm1n-pass"
+    )
+    soft_delete(database_file, "admin@example.com")
+
+    result = await invoke(
+        cli_app, "create-admin", "--bootstrap", "admin@example.com", "adm1n-pass"
+    )
+
+    assert result.exit_code == 0, result.output
+    assert users_in(database_file) == [("admin@example.com", 1)]
+    assert await login_status(cli_app, "admin@example.com", "adm1n-pass") == 401

@@ -31,6 +31,8 @@ SPECIAL: dict[str, tuple[str, Any]] = {
     "mail_backend": ("LOG", "log"),
     "smtp_url": ("smtps://mail.example", "smtps://mail.example"),
     "smtp_ca_file": (__file__, __file__),
+    "password_policy": ("COMMON", "common"),
+    "pwned_passwords_url": ("https://range.example", "https://range.example"),
     "mfa_encryption_key": ("k" * 32, "k" * 32),
     "mfa_encryption_key_fallbacks": ("a" * 32 + ", " + "b" * 32, ("a" * 32, "b" * 32)),
     "database_replica_urls": (

@@ -381,8 +381,9 @@ def test_compose_migrate_upgrades_then_creates_the_admin_from_the_environment() 
         "create-admin"
     )
     assert "&&" in script, "create-admin must not run after a failed migration"
-    # create-admin reads ADMIN_EMAIL / ADMIN_PASSWORD when given no arguments.
-    assert shlex.split(script.partition("create-admin")[2]) == []
+    # create-admin reads ADMIN_EMAIL / ADMIN_PASSWORD when given no arguments,
+    # and bootstraps: once any admin existed, a rollout changes nothing.
+    assert shlex.split(script.partition("create-admin")[2]) == ["--bootstrap"]
     assert {"ADMIN_EMAIL", "ADMIN_PASSWORD_FILE"} <= set(migrate["environment"])
     # DDL goes straight to PostgreSQL, not through the transaction pooler.
     assert "@db:5432/" in interpolate(migrate["environment"], {})["DATABASE_URL"]
@@ -538,6 +539,15 @@ def test_haproxy_never_retries_on_a_timeout() -> None:
     (retry_on,) = re.findall(r"^\s*retry-on (.*)$", HAPROXY_CFG.read_text(), re.M)
 
     assert set(retry_on.split()) == {"conn-failure", "empty-response"}
+
+
+def test_haproxy_retries_empty_responses_of_get_and_head_only() -> None:
+    # Connection failures for every method; a write whose replica died after
+    # it committed is never replayed (tests/system/test_haproxy_retries.py).
+    backend = HAPROXY_CFG.read_text().partition("\nbackend api\n")[2]
+    lines = [line.strip() for line in backend.splitlines()]
+
+    assert "http-request disable-l7-retry if !METH_GET !METH_HEAD" in lines
 
 
 @pytest.mark.parametrize("status", [400, 408, 413, 500, 502, 503, 504])

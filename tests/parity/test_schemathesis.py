@@ -42,7 +42,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from service import create_app
 from service.config import Settings
-from service.models import AuthSession, Passkey, Post, RevokedToken, User
+from service.models import (
+    AuthSession,
+    Passkey,
+    Post,
+    RevokedToken,
+    SecurityEvent,
+    User,
+)
 from tests.factories import flask_token_for, make_user
 from tests.support import PUBLIC_OPERATIONS, REFRESH, bearer
 
@@ -73,6 +80,7 @@ PROTECTED = [
     "DELETE /api/v1/auth/sessions",
     "GET /api/v1/auth/sessions",
     "DELETE /api/v1/auth/sessions/{session_id}",
+    "GET /api/v1/auth/events",
     "GET /api/v1/posts",
     "POST /api/v1/posts",
     "DELETE /api/v1/posts/{post_id}",
@@ -85,6 +93,9 @@ PROTECTED = [
     "PATCH /api/v1/users/{user_id}",
     "GET /api/v1/users/{user_id}/posts",
     "POST /api/v1/users/{user_id}/restore",
+    "GET /api/v1/users/{user_id}/events",
+    "GET /api/v1/users/{user_id}/sessions",
+    "DELETE /api/v1/users/{user_id}/sessions",
 ]
 
 Caller = Literal["anonymous", "user", "admin"]
@@ -131,6 +142,9 @@ async def remove_rows_since(session: AsyncSession, mark: HighWater) -> None:
     )
     await session.execute(delete(AuthSession).where(AuthSession.user_id.in_(new_users)))
     await session.execute(delete(Passkey).where(Passkey.user_id.in_(new_users)))
+    await session.execute(
+        delete(SecurityEvent).where(SecurityEvent.user_id.in_(new_users))
+    )
     await session.execute(
         delete(RevokedToken).where(RevokedToken.jti.not_in(mark.jtis))
     )
@@ -206,6 +220,8 @@ CONFIG: dict[str, object] = {
                 "GET /api/v1/users",
                 "GET /api/v1/posts",
                 "GET /api/v1/users/{user_id}/posts",
+                "GET /api/v1/auth/events",
+                "GET /api/v1/users/{user_id}/events",
             ],
             "checks": {"negative_data_rejection": {"enabled": False}},
         },

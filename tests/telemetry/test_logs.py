@@ -9,8 +9,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Any
@@ -24,9 +28,9 @@ from service import create_app
 from service.config import Settings
 from service.models import User
 from service.services.events import security_logger
-from service.telemetry.logs import JSONFormatter, TextFormatter
+from service.telemetry.logs import JSONFormatter, TextFormatter, ToListener
 from tests.factories import make_user
-from tests.support import LOGIN, AppStarter, send
+from tests.support import LOGIN, ROOT, AppStarter, send
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 UNREACHABLE_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:1/nope"
@@ -34,7 +38,8 @@ USER_RULE = "/api/v1/users/<int:user_id>"
 
 
 class ServiceLog:
-    """What the app's own log handler writes, one JSON document per line."""
+    """What the app's own log handler writes, one JSON document per line: its
+    listener thread's stream, read once the records queued so far are written."""
 
     def __init__(self) -> None:
         handlers = [
@@ -42,26 +47,30 @@ class ServiceLog:
         ]
         assert len(handlers) == 1
         handler = handlers[0]
-        assert isinstance(handler, logging.StreamHandler)
-        self.handler: logging.StreamHandler[Any] = handler
+        assert isinstance(handler, ToListener)
+        self.handler = handler
         self.buffer = io.StringIO()
-        self.previous = handler.setStream(self.buffer)
+        self.handler.flush()
+        self.previous = handler.stream_handler.setStream(self.buffer)
 
     def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.buffer.getvalue().splitlines()]
+        return [json.loads(line) for line in self.text().splitlines()]
 
     def access(self) -> list[dict[str, Any]]:
         return [line for line in self.lines() if line["logger"] == "service.access"]
 
     def text(self) -> str:
+        self.handler.flush()
         return self.buffer.getvalue()
 
     def clear(self) -> None:
+        self.handler.flush()
         self.buffer.seek(0)
         self.buffer.truncate()
 
     def close(self) -> None:
-        self.handler.setStream(self.previous or sys.stdout)
+        self.handler.flush()
+        self.handler.stream_handler.setStream(self.previous or sys.stdout)
 
 
 @pytest.fixture
@@ -217,6 +226,84 @@ async def test_error_path_log_lines_carry_request_id(
     assert error["request_id"] == "trace-503"
     [access] = [line for line in lines if line["logger"] == "service.access"]
     assert (access["status"], access["request_id"]) == (503, "trace-503")
+
+
+class StalledStream(io.StringIO):
+    """A stream whose writes wait until `release` is set: a pipe nobody reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.release.wait(timeout=30)
+        return super().write(text)
+
+
+async def test_a_stalled_stream_does_not_hold_the_request_back(
+    app: Quart, client: Client
+) -> None:
+    log = ServiceLog()
+    stalled = StalledStream()
+    log.handler.stream_handler.setStream(stalled)
+    try:
+        started = time.monotonic()
+        responses = [await client.get("/healthz") for _ in range(3)]
+        elapsed = time.monotonic() - started
+        written_before = stalled.getvalue()
+    finally:
+        stalled.release.set()
+        log.handler.flush()
+        log.handler.stream_handler.setStream(log.buffer)
+        log.close()
+
+    assert [response.status_code for response in responses] == [200] * 3
+    # The writer thread waits on the stream; the requests did not.
+    assert elapsed < 5
+    assert written_before == ""
+    lines = [json.loads(line) for line in stalled.getvalue().splitlines()]
+    ids = [line["request_id"] for line in lines if line["logger"] == "service.access"]
+    assert ids == [response.headers["X-Request-ID"] for response in responses]
+
+
+async def test_the_access_line_is_made_once_in_the_request_and_written_as_made(
+    client: Client, service_log: ServiceLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="service.access"):
+        response = await client.get("/healthz")
+
+    [record] = [r for r in caplog.records if r.name == "service.access"]
+    [written] = service_log.text().splitlines()
+    assert record.line == written  # type: ignore[attr-defined]
+    line = json.loads(written)
+    assert list(line)[:4] == ["time", "level", "logger", "message"]
+    assert {key: line[key] for key in record.fields} == record.fields  # type: ignore[attr-defined]
+    assert line["message"] == "GET /healthz 200"
+    assert line["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_lines_still_queued_at_exit_are_written() -> None:
+    script = (
+        "import logging, service.asgi\n"
+        "log = logging.getLogger('service.test')\n"
+        "for n in range(2000): log.warning('line %d', n)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env |= {"DATABASE_URL": "sqlite+aiosqlite:///:memory:", "ENV_FILE": ""}
+
+    result = subprocess.run(  # noqa: S603 (this interpreter, a fixed script)
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    messages = [line["message"] for line in lines if line["logger"] == "service.test"]
+    assert messages == [f"line {n}" for n in range(2000)]
 
 
 # --- JSONFormatter ------------------------------------------------------------
