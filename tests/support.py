@@ -391,6 +391,7 @@ PUBLIC_OPERATIONS = [
     "GET /healthz",
     "GET /readyz",
     "POST /api/v1/auth/login",
+    "POST /api/v1/auth/login/mfa",
     "POST /api/v1/auth/passkeys/login",
     "POST /api/v1/auth/passkeys/login/options",
     "POST /api/v1/auth/password/forgot",
