@@ -393,6 +393,7 @@ PUBLIC_OPERATIONS = [
     "POST /api/v1/auth/email/confirm",
     "POST /api/v1/auth/email/verify",
     "POST /api/v1/auth/login",
+    "POST /api/v1/auth/login/mfa",
     "POST /api/v1/auth/passkeys/login",
     "POST /api/v1/auth/passkeys/login/options",
     "POST /api/v1/auth/password/forgot",

@@ -45,7 +45,13 @@ from service.schemas.auth import (
     SessionListSchema,
     TokenPairSchema,
 )
-from service.schemas.security import FreshSchema, Reauthentication
+from service.schemas.security import (
+    FreshSchema,
+    MfaLogin,
+    MfaLoginSchema,
+    Reauthentication,
+    SecondFactorRequiredSchema,
+)
 from service.services.auth import AccessToken, TokenPair
 from service.services.events import Detail
 
@@ -56,12 +62,37 @@ tag_blueprint(blueprint, ["authentication"])
 @blueprint.post("/login")
 @body(LoginSchema)
 @returns(TokenPairSchema)
-@document_errors(401)
+@document_errors(401, schema=SecondFactorRequiredSchema)
 @document_errors(403)  # REQUIRE_VERIFIED_EMAIL and an unverified address
 @limited(LOGIN_BUDGET)
 async def login(data: Credentials) -> TokenPair:
-    """Exchange an email and password for an access and a refresh token."""
+    """Exchange an email and password for an access and a refresh token.
+
+    An account with a second factor answers the right password with 401
+    `Second factor required`, an `mfa_token` and the account's `methods`:
+    the login goes on at POST /auth/login/mfa (or with a passkey).
+    """
     return await auth_service().login(data["email"], data["password"], client=client())
+
+
+@blueprint.post("/login/mfa")
+@body(MfaLoginSchema)
+@returns(TokenPairSchema)
+@document_errors(401)
+@limited(LOGIN_BUDGET)
+async def login_mfa(data: MfaLogin) -> TokenPair:
+    """Finish a login with its second factor: a TOTP code or a recovery code.
+
+    401 `Invalid code` spends the account's login budget (429 past it), as a
+    wrong password does; 401 `Invalid or expired mfa_token` for a token that is
+    unknown, used, older than 5 minutes, or from before a password change.
+    """
+    return await auth_service().login_with_code(
+        data["mfa_token"],
+        code=data.get("code"),
+        recovery_code=data.get("recovery_code"),
+        client=client(),
+    )
 
 
 @blueprint.post("/refresh")

@@ -57,7 +57,7 @@ async def passkey_options() -> dict[str, Any]:
 async def register_passkey(data: NewPasskey) -> Passkey:
     """Register the passkey the browser made from the creation options."""
     return await passkey_service().register(
-        await get_current_user(), data["credential"], data.get("name")
+        await get_current_user(), data["credential"], data.get("name"), client=client()
     )
 
 
@@ -87,7 +87,9 @@ async def rename_passkey(passkey_id: str, data: PasskeyRename) -> Passkey:
 async def delete_passkey(passkey_id: str) -> None:
     """Delete one of the caller's passkeys: it signs no one in any more (a fresh
     session: see POST /auth/fresh)."""
-    await passkey_service().delete(get_jwt_identity(), passkey_id)
+    await passkey_service().delete(
+        await get_current_user(), passkey_id, client=client()
+    )
 
 
 @blueprint.post("/login/options")

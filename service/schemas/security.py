@@ -6,7 +6,13 @@ from typing import ClassVar, TypedDict
 
 from marshmallow import Schema, fields, validate
 
-from service.schemas.common import Password, Text, example
+from service.schemas.common import (
+    AuthErrorSchema,
+    Password,
+    Text,
+    example,
+    sent_when,
+)
 
 
 class Reauthentication(TypedDict, total=False):
@@ -86,3 +92,52 @@ class RecoveryCodesSchema(Schema):
     """Shown once: each works once, in place of a TOTP code."""
 
     recovery_codes = fields.List(fields.String())
+
+
+@example(
+    {
+        "error": "Second factor required",
+        "msg": "Second factor required",
+        "mfa_token": "q9Zb2vQm7rT0yXcN4eKpLw1sHdUf8aJiGo3nVbRzMEk",
+        "methods": ["totp", "recovery_code"],
+    }
+)
+class SecondFactorRequiredSchema(AuthErrorSchema):
+    """The right password of an account with a second factor: finish the login
+    at POST /auth/login/mfa (or with a passkey) with `mfa_token`."""
+
+    mfa_token = fields.String(
+        metadata=sent_when(
+            "the password was right and the account has a second factor: "
+            "single-use, for 5 minutes"
+        )
+    )
+    methods = fields.List(
+        fields.String(validate=validate.OneOf(["totp", "recovery_code", "passkey"])),
+        metadata=sent_when("`mfa_token` is: the second factors the account has"),
+    )
+
+
+class MfaLogin(TypedDict, total=False):
+    mfa_token: str
+    code: str
+    recovery_code: str
+
+
+@example({"mfa_token": "q9Zb2vQm7rT0yXcN4eKpLw1sHdUf8aJiGo3nVbRzMEk", "code": "123456"})
+class MfaLoginSchema(Schema):
+    """The login's `mfa_token`, and a TOTP code or a recovery code (one)."""
+
+    openapi_body_constraints: ClassVar[dict[str, int]] = {
+        "minProperties": 2,
+        "maxProperties": 2,
+    }
+
+    mfa_token = Text(required=True, validate=validate.Length(max=128))
+    code = Text(
+        validate=validate.Length(max=64), metadata={"description": "a TOTP code"}
+    )
+    recovery_code = Text(
+        validate=validate.Length(max=64),
+        metadata={"description": "one of the account's recovery codes"},
+    )

@@ -18,7 +18,7 @@ from service.errors import (
 )
 from service.mail import Mail
 from service.models import User, UserRecord
-from service.models.session import PASSWORD
+from service.models.session import PASSWORD, RECOVERY_CODE, TOTP
 from service.security.password_policy import PasswordPolicy
 from service.security.passwords import PasswordHasher, needs_rehash
 from service.security.tokens import (
@@ -36,7 +36,12 @@ from service.services.events import (
     record_event,
     security_event,
 )
-from service.services.factors import INVALID_CODE, FactorService
+from service.services.factors import (
+    INVALID_CODE,
+    INVALID_MFA_TOKEN,
+    FactorService,
+    SecondFactorRequiredError,
+)
 from service.services.sessions import SessionService, successor_jti
 from service.services.users import UserService
 from service.throttle.login import Guess, LoginThrottle
@@ -49,6 +54,7 @@ CURRENT_INCORRECT = "Current password is incorrect."
 FRESH_REQUIRED = "Fresh token required"
 INVALID_PASSWORD = "Invalid password"
 PASSWORD_OR_CODE = "Send either password or code"
+CODE_OR_RECOVERY_CODE = "Send either code or recovery_code"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +138,12 @@ class AuthService:
                 reason="wrong_password" if user else "unknown_email",
             )
             raise AuthError(INVALID_CREDENTIALS)
-        if guess is not None:
+        factors = FactorService(self.session, self.settings)
+        methods = await factors.methods(user.id)
+        # A right password gives the account its budget back only when it is
+        # the whole login: else wrong second factors could be tried forever,
+        # a right password between each run of them.
+        if guess is not None and not methods:
             guess.succeeded()
         if not user.is_active:
             raise AuthError(DEACTIVATED)
@@ -145,9 +156,83 @@ class AuthService:
                 # The password changed while this one was checked: it is no
                 # longer the account's, and must not open a session.
                 raise AuthError(INVALID_CREDENTIALS)
+        if methods:
+            mfa_token = await factors.issue_mfa_token(user)
+            await self.session.commit()
+            security_event("second_factor_required", client, user_id=user.id)
+            raise SecondFactorRequiredError(mfa_token, methods)
         # Committed with the session open_session opens (or rolled back with it).
         record_event(self.session, EventType.LOGIN, user, client)
         return await self.open_session(CheckedAccount.of(user), client=client)
+
+    async def login_with_code(
+        self,
+        mfa_token: str,
+        *,
+        code: str | None,
+        recovery_code: str | None,
+        client: Client,
+    ) -> TokenPair:
+        """The second step of a login: a TOTP code or a recovery code (one)."""
+        if (code is None) == (recovery_code is None):
+            raise BadRequestError(CODE_OR_RECOVERY_CODE)
+        factors = FactorService(self.session, self.settings)
+        if code is not None:
+            totp = code
+
+            async def totp_ok(user: User) -> bool:
+                return await factors.use_totp(user.id, totp)
+
+            return await self.complete_login(
+                mfa_token, method=TOTP, check=totp_ok, client=client
+            )
+        recovery = recovery_code or ""
+
+        async def recovery_ok(user: User) -> bool:
+            return await factors.use_recovery_code(user.id, recovery)
+
+        return await self.complete_login(
+            mfa_token, method=RECOVERY_CODE, check=recovery_ok, client=client
+        )
+
+    async def complete_login(
+        self,
+        mfa_token: str,
+        *,
+        method: str,
+        check: Callable[[User], Awaitable[bool]],
+        client: Client,
+        error: str = INVALID_CODE,
+    ) -> TokenPair:
+        """Finish a login that waits for its second factor: `check(user)` is the
+        factor (its use not committed), one guess of the account's login budget.
+
+        Commits the factor's use, the token's and the new session together, or
+        none of them: of two completions with one token, or one code, one wins.
+        The session opens only on the account as the password check saw it.
+        """
+        factors = FactorService(self.session, self.settings)
+        user = await factors.pending_login(mfa_token)
+        if not user.is_active:
+            raise AuthError(DEACTIVATED)
+        checked = CheckedAccount.of(user)
+
+        async def factor_ok() -> bool:
+            return await check(user)
+
+        await self.spend_guess(
+            user, client, factor_ok, error, failed=EventType.SECOND_FACTOR_FAILED
+        )
+        if not await factors.spend_mfa_token(mfa_token):
+            # A concurrent completion with the same token got there first.
+            await self.session.rollback()
+            raise AuthError(INVALID_MFA_TOKEN)
+        # Committed with the session (a recovery code's use is mailed then).
+        record_event(
+            self.session, EventType.SECOND_FACTOR_USED, user, client, detail=method
+        )
+        record_event(self.session, EventType.LOGIN, user, client)
+        return await self.open_session(checked, client=client, auth_method=method)
 
     async def open_session(
         self, checked: CheckedAccount, *, client: Client, auth_method: str = PASSWORD
@@ -230,28 +315,36 @@ class AuthService:
         client: Client,
         check: Callable[[], Awaitable[bool]],
         error: str,
+        *,
+        failed: EventType = EventType.LOGIN_FAILED,
     ) -> None:
         """Run `check` as one guess against the user's login budget: a False is
-        a failed login (401 `error`), a True gives the budget back."""
+        a failed login (401 `error`, the `failed` event), a True gives the
+        budget back."""
         # Read before a failed check rolls back (and expires `user`).
         user_id, email = user.id, user.email
+
+        async def refuse() -> AuthError:
+            await self.session.rollback()
+            record_event(self.session, failed, user_id, client)
+            await self.session.commit()
+            security_event(
+                "login_failed",
+                client,
+                user_id=user_id,
+                reason=error.lower().replace(" ", "_"),
+            )
+            return AuthError(error)
+
         if self.throttle is None:
             if not await check():
-                await self.session.rollback()
-                raise AuthError(error)
+                raise await refuse()
             return
         try:
             async with self.throttle.guess(email, client.ip or "unknown") as guess:
                 if not await check():
-                    await self.session.rollback()
                     guess.failed()
-                    security_event(
-                        "login_failed",
-                        client,
-                        user_id=user_id,
-                        reason=error.lower().replace(" ", "_"),
-                    )
-                    raise AuthError(error)
+                    raise await refuse()
                 guess.succeeded()
         except TooManyRequestsError:
             security_event("login_throttled", client)

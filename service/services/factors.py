@@ -9,9 +9,14 @@ caller commits it with what the use was for (a session, a fresh session).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -28,8 +33,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
-from service.errors import BadRequestError, ConflictError, NotFoundError
-from service.models import Passkey, RecoveryCode, TotpFactor, User, utcnow
+from service.errors import AuthError, BadRequestError, ConflictError, NotFoundError
+from service.models import MfaToken, Passkey, RecoveryCode, TotpFactor, User, utcnow
 from service.models.session import PASSKEY, RECOVERY_CODE, TOTP
 from service.security.totp import (
     SecretBox,
@@ -39,25 +44,36 @@ from service.security.totp import (
     provisioning_uri,
     recovery_code_hash,
 )
-from service.services.events import Client, security_event
+from service.services.events import Client, Detail, EventType, record_event
 
 INVALID_CODE = "Invalid code"
 TOTP_ALREADY_ON = "TOTP is already on"
 TOTP_NOT_STARTED = "No TOTP enrolment to confirm: POST /auth/totp first"
 TOTP_NOT_ON = "TOTP is not on"
 NO_FACTOR = "Turn on a second factor first"
+SECOND_FACTOR_REQUIRED = "Second factor required"
+INVALID_MFA_TOKEN = "Invalid or expired mfa_token"  # noqa: S105 (a message)
+# How long a login waits for its second factor.
+MFA_TOKEN_SECONDS = 300
+
+
+class SecondFactorRequiredError(AuthError):
+    """The right password of an account with a second factor: the login goes on
+    at POST /auth/login/mfa (or a passkey) with this token."""
+
+    def __init__(self, mfa_token: str, methods: list[str]) -> None:
+        super().__init__(SECOND_FACTOR_REQUIRED, legacy_msg=True)
+        self.mfa_token = mfa_token
+        self.methods = methods
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "mfa_token": self.mfa_token, "methods": self.methods}
 
 
 @dataclass(frozen=True, slots=True)
 class Enrolment:
     secret: str
     otpauth_uri: str
-
-
-def notify(event: str, user: User, client: Client) -> None:
-    """A change to the account's second factors: every such event goes through
-    here (factor added or removed, recovery codes regenerated or used)."""
-    security_event(event, client, user_id=user.id)
 
 
 class FactorService:
@@ -163,8 +179,10 @@ class FactorService:
             await self.session.rollback()
             raise ConflictError(TOTP_ALREADY_ON)
         codes = await self._replace_recovery_codes(user.id)
+        record_event(
+            self.session, EventType.FACTOR_ADDED, user, client, detail=Detail.TOTP
+        )
         await self.session.commit()
-        notify("totp_added", user, client)
         return codes
 
     async def disable_totp(self, user: User, *, client: Client) -> None:
@@ -181,8 +199,10 @@ class FactorService:
             await self.session.execute(
                 delete(RecoveryCode).where(RecoveryCode.user_id == user.id)
             )
+        record_event(
+            self.session, EventType.FACTOR_REMOVED, user, client, detail=Detail.TOTP
+        )
         await self.session.commit()
-        notify("totp_removed", user, client)
 
     # --- recovery codes ------------------------------------------------------
 
@@ -193,8 +213,14 @@ class FactorService:
         if not await self.methods(user.id):
             raise ConflictError(NO_FACTOR)
         codes = await self._replace_recovery_codes(user.id)
+        record_event(
+            self.session,
+            EventType.FACTOR_ADDED,
+            user,
+            client,
+            detail=Detail.RECOVERY_CODES,
+        )
         await self.session.commit()
-        notify("recovery_codes_regenerated", user, client)
         return codes
 
     async def _replace_recovery_codes(self, user_id: int) -> list[str]:
@@ -210,6 +236,71 @@ class FactorService:
             ],
         )
         return codes
+
+    # --- logins waiting for their second factor --------------------------------
+
+    async def issue_mfa_token(self, user: User) -> str:
+        """A single-use token for the second step of this login, valid five
+        minutes and only while the password is the one just checked; the
+        caller commits."""
+        token = secrets.token_urlsafe(32)
+        now = utcnow()
+        await self.session.execute(
+            delete(MfaToken).where(
+                MfaToken.user_id == user.id, MfaToken.expires_at < now
+            )
+        )
+        self.session.add(
+            MfaToken(
+                token_hash=_token_hash(token),
+                user_id=user.id,
+                password_fingerprint=self._fingerprint(user.password_hash),
+                created_at=now,
+                expires_at=now + timedelta(seconds=MFA_TOKEN_SECONDS),
+            )
+        )
+        return token
+
+    async def pending_login(self, mfa_token: str) -> User:
+        """The live, active account a valid, unused mfa_token stands for, its
+        password unchanged since: else 401 Invalid or expired mfa_token (or
+        the deactivated account's own answer)."""
+        row = await self.session.scalar(
+            select(MfaToken).where(
+                MfaToken.token_hash == _token_hash(mfa_token),
+                MfaToken.used_at.is_(None),
+                MfaToken.expires_at > utcnow(),
+            )
+        )
+        user = None if row is None else await self.session.get(User, row.user_id)
+        if (
+            row is None
+            or user is None
+            or user.deleted_at is not None
+            or not hmac.compare_digest(
+                row.password_fingerprint, self._fingerprint(user.password_hash)
+            )
+        ):
+            raise AuthError(INVALID_MFA_TOKEN)
+        return user
+
+    async def spend_mfa_token(self, mfa_token: str) -> bool:
+        """Mark the token used: True for one caller only; the caller commits."""
+        used = await self.session.execute(
+            update(MfaToken)
+            .where(
+                MfaToken.token_hash == _token_hash(mfa_token),
+                MfaToken.used_at.is_(None),
+                MfaToken.expires_at > utcnow(),
+            )
+            .values(used_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        return bool(used.rowcount == 1)  # type: ignore[attr-defined]
+
+    def _fingerprint(self, password_hash: str) -> str:
+        key = self.settings.secret_key.encode()
+        return hmac.new(key, password_hash.encode(), hashlib.sha256).hexdigest()
 
     # --- using a factor (the caller commits) -------------------------------------
 
@@ -267,6 +358,10 @@ def _confirmed(user_id: int) -> ColumnElement[bool]:
 
 def _unused_codes(user_id: int) -> ColumnElement[bool]:
     return and_(RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None))
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
 def _context(user_id: int) -> str:

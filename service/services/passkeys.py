@@ -64,6 +64,7 @@ from service.services.auth import (
     Client,
     TokenPair,
 )
+from service.services.events import Detail, EventType, record_event
 from service.services.sessions import SESSION_ID
 from service.throttle.challenges import ChallengeStore
 
@@ -163,10 +164,15 @@ class PasskeyService:
         await self.session.commit()
         return passkey
 
-    async def delete(self, user_id: int, passkey_id: str) -> Passkey:
-        """Commits; the passkey no longer signs anyone in."""
-        passkey = await self.get(user_id, passkey_id)
+    async def delete(
+        self, user: User | UserRecord, passkey_id: str, *, client: Client
+    ) -> Passkey:
+        """Commits; the passkey no longer signs anyone in (the owner is told)."""
+        passkey = await self.get(user.id, passkey_id)
         await self.session.delete(passkey)
+        record_event(
+            self.session, EventType.FACTOR_REMOVED, user, client, detail=Detail.PASSKEY
+        )
         await self.session.commit()
         return passkey
 
@@ -200,10 +206,15 @@ class PasskeyService:
         return options_to_json_dict(options)
 
     async def register(
-        self, user: User | UserRecord, credential: dict[str, Any], name: str | None
+        self,
+        user: User | UserRecord,
+        credential: dict[str, Any],
+        name: str | None,
+        *,
+        client: Client,
     ) -> Passkey:
-        """Commits the new passkey; 400 Invalid passkey for an attestation that
-        does not answer one of this user's creation challenges."""
+        """Commits the new passkey (the owner is told); 400 Invalid passkey for an
+        attestation that does not answer one of this user's creation challenges."""
         try:
             parsed = parse_registration_credential_json(credential)
         except Exception:  # py_webauthn raises more than its own errors on junk
@@ -231,6 +242,9 @@ class PasskeyService:
             created_at=utcnow(),
         )
         self.session.add(passkey)
+        record_event(
+            self.session, EventType.FACTOR_ADDED, user, client, detail=Detail.PASSKEY
+        )
         try:
             await self.session.commit()
         except IntegrityError:
@@ -257,11 +271,11 @@ class PasskeyService:
         await self._issue(options.challenge, Ceremony("get", user_id))
         return options_to_json_dict(options)
 
-    async def authenticate(
+    async def verify(
         self, credential: dict[str, Any], *, user_id: int | None
     ) -> Passkey:
-        """The passkey that signed an answer to one of our challenges; commits its
-        new sign count. 401 Invalid passkey for anything else.
+        """The passkey that signed an answer to one of our challenges, its new sign
+        count written (the caller commits). 401 Invalid passkey for anything else.
 
         `user_id` None: a passkey alone, which must be discoverable (it names its
         user handle) and must have verified the user (two factors in one).
@@ -297,10 +311,7 @@ class PasskeyService:
         )
         if counted.rowcount != 1:  # type: ignore[attr-defined]
             # Another assertion with this count got there first: a clone.
-            await self.session.rollback()
             raise AuthError(INVALID_PASSKEY)
-        await self.session.commit()
-        await self.session.refresh(passkey)
         return passkey
 
     async def sign_in(
@@ -312,13 +323,15 @@ class PasskeyService:
         client: Client,
     ) -> TokenPair:
         """A new session for the passkey's user, as a password login opens one."""
-        passkey = await self.authenticate(credential, user_id=user_id)
+        passkey = await self.verify(credential, user_id=user_id)
         try:
             user = await auth.users.get(passkey.user_id)
         except NotFoundError:
             raise AuthError(INVALID_PASSKEY) from None
         if not user.is_active:
             raise AuthError(DEACTIVATED)
+        # Committed with the session (the new sign count too), or not at all.
+        record_event(self.session, EventType.LOGIN, user, client, detail=Detail.PASSKEY)
         try:
             return await auth.open_session(
                 CheckedAccount.of(user), client=client, auth_method=PASSKEY

@@ -118,9 +118,25 @@ async def test_every_operation_answers_its_documented_success(
     totp = pyotp.TOTP(secret)
     code = {"code": totp.now()}
     await call("POST", "/api/v1/auth/totp/confirm", 200, headers=me, json=code)
-    await call("POST", "/api/v1/auth/recovery-codes", 200, headers=me)
+    codes = await call("POST", "/api/v1/auth/recovery-codes", 200, headers=me)
     code = {"code": totp.at(time.time() + 30)}
     await call("POST", "/api/v1/auth/fresh", 204, headers=me, json=code)
+    # The password alone is not a login any more: its second step with a code.
+    second = await call(
+        "POST",
+        "/api/v1/auth/login",
+        401,
+        json={"email": "answers@example.com", "password": PASSWORD},
+    )
+    await call(
+        "POST",
+        "/api/v1/auth/login/mfa",
+        200,
+        json={
+            "mfa_token": second["mfa_token"],
+            "recovery_code": codes["recovery_codes"][0],
+        },
+    )
     await call("DELETE", "/api/v1/auth/totp", 204, headers=me)
     # Passkeys: one registered, listed, renamed, signed in with, deleted.
     authenticator = Authenticator()

@@ -18,7 +18,8 @@ from service.models import AuthSession, Passkey, User, utcnow
 from service.services.passkeys import CHALLENGE_SECONDS
 from tests.authenticator import Authenticator, b64url, unb64url
 from tests.factories import flask_headers_for, login_headers, make_user
-from tests.support import API, ME, MISSING, bearer, cases
+from tests.mailbox import smtp_server, text_of
+from tests.support import API, ME, MISSING, AppMaker, bearer, cases
 
 PASSKEYS = f"{API}/auth/passkeys"
 OPTIONS = f"{PASSKEYS}/options"
@@ -673,3 +674,44 @@ async def test_a_malformed_assertion_is_401(client: Client) -> None:
     )
 
     assert (response.status_code, await response.get_json()) == (401, INVALID)
+
+
+# --- events and notices ------------------------------------------------------------
+
+
+async def test_adding_using_and_removing_a_passkey_are_security_events(
+    client: Client,
+    user_headers: dict[str, str],
+    registered: Any,
+    authenticator: Authenticator,
+) -> None:
+    await passkey_login(client, authenticator.get(await request_options(client)))
+    await client.delete(f"{PASSKEYS}/{registered['id']}", headers=user_headers)
+
+    response = await client.get(f"{API}/auth/events", headers=user_headers)
+
+    assert [
+        (each["type"], each["detail"]) for each in (await response.get_json())["events"]
+    ] == [
+        ("factor_removed", "passkey"),
+        ("login", "passkey"),
+        ("factor_added", "passkey"),
+    ]
+
+
+async def test_the_owner_is_mailed_when_a_passkey_is_added_and_removed(
+    make_app: AppMaker, session: AsyncSession, settings: Settings, user: User
+) -> None:
+    with smtp_server() as smtp:
+        async with make_app(smtp_url=smtp.url) as app:
+            client = app.test_client()
+            headers = await login_headers(session, settings, user)
+            added = await register(client, headers, Authenticator())
+            await client.delete(f"{PASSKEYS}/{added['id']}", headers=headers)
+            mails = await smtp.inbox.wait_for(2)
+
+    assert [(mail["To"], mail["Subject"]) for mail in mails] == [
+        (user.email, "A passkey was added"),
+        (user.email, "A passkey was removed"),
+    ]
+    assert "A passkey was added to your account." in text_of(mails[0])

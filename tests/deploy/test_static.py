@@ -369,6 +369,22 @@ def test_compose_runs_redis_for_the_shared_login_throttle() -> None:
     assert "redis://redis:6379" in services["api"]["environment"]["REDIS_URL"]
 
 
+def test_compose_redis_requires_a_password_from_a_secret_file() -> None:
+    compose = load_compose()
+    services = compose["services"]
+    redis = services["redis"]
+
+    assert '--requirepass "$$(cat /run/secrets/redis_password)"' in redis["command"][-1]
+    assert redis["secrets"] == ["redis_password"]
+    assert "REDISCLI_AUTH" in redis["healthcheck"]["test"][-1]
+    for name in ("api", "migrate"):
+        environment = services[name]["environment"]
+        assert environment["REDIS_PASSWORD_FILE"] == "/run/secrets/redis_password"
+        assert "redis_password" in services[name]["secrets"]
+    assert compose["secrets"]["redis_password"] == {"file": "./secrets/redis_password"}
+    assert "redis_password" in (ROOT / "deploy" / "make-secrets.sh").read_text()
+
+
 def test_compose_migrate_upgrades_then_creates_the_admin_from_the_environment() -> None:
     services = load_compose()["services"]
     migrate = services["migrate"]
@@ -538,6 +554,15 @@ def test_haproxy_never_retries_on_a_timeout() -> None:
     (retry_on,) = re.findall(r"^\s*retry-on (.*)$", HAPROXY_CFG.read_text(), re.M)
 
     assert set(retry_on.split()) == {"conn-failure", "empty-response"}
+
+
+def test_haproxy_retries_empty_responses_of_get_and_head_only() -> None:
+    # Connection failures for every method; a write whose replica died after
+    # it committed is never replayed (tests/system/test_haproxy_retries.py).
+    backend = HAPROXY_CFG.read_text().partition("\nbackend api\n")[2]
+    lines = [line.strip() for line in backend.splitlines()]
+
+    assert "http-request disable-l7-retry if !METH_GET !METH_HEAD" in lines
 
 
 @pytest.mark.parametrize("status", [400, 408, 413, 500, 502, 503, 504])
