@@ -3,7 +3,8 @@
 - `NAME_FILE=/run/secrets/x` sets NAME to the file's content (compose and
   Kubernetes mount secrets as files), for the names in FILE_VARIABLES only.
 - `DATABASE_PASSWORD` (usually from DATABASE_PASSWORD_FILE) goes into
-  DATABASE_URL percent-encoded, so `@ : / #` in a password are just characters.
+  DATABASE_URL percent-encoded, so `@ : / #` in a password are just characters;
+  `REDIS_PASSWORD` (REDIS_PASSWORD_FILE) into REDIS_URL the same way.
 - Hypercorn without `-b`/`--bind` binds 0.0.0.0:$PORT (hypercorn.toml's 5000
   when PORT is unset, the Flask image's port).
 
@@ -26,6 +27,7 @@ FILE_VARIABLES = (
     "DATABASE_URL",
     "DATABASE_PASSWORD",
     "REDIS_URL",
+    "REDIS_PASSWORD",
     "METRICS_TOKEN",
     "SMTP_URL",
     "ADMIN_PASSWORD",
@@ -52,20 +54,31 @@ def read_secret_files(env: MutableMapping[str, str]) -> None:
 
 
 def with_database_password(env: MutableMapping[str, str]) -> None:
-    password = env.pop("DATABASE_PASSWORD", "")
+    with_password(env, "DATABASE_PASSWORD", "DATABASE_URL", user_required=True)
+
+
+def with_redis_password(env: MutableMapping[str, str]) -> None:
+    # Redis's `requirepass` is the default user's: redis://:PASSWORD@host.
+    with_password(env, "REDIS_PASSWORD", "REDIS_URL", user_required=False)
+
+
+def with_password(
+    env: MutableMapping[str, str], name: str, url_name: str, *, user_required: bool
+) -> None:
+    password = env.pop(name, "")
     if not password:
         return
-    url = env.get("DATABASE_URL", "")
+    url = env.get(url_name, "")
     parts = urlsplit(url)
     if not parts.scheme or not parts.hostname:
-        raise EntrypointError("DATABASE_PASSWORD needs a DATABASE_URL with a host")
+        raise EntrypointError(f"{name} needs a {url_name} with a host")
     userinfo, at, hostport = parts.netloc.rpartition("@")
-    if not at or not userinfo:
-        raise EntrypointError("DATABASE_PASSWORD needs a user in DATABASE_URL")
+    if user_required and (not at or not userinfo):
+        raise EntrypointError(f"{name} needs a user in {url_name}")
     if ":" in userinfo:
-        raise EntrypointError("DATABASE_URL has a password and DATABASE_PASSWORD too")
+        raise EntrypointError(f"{url_name} has a password and {name} too")
     netloc = f"{userinfo}:{quote(password, safe='')}@{hostport}"
-    env["DATABASE_URL"] = urlunsplit(parts._replace(netloc=netloc))
+    env[url_name] = urlunsplit(parts._replace(netloc=netloc))
 
 
 def with_port(argv: list[str], env: MutableMapping[str, str]) -> list[str]:
@@ -88,6 +101,7 @@ def main(argv: list[str]) -> None:
     try:
         read_secret_files(env)
         with_database_password(env)
+        with_redis_password(env)
         command = with_port(argv, env)
     except EntrypointError as error:
         sys.exit(f"docker-entrypoint: {error}")

@@ -10,7 +10,7 @@ set -eu
 cd "$(dirname "$0")/.."
 mkdir -p secrets
 chmod 700 secrets
-for name in postgres_password jwt_secret_key secret_key metrics_token mfa_encryption_key admin_password; do
+for name in postgres_password jwt_secret_key secret_key metrics_token mfa_encryption_key admin_password redis_password; do
     if [ ! -s "secrets/$name" ]; then
         (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(48))' > "secrets/$name")
         echo "made secrets/$name"

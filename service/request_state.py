@@ -28,6 +28,9 @@ class RequestState:
     session: AsyncSession | None = None
     read_session: AsyncSession | None = None
     reads: RequestReads | None = None
+    # With read replicas, set by @jwt_required: the primary's WAL position its
+    # query read, with the loop time it began (RequestReads' `seen`).
+    primary_position: tuple[float, str] | None = None
 
 
 def request_state() -> RequestState:

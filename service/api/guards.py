@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from functools import wraps
@@ -120,16 +121,24 @@ def self_or_admin_required(param: str) -> Callable[[View], View]:
 
 async def verify_jwt_in_request(refresh: bool = False) -> Caller:
     token = _token_from_header(request.headers.get("Authorization", ""))
+    current = settings()
+    # With read replicas, the token check's query also reads the primary's WAL
+    # position: the request's routable reads need no lookup of their own.
+    read_position = bool(current.database_replica_urls)
+    began = asyncio.get_running_loop().time()
     caller = await identify(
         token,
         "refresh" if refresh else "access",
-        settings(),
+        current,
         connect=hot_connection,
+        read_position=read_position,
     )
     state = request_state()
     state.identity, state.user = caller.identity, caller.user
     state.auth_session = caller.session
-    if not refresh and settings().mfa_required == "all":
+    if caller.primary_position is not None:
+        state.primary_position = (began, caller.primary_position)
+    if not refresh and current.mfa_required == "all":
         await _require_second_factor()
     return caller
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from quart import Blueprint, current_app
+from quart import Blueprint, current_app, request
 from quart_schema import tag_blueprint
 from sqlalchemy import text
 
@@ -14,6 +14,8 @@ from service.api.io import document_errors, returns
 from service.db.request import app_database, request_session
 from service.errors import UnavailableError
 from service.schemas.common import ReadinessSchema, StatusSchema
+from service.security.client_address import from_proxy
+from service.telemetry.metrics import presents_metrics_token
 
 blueprint = Blueprint("health", __name__)
 tag_blueprint(blueprint, ["operations"])
@@ -33,7 +35,11 @@ async def readyz() -> dict[str, Any]:
     """The database answers within a short timeout; 503 otherwise.
 
     With read replicas, each is listed; a replica that is down or behind
-    does not make the service unready (its reads go to the primary).
+    does not make the service unready (its reads go to the primary). That
+    detail (each standby's host, port and database) is for operators: with
+    `Authorization: Bearer <METRICS_TOKEN>`, or asked on the replica's own
+    address. Through a load balancer (a request a proxy forwarded) the answer
+    is the status alone.
     """
     try:
         async with asyncio.timeout(settings().readiness_timeout):
@@ -41,6 +47,17 @@ async def readyz() -> dict[str, Any]:
     except Exception as error:
         raise UnavailableError("Database unavailable") from error
     answer: dict[str, Any] = {"status": "ready"}
-    if (replicas := app_database(current_app).replicas) is not None:
+    replicas = app_database(current_app).replicas
+    if replicas is not None and _for_operators():
         answer["replicas"] = await replicas.report()
     return answer
+
+
+def _for_operators() -> bool:
+    """The metrics token, or a request no proxy forwarded (the pod's own
+    address: kubelet, Prometheus, an operator's port-forward)."""
+    config = settings()
+    if presents_metrics_token(config):
+        return True
+    forwarded = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
+    return not forwarded and not from_proxy(request.remote_addr, config.trusted_proxies)

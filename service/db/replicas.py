@@ -7,8 +7,10 @@ record before it became visible, so it lies below that position; a standby
 past it has applied every write any earlier response can have shown. No
 client can tell that the standbys exist (README, "Read replicas").
 
-The primary's position is one tiny query (no table touched); concurrent reads
-share one lookup that started after all of them began. Each standby's replay
+The primary's position is read by the token check's own query, when the request
+has one (services/callers.py); otherwise it is one tiny query (no table
+touched), and concurrent reads share one lookup that started after all of them
+began. Each standby's replay
 position is read from the standby itself and cached for a few milliseconds: a
 cached position can only be older than the truth, which makes the rule
 stricter, never looser. A standby's lag is measured on this process's own
@@ -225,6 +227,18 @@ class PrimaryPosition:
         self._latest: tuple[float, int] | None = None
         self._history: deque[tuple[float, int]] = deque(maxlen=HISTORY)
         self._history_step = history_span / HISTORY
+        # Queries this object made for the position (the token check's own
+        # readings are not among them).
+        self.lookups = 0
+
+    def observed(self, started: float, text: str) -> int | None:
+        """A position another query read (the token check's), begun at loop time
+        `started`; None until a lookup of this object has read the WAL's layout."""
+        if self._layout is None:
+            return None
+        position = settled_position(parse_lsn(text), *self._layout)
+        self._remember(started, position)
+        return position
 
     def lag(self, replayed: int) -> float:
         """Seconds since the primary was last known to be no further than `replayed`.
@@ -257,6 +271,7 @@ class PrimaryPosition:
 
     async def _read(self) -> int:
         started = asyncio.get_running_loop().time()
+        self.lookups += 1
         async with self.engine.connect() as connection:
             if self._layout is None:
                 self._layout = await _wal_layout(connection)
@@ -350,18 +365,22 @@ class ReplicaSet:
 class RequestReads:
     """One request's routable reads: the floor they need and where they went.
 
-    The floor is read once, at the request's first routable read: every
-    response sent before the request arrived is below it, which is all the
-    promise asks of every read in the request.
+    The floor is read once, after the request arrived: every response sent
+    before then is below it, which is all the promise asks of every read in
+    the request. `seen` is the primary's position the request's token check
+    read in its own query ((loop time it began, the pg_lsn text)); without
+    one, the position is looked up at the request's first routable read.
     """
 
     def __init__(
         self,
         replicas: ReplicaSet | None,
         primary: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
+        seen: tuple[float, str] | None = None,
     ) -> None:
         self.replicas = replicas
         self.primary = primary
+        self.seen = seen
         self.targets: Counter[str] = Counter()
         self.fallbacks: Counter[str] = Counter()
         self._floor: int | None = None
@@ -394,6 +413,8 @@ class RequestReads:
         return result
 
     async def _choose(self, replicas: ReplicaSet) -> tuple[Replica | None, str | None]:
+        if self._floor is None and self.seen is not None:
+            self._floor = replicas.position.observed(*self.seen)
         if self._floor is None:
             try:
                 self._floor = await replicas.position.now()

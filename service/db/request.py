@@ -98,7 +98,9 @@ class RequestReadRunner:
             return await OnSession(state.session).run(work)
         if state.reads is None:
             database = app_database(current_app)
-            state.reads = RequestReads(database.replicas, database.read_connection)
+            state.reads = RequestReads(
+                database.replicas, database.read_connection, state.primary_position
+            )
         return await state.reads.run(work)
 
 

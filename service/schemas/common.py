@@ -175,7 +175,11 @@ class ReadinessSchema(StatusSchema):
 
     replicas = fields.List(
         fields.Nested(ReplicaReadinessSchema),
-        metadata=sent_when("read replicas are configured (DATABASE_REPLICA_URL)"),
+        metadata=sent_when(
+            "read replicas are configured (DATABASE_REPLICA_URL) and an operator "
+            "asks: with `Authorization: Bearer <METRICS_TOKEN>`, or on the "
+            "replica's own address (no proxy forwarded the request)"
+        ),
     )
 
 

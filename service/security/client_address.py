@@ -90,6 +90,12 @@ def client_address(
     return str(current)
 
 
+def from_proxy(peer: str | None, proxies: tuple[str, ...]) -> bool:
+    """Whether the socket's peer is one of TRUSTED_PROXIES."""
+    address = parse_address(peer) if peer else None
+    return address is not None and _trusted(address, networks(proxies))
+
+
 def client_key(address: str | None) -> str:
     """What a client's budgets are counted under: its address, IPv6 by /64."""
     parsed = parse_address(address) if address else None

@@ -2,16 +2,29 @@
 
 It reads through its own hot statements (db/statements.py) on a pooled driver
 connection: one round trip, without the ORM, on every authenticated request.
+With read replicas on, the same query reads the primary's WAL insert position:
+the floor the request's reads need of a standby (db/replicas.py), without a
+second round trip for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import bindparam, exists, or_, select, update
+from sqlalchemy import (
+    String,
+    bindparam,
+    exists,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.sql.elements import Label
 
 from service.config import Settings
 from service.db.statements import HotConnection, HotQuery
@@ -37,17 +50,25 @@ Connect = Callable[[], AbstractAsyncContextManager[HotConnection]]
 @dataclass(frozen=True, slots=True)
 class Caller:
     """A verified token and, when revocation is checked, its user's live row
-    and its session's freshness and login method (read by the same query)."""
+    and its session's freshness and login method (read by the same query);
+    with `read_position`, the primary's WAL insert position as that query ran."""
 
     identity: Identity
     user: UserRecord | None
     session: SessionRecord | None = None
+    primary_position: str | None = None
 
 
 async def identify(
-    token: str, expected_type: TokenType, settings: Settings, *, connect: Connect
+    token: str,
+    expected_type: TokenType,
+    settings: Settings,
+    *,
+    connect: Connect,
+    read_position: bool = False,
 ) -> Caller:
-    """Decode the token; with revocation on, load and check its user and session.
+    """Decode the token; with revocation on, load and check its user and session
+    (and, with `read_position`, the primary's WAL position in the same query).
 
     Revoked sessions and tokens, deleted and deactivated users all answer
     401 "Token has been revoked", and so do Flask-era tokens (no session)
@@ -63,15 +84,24 @@ async def identify(
         raise AuthError(REVOKED, legacy_msg=True)
     if not settings.revocation_check:
         return Caller(identity, None)
+    statements = POSITIONED if read_position else PLAIN
     async with connect() as connection:
-        holder = await token_holder(
-            connection, identity, touch_interval=settings.session_touch_interval
+        found = await _holder(
+            connection,
+            identity,
+            touch_interval=settings.session_touch_interval,
+            statements=statements,
         )
-    if holder is None:
+    if found is None:
         raise AuthError(REVOKED, legacy_msg=True)
-    user, session = holder
+    user, session, row = found
     # Admin rights come from the row, so a demoted admin loses them at once.
-    return Caller(replace(identity, is_admin=user.is_admin), user, session)
+    return Caller(
+        replace(identity, is_admin=user.is_admin),
+        user,
+        session,
+        row["primary_position"] if read_position else None,
+    )
 
 
 async def token_holder(
@@ -82,8 +112,23 @@ async def token_holder(
 
     Marks the session used at most once per `touch_interval` seconds.
     """
+    found = await _holder(
+        connection, identity, touch_interval=touch_interval, statements=PLAIN
+    )
+    return None if found is None else found[:2]
+
+
+async def _holder(
+    connection: HotConnection,
+    identity: Identity,
+    *,
+    touch_interval: float,
+    statements: tuple[HotQuery, HotQuery],
+) -> tuple[UserRecord, SessionRecord, Mapping[str, Any]] | None:
+    """token_holder's answer and the row it came from."""
+    session_user, sessionless_user = statements
     if identity.session_id is not None:
-        row = await SESSION_USER.fetch_row(
+        row = await session_user.fetch_row(
             connection, user_id=identity.user_id, session_id=identity.session_id
         )
         if row is None:
@@ -94,15 +139,15 @@ async def token_holder(
         session = SessionRecord(
             fresh_until=row["fresh_until"], auth_method=row["auth_method"]
         )
-        return UserRecord.from_row(row), session
-    row = await SESSIONLESS_USER.fetch_row(
+        return UserRecord.from_row(row), session, row
+    row = await sessionless_user.fetch_row(
         connection, user_id=identity.user_id, jti=identity.jti
     )
     if row is None or _before_cutoff(
         identity, row["tokens_valid_after"], row["legacy_tokens_valid_after"]
     ):
         return None
-    return UserRecord.from_row(row), NO_SESSION
+    return UserRecord.from_row(row), NO_SESSION, row
 
 
 async def _touch(
@@ -135,7 +180,7 @@ def _before_cutoff(
 # UserRecord. A revoked session, a session that started before the user's
 # cut-off (a password change, reset, deactivation or delete that a login in
 # flight raced), a deleted or a deactivated user all make the row disappear.
-SESSION_USER = HotQuery(
+_SESSION_USER = (
     select(
         *USER_COLUMNS,
         AuthSession.last_used_at,
@@ -154,14 +199,24 @@ SESSION_USER = HotQuery(
         LIVE,
     )
 )
-SESSIONLESS_USER = HotQuery(
-    select(
-        *USER_COLUMNS, User.tokens_valid_after, User.legacy_tokens_valid_after
-    ).where(
-        User.id == bindparam("user_id"),
-        LIVE,
-        ~exists().where(RevokedToken.jti == bindparam("jti")),
-    )
+_SESSIONLESS_USER = select(
+    *USER_COLUMNS, User.tokens_valid_after, User.legacy_tokens_valid_after
+).where(
+    User.id == bindparam("user_id"),
+    LIVE,
+    ~exists().where(RevokedToken.jti == bindparam("jti")),
+)
+# With read replicas (PostgreSQL only): the primary's insert position, read by
+# the statement that reads the row (db/replicas.py's PRIMARY_POSITION_SQL's).
+_PRIMARY_POSITION: Label[str] = literal_column(
+    "pg_current_wal_insert_lsn()::text", String()
+).label("primary_position")
+SESSION_USER = HotQuery(_SESSION_USER)
+SESSIONLESS_USER = HotQuery(_SESSIONLESS_USER)
+PLAIN = (SESSION_USER, SESSIONLESS_USER)
+POSITIONED = (
+    HotQuery(_SESSION_USER.add_columns(_PRIMARY_POSITION)),
+    HotQuery(_SESSIONLESS_USER.add_columns(_PRIMARY_POSITION)),
 )
 TOUCH_SESSION = HotQuery(
     update(AuthSession)

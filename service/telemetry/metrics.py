@@ -138,11 +138,16 @@ def init_app(app: Quart, settings: Settings) -> None:
     @app.get("/metrics")
     @hide
     async def metrics() -> Response:
-        expected = settings.metrics_token
-        presented = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        if not expected or not hmac.compare_digest(
-            presented.encode(), expected.encode()
-        ):
+        if not presents_metrics_token(settings):
             # Not public: without the token it does not exist.
             raise NotFound()
         return Response(generate_latest(registry), content_type=CONTENT_TYPE)
+
+
+def presents_metrics_token(settings: Settings) -> bool:
+    """Whether the request carries `Authorization: Bearer <METRICS_TOKEN>`."""
+    expected = settings.metrics_token
+    presented = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    return bool(expected) and hmac.compare_digest(
+        presented.encode(), (expected or "").encode()
+    )

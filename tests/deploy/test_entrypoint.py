@@ -111,3 +111,28 @@ def test_port_sets_hypercorns_bind() -> None:
 def test_a_port_that_is_not_a_port_is_refused(port: str) -> None:
     with pytest.raises(entrypoint.EntrypointError, match="PORT"):
         entrypoint.with_port(HYPERCORN, {"PORT": port})
+
+
+@pytest.mark.parametrize("password", ["p@ss:w/rd#1", "plain"])
+def test_redis_password_joins_the_redis_url_as_the_default_users(
+    password: str,
+) -> None:
+    env = {"REDIS_URL": "redis://redis:6379/0", "REDIS_PASSWORD": password}
+
+    entrypoint.with_redis_password(env)
+
+    url = make_url(env["REDIS_URL"])
+    assert (url.username, url.password, url.host, url.port) == (
+        "",
+        password,
+        "redis",
+        6379,
+    )
+    assert "REDIS_PASSWORD" not in env
+
+
+def test_redis_password_refuses_a_url_with_one_already() -> None:
+    env = {"REDIS_URL": "redis://:already@redis:6379/0", "REDIS_PASSWORD": "x"}
+
+    with pytest.raises(entrypoint.EntrypointError, match="REDIS_URL has a password"):
+        entrypoint.with_redis_password(env)

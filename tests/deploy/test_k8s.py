@@ -212,3 +212,74 @@ def test_trusted_proxies_are_named_once_and_are_not_the_private_ranges() -> None
     ]
     for broad in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"):
         assert broad not in trusted
+
+
+def network_policies() -> dict[str, dict[str, Any]]:
+    return {
+        policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]: policy
+        for policy in manifests().values()
+        if policy["kind"] == "NetworkPolicy"
+    }
+
+
+def allowed_sources(policy: dict[str, Any]) -> set[str]:
+    sources = set()
+    for rule in policy["spec"]["ingress"]:
+        for peer in rule["from"]:
+            if "namespaceSelector" in peer:
+                labels = peer["namespaceSelector"]["matchLabels"]
+                sources.add("namespace:" + labels["kubernetes.io/metadata.name"])
+            selector = peer.get("podSelector", {})
+            sources |= set(selector.get("matchLabels", {}).values())
+            for expression in selector.get("matchExpressions", []):
+                assert expression["operator"] == "In"
+                sources |= set(expression["values"])
+    return sources
+
+
+def test_network_policies_let_the_ingress_reach_the_api_and_the_api_the_rest() -> None:
+    policies = network_policies()
+    job = of_kind("Job")["spec"]["template"]["metadata"]["labels"]
+
+    assert {name: allowed_sources(policy) for name, policy in policies.items()} == {
+        "service": {"namespace:ingress-nginx"},
+        "pgbouncer": {"service", job["app.kubernetes.io/name"]},
+        "redis": {"service", job["app.kubernetes.io/name"]},
+        "postgres": {"pgbouncer"},
+    }
+    for policy in policies.values():
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+
+
+def test_network_policies_open_only_the_ports_their_pods_serve() -> None:
+    deployments = {
+        doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]: doc
+        for doc in manifests().values()
+        if doc["kind"] in ("Deployment", "StatefulSet")
+    }
+    for name, policy in network_policies().items():
+        (container, *_) = deployments[name]["spec"]["template"]["spec"]["containers"]
+        served = {port["name"] for port in container["ports"]}
+        opened = {
+            port["port"] for rule in policy["spec"]["ingress"] for port in rule["ports"]
+        }
+        assert opened <= served, name
+
+
+def test_redis_requires_the_password_from_the_secret_file() -> None:
+    redis = next(
+        doc
+        for doc in manifests().values()
+        if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "redis"
+    )
+    pod = redis["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    (volume,) = pod["volumes"]
+    command = " ".join(container["command"] + container["args"])
+    config = of_kind("ConfigMap")["data"]
+
+    assert '--requirepass "$(cat /run/secrets/redis/password)"' in command
+    assert volume["secret"]["secretName"] == "service-secrets"
+    assert volume["secret"]["items"] == [{"key": "redis-password", "path": "password"}]
+    assert "REDISCLI_AUTH" in " ".join(container["readinessProbe"]["exec"]["command"])
+    assert config["REDIS_PASSWORD_FILE"] == "/run/secrets/service/redis-password"

@@ -369,6 +369,22 @@ def test_compose_runs_redis_for_the_shared_login_throttle() -> None:
     assert "redis://redis:6379" in services["api"]["environment"]["REDIS_URL"]
 
 
+def test_compose_redis_requires_a_password_from_a_secret_file() -> None:
+    compose = load_compose()
+    services = compose["services"]
+    redis = services["redis"]
+
+    assert '--requirepass "$$(cat /run/secrets/redis_password)"' in redis["command"][-1]
+    assert redis["secrets"] == ["redis_password"]
+    assert "REDISCLI_AUTH" in redis["healthcheck"]["test"][-1]
+    for name in ("api", "migrate"):
+        environment = services[name]["environment"]
+        assert environment["REDIS_PASSWORD_FILE"] == "/run/secrets/redis_password"
+        assert "redis_password" in services[name]["secrets"]
+    assert compose["secrets"]["redis_password"] == {"file": "./secrets/redis_password"}
+    assert "redis_password" in (ROOT / "deploy" / "make-secrets.sh").read_text()
+
+
 def test_compose_migrate_upgrades_then_creates_the_admin_from_the_environment() -> None:
     services = load_compose()["services"]
     migrate = services["migrate"]

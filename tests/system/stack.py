@@ -958,6 +958,9 @@ class Deployment(Fleet):
         for key, value in list(env.items()):
             if key.endswith("_FILE") and value.startswith(SECRETS_TARGET):
                 env[key] = str(self.secret_file(value.removeprefix(SECRETS_TARGET)))
+        # The suite's Redis, shared with other suites, asks for no password:
+        # compose's REDIS_PASSWORD_FILE has no counterpart here.
+        env.pop("REDIS_PASSWORD_FILE", None)
         # The only host-specific values: compose's service names and network
         # become this host's addresses.
         for key, value in {

@@ -24,6 +24,7 @@ from quart.typing import TestClientProtocol as Client
 from service import create_app
 from service.config import Settings
 from service.db.replicas import parse_lsn
+from service.db.request import app_database
 from tests.factories import (
     PASSWORD,
     committed_user,
@@ -244,6 +245,39 @@ async def test_list_reads_of_a_quiet_primary_are_served_by_the_standby(
     assert exported[("db_replica_reads_total", name)] == reads
     # Each read is at least one transaction there (count and page: two).
     await pair.wait_for_standby_commits(before + reads)
+
+
+@pytest.mark.parametrize("token", ["flask", "session"])
+async def test_the_token_checks_own_query_reads_the_floor_of_the_reads(
+    pair: ReplicatedPair, caplog: pytest.LogCaptureFixture, token: str
+) -> None:
+    user = await committed_user(pair.primary_url())
+    reads = 5
+    async with serving(settings_for(pair)) as app:
+        client = app.test_client()
+        if token == "flask":
+            headers = flask_headers_for(SIGNER, user)
+        else:
+            login = await client.post(
+                LOGIN, json={"email": user.email, "password": PASSWORD}
+            )
+            headers = bearer((await login.get_json())["access_token"])
+        replicas = app_database(app).replicas
+        assert replicas is not None
+        # The first read looks the WAL's page layout up, once per process.
+        first = await client.get(f"{USERS}?per_page=5", headers=headers)
+        assert first.status_code == 200
+        lookups = replicas.position.lookups
+        await pair.wait_caught_up()
+
+        for _ in range(reads):
+            response = await client.get(f"{USERS}?per_page=5", headers=headers)
+            assert response.status_code == 200
+
+        assert replicas.position.lookups == lookups <= 1
+    name = f"127.0.0.1:{pair.replica.port}/{DATABASE}"
+    logged = [entry for entry in access_logs(caplog) if entry["path"] == USERS]
+    assert [entry["db_reads"] for entry in logged[-reads:]] == [{name: 1}] * reads
 
 
 async def test_stopping_the_standby_mid_run_fails_no_request(
