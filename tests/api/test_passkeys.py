@@ -914,3 +914,30 @@ async def test_wrong_passkeys_after_a_password_spend_the_login_budget(
 
     assert [answer.status_code for answer in answers] == [401, 401, 401, 429]
     assert await answers[0].get_json() == INVALID
+
+
+async def test_a_passkey_second_factor_is_recorded_as_used_and_failed(
+    client: Client,
+    user: User,
+    user_headers: dict[str, str],
+    registered: Any,
+    authenticator: Authenticator,
+) -> None:
+    mfa_token = await mfa_token_of(client, user.email)
+    wrong = authenticator.get(
+        await request_options(client, mfa_token=mfa_token),
+        origin="https://evil.example.com",
+    )
+    await second_factor(client, wrong, mfa_token)
+    right = authenticator.get(await request_options(client, mfa_token=mfa_token))
+    await second_factor(client, right, mfa_token)
+
+    response = await client.get(f"{API}/auth/events", headers=user_headers)
+
+    assert [
+        (each["type"], each["detail"]) for each in (await response.get_json())["events"]
+    ][:3] == [
+        ("login", None),
+        ("second_factor_used", "passkey"),
+        ("second_factor_failed", None),
+    ]
