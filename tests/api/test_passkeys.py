@@ -941,3 +941,51 @@ async def test_a_passkey_second_factor_is_recorded_as_used_and_failed(
         ("second_factor_used", "passkey"),
         ("second_factor_failed", None),
     ]
+
+
+@cases(
+    "url, body, errors",
+    {
+        "registration: a name with NUL": (
+            PASSKEYS,
+            {"credential": {}, "name": "a\x00b"},
+            {"name": ["Must not contain NUL characters."]},
+        ),
+        "rename: no name": ("{passkey}", {}, {"name": MISSING}),
+        "rename: a name too long": (
+            "{passkey}",
+            {"name": "x" * 101},
+            {"name": ["Length must be between 1 and 100."]},
+        ),
+        "options: an empty mfa_token": (
+            LOGIN_OPTIONS,
+            {"mfa_token": ""},
+            {"mfa_token": ["Length must be between 1 and 2048."]},
+        ),
+        "options: an mfa_token not a string": (
+            LOGIN_OPTIONS,
+            {"mfa_token": 5},
+            {"mfa_token": ["Not a valid string."]},
+        ),
+        "login: a null mfa_token": (
+            PASSKEY_LOGIN,
+            {"credential": {}, "mfa_token": None},
+            {"mfa_token": ["Field may not be null."]},
+        ),
+    },
+)
+async def test_every_passkey_body_names_what_is_wrong(
+    client: Client,
+    user_headers: dict[str, str],
+    registered: Any,
+    url: str,
+    body: dict[str, Any],
+    errors: dict[str, Any],
+) -> None:
+    target = url.replace("{passkey}", f"{PASSKEYS}/{registered['id']}")
+    method = "PATCH" if url == "{passkey}" else "POST"
+
+    response = await client.open(target, method=method, json=body, headers=user_headers)
+
+    assert response.status_code == 400
+    assert await response.get_json() == {"error": "Validation failed", "errors": errors}
