@@ -38,6 +38,8 @@ DEV_JWT_SECRET_KEY = "development-jwt-secret-key-not-for-production"
 # is unset; production refuses to start without a real key.
 DEV_MFA_ENCRYPTION_KEY = "development-mfa-encryption-key-not-for-production"
 DEV_PASSWORD_RESET_URL = "http://127.0.0.1:8000/reset-password?token={token}"
+DEV_EMAIL_VERIFY_URL = "http://127.0.0.1:8000/verify-email?token={token}"
+DEV_EMAIL_CHANGE_URL = "http://127.0.0.1:8000/confirm-email?token={token}"
 MAIL_BACKENDS = ("smtp", "log")
 SMTP_PORTS = {"smtp": 25, "smtps": 465}
 STARTTLS_CHOICES = {"": True, "on": True, "off": False}
@@ -411,6 +413,20 @@ class Settings:
     pwned_passwords_timeout: float = field(
         default=2.0, metadata=var("PWNED_PASSWORDS_TIMEOUT", decimal)
     )
+    # Address verification and change: the links mailed, their lifetime, and
+    # whether a login needs a verified address.
+    email_verify_url: str = field(
+        default=DEV_EMAIL_VERIFY_URL, metadata=var("EMAIL_VERIFY_URL", text)
+    )
+    email_change_url: str = field(
+        default=DEV_EMAIL_CHANGE_URL, metadata=var("EMAIL_CHANGE_URL", text)
+    )
+    email_verify_expires: int = field(
+        default=24 * 3600, metadata=var("EMAIL_VERIFY_EXPIRES", integer)
+    )
+    require_verified_email: bool = field(
+        default=False, metadata=var("REQUIRE_VERIFIED_EMAIL", boolean)
+    )
     security_notifications: bool = field(
         default=True, metadata=var("SECURITY_NOTIFICATIONS", boolean)
     )
@@ -514,6 +530,12 @@ class Settings:
             smtp_endpoint(self.smtp_url)
         if self.smtp_ca_file and not Path(self.smtp_ca_file).is_file():
             raise ConfigError(f"SMTP_CA_FILE: no file at {self.smtp_ca_file}")
+        for name, url in (
+            ("EMAIL_VERIFY_URL", self.email_verify_url),
+            ("EMAIL_CHANGE_URL", self.email_change_url),
+        ):
+            if "{token}" not in url:
+                raise ConfigError(f"{name} must contain {{token}}")
         if self.password_policy not in ("length", "common"):
             raise ConfigError("PASSWORD_POLICY must be length or common")
         if self.pwned_passwords_url and not self.pwned_passwords_url.startswith(
@@ -568,6 +590,15 @@ class Settings:
             raise ConfigError(
                 "PASSWORD_RESET_URL is the development default; set your reset "
                 "page's address, with {token} where the token goes"
+            )
+        # Verification links go out on every registration once it is required.
+        if (
+            self.require_verified_email
+            and self.email_verify_url == DEV_EMAIL_VERIFY_URL
+        ):
+            raise ConfigError(
+                "EMAIL_VERIFY_URL is the development default; with "
+                "REQUIRE_VERIFIED_EMAIL=true set your verification page's address"
             )
 
         # Unset, they are a developer's browser on `make run`: a deployment names

@@ -390,6 +390,8 @@ def page_json(
 PUBLIC_OPERATIONS = [
     "GET /healthz",
     "GET /readyz",
+    "POST /api/v1/auth/email/confirm",
+    "POST /api/v1/auth/email/verify",
     "POST /api/v1/auth/login",
     "POST /api/v1/auth/login/mfa",
     "POST /api/v1/auth/passkeys/login",

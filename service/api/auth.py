@@ -63,6 +63,7 @@ tag_blueprint(blueprint, ["authentication"])
 @body(LoginSchema)
 @returns(TokenPairSchema)
 @document_errors(401, schema=SecondFactorRequiredSchema)
+@document_errors(403)  # REQUIRE_VERIFIED_EMAIL and an unverified address
 @limited(LOGIN_BUDGET)
 async def login(data: Credentials) -> TokenPair:
     """Exchange an email and password for an access and a refresh token.

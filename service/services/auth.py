@@ -11,6 +11,7 @@ from service.config import Settings
 from service.errors import (
     AuthError,
     BadRequestError,
+    ForbiddenError,
     NotFoundError,
     TooManyRequestsError,
     validation_error,
@@ -46,6 +47,7 @@ from service.services.users import UserService
 from service.throttle.login import Guess, LoginThrottle
 
 INVALID_CREDENTIALS = "Invalid email or password"
+EMAIL_NOT_VERIFIED = "Email address not verified"
 DEACTIVATED = "Account is deactivated"
 CURRENT_INCORRECT = "Current password is incorrect."
 # flask-jwt-extended's answer to a stale token where a fresh one is needed.
@@ -145,6 +147,9 @@ class AuthService:
             guess.succeeded()
         if not user.is_active:
             raise AuthError(DEACTIVATED)
+        if self.settings.require_verified_email and user.email_verified_at is None:
+            # Only after the right password: a wrong one answers as ever.
+            raise ForbiddenError(EMAIL_NOT_VERIFIED)
         if needs_rehash(user.password_hash):
             rehashed = await self.hasher.hash(password)
             if not await self.users.replace_password_hash(user, rehashed):

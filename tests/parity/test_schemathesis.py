@@ -81,6 +81,8 @@ PROTECTED = [
     "GET /api/v1/auth/sessions",
     "DELETE /api/v1/auth/sessions/{session_id}",
     "GET /api/v1/auth/events",
+    "POST /api/v1/auth/email",
+    "POST /api/v1/auth/email/verify/request",
     "GET /api/v1/posts",
     "POST /api/v1/posts",
     "DELETE /api/v1/posts/{post_id}",
@@ -201,6 +203,10 @@ CONFIG: dict[str, object] = {
     "operations": [
         {
             "include-name": [
+                # Tokens no mail carried; an address already registered.
+                "POST /api/v1/auth/email/confirm",
+                "POST /api/v1/auth/email/verify",
+                "POST /api/v1/auth/email",
                 "POST /api/v1/auth/password/reset",
                 "POST /api/v1/auth/password",
                 "POST /api/v1/auth/totp/confirm",
