@@ -38,7 +38,11 @@ DEV_JWT_SECRET_KEY = "development-jwt-secret-key-not-for-production"
 # is unset; production refuses to start without a real key.
 DEV_MFA_ENCRYPTION_KEY = "development-mfa-encryption-key-not-for-production"
 DEV_PASSWORD_RESET_URL = "http://127.0.0.1:8000/reset-password?token={token}"
+DEV_EMAIL_VERIFY_URL = "http://127.0.0.1:8000/verify-email?token={token}"
+DEV_EMAIL_CHANGE_URL = "http://127.0.0.1:8000/confirm-email?token={token}"
 MAIL_BACKENDS = ("smtp", "log")
+# MFA_REQUIRED: who needs a session that used a second factor.
+MFA_POLICIES = ("off", "admins", "all")
 SMTP_PORTS = {"smtp": 25, "smtps": 465}
 STARTTLS_CHOICES = {"": True, "on": True, "off": False}
 # The relying party a development machine's browser reaches (`make run`'s address).
@@ -346,6 +350,7 @@ class Settings:
         default=(), metadata=var("MFA_ENCRYPTION_KEY_FALLBACKS", items)
     )
     mfa_issuer: str = field(default="service", metadata=var("MFA_ISSUER", text))
+    mfa_required: str = field(default="off", metadata=var("MFA_REQUIRED", lowercase))
     # Login throttling: failures per account and per client IP within the window.
     redis_url: str | None = field(default=None, metadata=var("REDIS_URL", text))
     redis_key_prefix: str = field(default="", metadata=var("REDIS_KEY_PREFIX", text))
@@ -410,6 +415,20 @@ class Settings:
     )
     pwned_passwords_timeout: float = field(
         default=2.0, metadata=var("PWNED_PASSWORDS_TIMEOUT", decimal)
+    )
+    # Address verification and change: the links mailed, their lifetime, and
+    # whether a login needs a verified address.
+    email_verify_url: str = field(
+        default=DEV_EMAIL_VERIFY_URL, metadata=var("EMAIL_VERIFY_URL", text)
+    )
+    email_change_url: str = field(
+        default=DEV_EMAIL_CHANGE_URL, metadata=var("EMAIL_CHANGE_URL", text)
+    )
+    email_verify_expires: int = field(
+        default=24 * 3600, metadata=var("EMAIL_VERIFY_EXPIRES", integer)
+    )
+    require_verified_email: bool = field(
+        default=False, metadata=var("REQUIRE_VERIFIED_EMAIL", boolean)
     )
     security_notifications: bool = field(
         default=True, metadata=var("SECURITY_NOTIFICATIONS", boolean)
@@ -496,6 +515,10 @@ class Settings:
         ):
             if key is not None and len(key) < 32:
                 raise ConfigError(f"{name}: each key must be at least 32 characters")
+        if self.mfa_required not in MFA_POLICIES:
+            raise ConfigError(
+                f"MFA_REQUIRED must be off, admins or all, not {self.mfa_required!r}"
+            )
         if self.fresh_session_seconds < 1:
             raise ConfigError("FRESH_SESSION_SECONDS must be at least 1")
         if self.log_format not in ("json", "text"):
@@ -514,6 +537,12 @@ class Settings:
             smtp_endpoint(self.smtp_url)
         if self.smtp_ca_file and not Path(self.smtp_ca_file).is_file():
             raise ConfigError(f"SMTP_CA_FILE: no file at {self.smtp_ca_file}")
+        for name, url in (
+            ("EMAIL_VERIFY_URL", self.email_verify_url),
+            ("EMAIL_CHANGE_URL", self.email_change_url),
+        ):
+            if "{token}" not in url:
+                raise ConfigError(f"{name} must contain {{token}}")
         if self.password_policy not in ("length", "common"):
             raise ConfigError("PASSWORD_POLICY must be length or common")
         if self.pwned_passwords_url and not self.pwned_passwords_url.startswith(
@@ -568,6 +597,15 @@ class Settings:
             raise ConfigError(
                 "PASSWORD_RESET_URL is the development default; set your reset "
                 "page's address, with {token} where the token goes"
+            )
+        # Verification links go out on every registration once it is required.
+        if (
+            self.require_verified_email
+            and self.email_verify_url == DEV_EMAIL_VERIFY_URL
+        ):
+            raise ConfigError(
+                "EMAIL_VERIFY_URL is the development default; with "
+                "REQUIRE_VERIFIED_EMAIL=true set your verification page's address"
             )
 
         # Unset, they are a developer's browser on `make run`: a deployment names

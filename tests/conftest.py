@@ -30,6 +30,7 @@ from service.services.users import UserService
 from tests import backends
 from tests.conformance import AnswerLog
 from tests.factories import login_headers, make_user
+from tests.mailbox import SmtpServer, smtp_server
 from tests.support import (
     AppMaker,
     AppStarter,
@@ -230,6 +231,13 @@ async def names() -> AsyncIterator[Names]:
 async def account(session: AsyncSession, names: Names) -> User:
     """A user whose address's throttle keys go after the test (tests on Redis)."""
     return await make_user(session, email=names.email())
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A cleartext SMTP server in the test (SMTP_URL `smtp.url`, ?starttls=off)."""
+    with smtp_server() as server:
+        yield server
 
 
 @pytest.fixture

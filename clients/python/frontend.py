@@ -39,7 +39,14 @@ from api_client.api.posts import (
     list_posts,
     update_post,
 )
-from api_client.api.security import list_own_events, list_user_events
+from api_client.api.security import (
+    change_email,
+    confirm_email,
+    list_own_events,
+    list_user_events,
+    request_verification,
+    verify_email,
+)
 from api_client.api.sessions import (
     end_user_sessions,
     list_sessions,
@@ -60,6 +67,8 @@ from api_client.api.users import (
 from api_client.models import (
     AuthError,
     CreationOptions,
+    EmailChange,
+    EmailToken,
     Error,
     ForgotPassword,
     Login,
@@ -246,6 +255,16 @@ def security(
         *(event_line(each) for each in theirs.events),
         *(session_line(each) for each in live.sessions),
     ]
+
+
+def address(access: AuthenticatedClient, anyone: Client, mailed: str) -> list[str]:
+    """Verify the address, then move the account to another one."""
+    asked = expect(request_verification.sync(client=access), Message)
+    no_content(verify_email.sync_detailed(client=anyone, body=EmailToken(mailed)))
+    change = EmailChange(new_email="ada.king@example.com")
+    moving = expect(change_email.sync(client=access, body=change), Message)
+    moved = expect(confirm_email.sync(client=anyone, body=EmailToken(mailed)), User)
+    return [asked.message, moving.message, user_line(moved)]
 
 
 def passkey_line(passkey: Passkey) -> str:

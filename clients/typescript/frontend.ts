@@ -176,6 +176,26 @@ export const frontEnd: { [K in OperationKey]: Call<K> } = {
     onSuccess: (page) => [...page.events.map(eventLine), pager(page)].join("\n"),
     onFailure: problem,
   },
+  "post /api/v1/auth/email/verify/request": {
+    input: {},
+    onSuccess: (answer) => answer.message,
+    onFailure: problem,
+  },
+  "post /api/v1/auth/email/verify": {
+    input: { body: { token: "from-the-mail" } },
+    onSuccess: () => "Address verified",
+    onFailure: (answer) => ("errors" in answer ? fieldProblems(answer) : problem(answer)),
+  },
+  "post /api/v1/auth/email": {
+    input: { body: { new_email: "ada.king@example.com" } },
+    onSuccess: (answer) => answer.message,
+    onFailure: (answer) => ("errors" in answer ? fieldProblems(answer) : problem(answer)),
+  },
+  "post /api/v1/auth/email/confirm": {
+    input: { body: { token: "from-the-mail" } },
+    onSuccess: (user) => `Address changed: ${userLine(user)}`,
+    onFailure: (answer) => ("errors" in answer ? fieldProblems(answer) : problem(answer)),
+  },
   "get /api/v1/users/{user_id}/events": {
     input: { path: { user_id: 42 }, query: { page: 1 } },
     onSuccess: (page) => [...page.events.map(eventLine), pager(page)].join("\n"),

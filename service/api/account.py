@@ -12,16 +12,37 @@ from typing import Any
 from quart import Blueprint, Quart, Response
 from quart_schema import tag
 
-from service.api.deps import client, outbox, session_service, settings, user_service
-from service.api.guards import admin_required, current_identity, jwt_required
-from service.api.io import query, returns
+from service.api.deps import (
+    client,
+    outbox,
+    session_service,
+    settings,
+    user_service,
+)
+from service.api.guards import (
+    admin_required,
+    current_identity,
+    fresh_required,
+    get_jwt_identity,
+    jwt_required,
+)
+from service.api.io import body, document_errors, query, returns
+from service.api.limits import Limit, limited, per_client
 from service.config import Settings
 from service.db.request import app_database, request_session
-from service.models import AuthSession
+from service.models import AuthSession, User
 from service.request_state import request_state
-from service.schemas.account import SecurityEventPageSchema
-from service.schemas.auth import SessionListSchema
+from service.schemas.account import (
+    EmailChange,
+    EmailChangeSchema,
+    EmailToken,
+    EmailTokenSchema,
+    SecurityEventPageSchema,
+)
+from service.schemas.auth import MessageSchema, SessionListSchema
 from service.schemas.common import PageQuery, PageQuerySchema
+from service.schemas.user import UserSchema
+from service.services.email import EmailService
 from service.services.events import (
     Detail,
     EventService,
@@ -30,8 +51,26 @@ from service.services.events import (
     record_event,
 )
 from service.services.sessions import SessionService
+from service.throttle.keys import fold_email
 
 logger = logging.getLogger(__name__)
+# The address mails, limited as the reset mail is: per address, whoever asks,
+# and per client (PASSWORD_RESET_MAX_PER_ADDRESS, PASSWORD_RESET_MAX_PER_IP).
+VERIFY_MAIL_PER_ACCOUNT = Limit(
+    "verify-mail",
+    "password_reset_max_per_address",
+    lambda _kwargs: f"user:{current_identity().user_id}",
+)
+VERIFY_MAIL_PER_CLIENT = per_client("verify-mail-client", "password_reset_max_per_ip")
+CHANGE_MAIL_PER_ADDRESS = Limit(
+    "change-mail",
+    "password_reset_max_per_address",
+    lambda kwargs: fold_email(kwargs["data"]["new_email"]),
+)
+CHANGE_MAIL_PER_CLIENT = per_client("change-mail-client", "password_reset_max_per_ip")
+EMAIL_TOKEN_PER_CLIENT = per_client("email-token-client", "password_reset_max_per_ip")
+VERIFY_SENT = {"message": "If the address is not verified yet, a link is on its way"}
+CHANGE_SENT = {"message": "A confirmation link is on its way to the new address"}
 blueprint = Blueprint("account", __name__)
 PRUNER_KEY = "security_event_pruner"
 # Pruning runs a minute after start (out of the way of start-up), then hourly.
@@ -157,3 +196,65 @@ async def end_user_sessions(user_id: int) -> None:
     sessions = session_service()
     await sessions.revoke_all(user)
     await record_ended(sessions, user.id, Detail.ADMIN)
+
+
+def email_service() -> EmailService:
+    return EmailService(request_session(), settings())
+
+
+@blueprint.post("/auth/email/verify/request")
+@tag(["security"])
+@jwt_required()
+@returns(MessageSchema, status=202)
+@document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
+@limited(VERIFY_MAIL_PER_CLIENT, VERIFY_MAIL_PER_ACCOUNT)
+async def request_verification() -> dict[str, str]:
+    """Mail a link that proves the caller's address (EMAIL_VERIFY_URL)."""
+    user = await user_service().get(get_jwt_identity())
+    mail = email_service().verification_mail(user)
+    if mail is not None:
+        outbox().submit(mail)
+    return VERIFY_SENT
+
+
+@blueprint.post("/auth/email/verify")
+@tag(["security"])
+@body(EmailTokenSchema)
+@returns(None, status=204)
+@limited(EMAIL_TOKEN_PER_CLIENT)
+async def verify_email(data: EmailToken) -> None:
+    """Prove the address with the mailed token; it works once."""
+    await email_service().verify(data["token"], client=client())
+
+
+@blueprint.post("/auth/email")
+@tag(["security"])
+@jwt_required()
+@fresh_required
+@body(EmailChangeSchema)
+@returns(MessageSchema, status=202)
+@document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
+@limited(CHANGE_MAIL_PER_CLIENT, CHANGE_MAIL_PER_ADDRESS)
+async def change_email(data: EmailChange) -> dict[str, str]:
+    """Ask to change one's address: a link to the new one, a notice to the old.
+
+    Nothing changes until the new address confirms (POST /auth/email/confirm).
+    """
+    user = await user_service().get(get_jwt_identity())
+    mails = await email_service().request_change(
+        user, data["new_email"], client=client()
+    )
+    for mail in mails:
+        outbox().submit(mail)
+    return CHANGE_SENT
+
+
+@blueprint.post("/auth/email/confirm")
+@tag(["security"])
+@body(EmailTokenSchema)
+@returns(UserSchema)
+@document_errors(409)
+@limited(EMAIL_TOKEN_PER_CLIENT)
+async def confirm_email(data: EmailToken) -> User:
+    """Confirm a change of address with the token mailed to the new one."""
+    return await email_service().confirm_change(data["token"], client=client())

@@ -8,7 +8,7 @@ from typing import Any
 from quart import Blueprint
 from quart_schema import tag_blueprint
 
-from service.api.deps import auth_service, client, passkey_service
+from service.api.deps import auth_service, client, factor_service, passkey_service
 from service.api.guards import (
     fresh_required,
     get_current_user,
@@ -16,6 +16,7 @@ from service.api.guards import (
     jwt_required,
 )
 from service.api.io import body, document_errors, returns
+from service.api.limits import LOGIN_BUDGET, limited
 from service.models import Passkey
 from service.schemas.auth import TokenPairSchema
 from service.schemas.passkeys import (
@@ -95,18 +96,29 @@ async def delete_passkey(passkey_id: str) -> None:
 @blueprint.post("/login/options")
 @body(PasskeyLoginOptionsSchema)
 @returns(RequestOptionsSchema)
+@document_errors(401)  # an mfa_token that is unknown, used or expired
 async def passkey_login_options(data: PasskeyLoginOptions) -> dict[str, Any]:
     """Request options for navigator.credentials.get(): a passkey alone, or as
-    the second factor of a password login."""
-    return await passkey_service().authentication_options(None)
+    the second factor of a password login (`mfa_token`)."""
+    mfa_token = data.get("mfa_token")
+    if mfa_token is None:
+        return await passkey_service().authentication_options(None)
+    return await passkey_service().second_factor_options(factor_service(), mfa_token)
 
 
 @blueprint.post("/login")
 @body(PasskeyLoginSchema)
 @returns(TokenPairSchema)
 @document_errors(401)
+@limited(LOGIN_BUDGET)  # a wrong passkey after a password spends it
 async def passkey_login(data: PasskeyLogin) -> TokenPair:
-    """Sign in with a passkey: a token pair, as a password login gives."""
-    return await passkey_service().sign_in(
-        auth_service(), data["credential"], user_id=None, client=client()
+    """Sign in with a passkey, alone or as the second factor of a password login
+    (`mfa_token`): a token pair, as a password login gives."""
+    mfa_token = data.get("mfa_token")
+    if mfa_token is None:
+        return await passkey_service().sign_in(
+            auth_service(), data["credential"], user_id=None, client=client()
+        )
+    return await passkey_service().second_factor(
+        auth_service(), data["credential"], mfa_token, client=client()
     )

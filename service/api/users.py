@@ -9,10 +9,16 @@ from quart import Blueprint
 from quart_schema import tag_blueprint
 
 from service.api import guards
-from service.api.deps import post_service, user_service
-from service.api.guards import admin_required, jwt_required, self_or_admin_required
+from service.api.deps import outbox, post_service, settings, user_service
+from service.api.guards import (
+    admin_required,
+    jwt_required,
+    self_or_admin_required,
+    without_second_factor,
+)
 from service.api.io import body, document_errors, query, returns
 from service.api.limits import REGISTRATION, limited
+from service.db.request import request_session
 from service.models import User, UserRecord
 from service.schemas.common import PageQuery, PageQuerySchema
 from service.schemas.post import PostPageSchema
@@ -26,6 +32,7 @@ from service.schemas.user import (
     UserSchema,
     UserUpdateSchema,
 )
+from service.services.email import EmailService
 
 blueprint = Blueprint("users", __name__, url_prefix="/users")
 tag_blueprint(blueprint, ["users"])
@@ -42,8 +49,13 @@ async def _with_taken_email(error: ValidationError, payload: Any) -> ValidationE
 @returns(UserSchema, status=201)
 @limited(REGISTRATION)
 async def create_user(data: NewUser) -> User:
-    """Register a new user."""
-    return await user_service().register(data)
+    """Register a new user (with REQUIRE_VERIFIED_EMAIL, mailed a link to verify)."""
+    user = await user_service().register(data)
+    if settings().require_verified_email:
+        mail = EmailService(request_session(), settings()).verification_mail(user)
+        if mail is not None:
+            outbox().submit(mail)
+    return user
 
 
 @blueprint.get("")
@@ -59,6 +71,7 @@ async def list_users(query_args: UserListQuery) -> dict[str, Any]:
 @jwt_required()
 @returns(UserSchema)
 @document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
+@without_second_factor
 async def get_current_user() -> UserRecord:
     """The calling user."""
     return await guards.get_current_user()

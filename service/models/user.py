@@ -52,6 +52,9 @@ class User(TimestampMixin, SoftDeleteMixin, Base):
     # Tokens issued before this moment are revoked (password change, reset):
     # the per-user cut-off that also covers Flask-era tokens without a session.
     tokens_valid_after: Mapped[datetime | None] = mapped_column(DateTime)
+    # When the address was proven (verification or a confirmed change); NULL:
+    # never, as for every Flask-era user. Not part of the User resource.
+    email_verified_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Session-less (Flask-era) tokens issued at or before this moment are
     # revoked: a Flask-era logout, or ending all other sessions, sets it.
     # Sessions are untouched by it (they have their own revocation).

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from typing import TypedDict
 
-from service.schemas.common import EXAMPLE_AT, Timestamp, example, page_schema
+from marshmallow import Schema, fields, validate
+
+from service.schemas.common import (
+    EXAMPLE_AT,
+    Email,
+    Text,
+    Timestamp,
+    example,
+    page_schema,
+)
 
 
 @example(
@@ -43,3 +52,23 @@ class SecurityEventSchema(Schema):
 
 
 SecurityEventPageSchema = page_schema(SecurityEventSchema, "events")
+
+
+class EmailToken(TypedDict):
+    token: str
+
+
+@example({"token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ0eXBlIjoiZW1haWwifQ.c2ln"})
+class EmailTokenSchema(Schema):
+    """The token of a link mailed by /auth/email/verify/request or /auth/email."""
+
+    token = Text(required=True, validate=validate.Length(min=1, max=2048))
+
+
+class EmailChange(TypedDict):
+    new_email: str
+
+
+@example({"new_email": "ada.king@example.com"})
+class EmailChangeSchema(Schema):
+    new_email = Email(required=True)

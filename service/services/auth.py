@@ -11,6 +11,7 @@ from service.config import Settings
 from service.errors import (
     AuthError,
     BadRequestError,
+    ForbiddenError,
     NotFoundError,
     TooManyRequestsError,
     validation_error,
@@ -46,6 +47,7 @@ from service.services.users import UserService
 from service.throttle.login import Guess, LoginThrottle
 
 INVALID_CREDENTIALS = "Invalid email or password"
+EMAIL_NOT_VERIFIED = "Email address not verified"
 DEACTIVATED = "Account is deactivated"
 CURRENT_INCORRECT = "Current password is incorrect."
 # flask-jwt-extended's answer to a stale token where a fresh one is needed.
@@ -145,6 +147,9 @@ class AuthService:
             guess.succeeded()
         if not user.is_active:
             raise AuthError(DEACTIVATED)
+        if self.settings.require_verified_email and user.email_verified_at is None:
+            # Only after the right password: a wrong one answers as ever.
+            raise ForbiddenError(EMAIL_NOT_VERIFIED)
         if needs_rehash(user.password_hash):
             rehashed = await self.hasher.hash(password)
             if not await self.users.replace_password_hash(user, rehashed):
@@ -293,14 +298,28 @@ class AuthService:
             async def code_ok() -> bool:
                 return await factors.use_totp(user.id, code)
 
-            await self.spend_guess(user, client, code_ok, INVALID_CODE)
-        # The code's use commits with the freshness.
+            await self.spend_guess(
+                user,
+                client,
+                code_ok,
+                INVALID_CODE,
+                failed=EventType.SECOND_FACTOR_FAILED,
+            )
+            # The code's use commits with the freshness: the session has now
+            # used a second factor (MFA_REQUIRED counts it).
+            await self.freshen(identity.session_id, user, second_factor=TOTP)
+            return
         await self.freshen(identity.session_id, user)
 
-    async def freshen(self, session_id: str, user: User) -> None:
+    async def freshen(
+        self, session_id: str, user: User, *, second_factor: str | None = None
+    ) -> None:
         """Commits; 401 "Token has been revoked" when the session ended meanwhile."""
         if not await self.sessions.refresh_freshness(
-            session_id, user_id=user.id, fresh_for=self.settings.fresh_session_seconds
+            session_id,
+            user_id=user.id,
+            fresh_for=self.settings.fresh_session_seconds,
+            second_factor=second_factor,
         ):
             raise AuthError(REVOKED, legacy_msg=True)
 

@@ -122,7 +122,7 @@ class FactorService:
         )
         return {
             "email": user.email,
-            "email_verified": False,
+            "email_verified": user.email_verified_at is not None,
             "totp": bool(totp_on),
             "passkeys": int(passkeys or 0),
             "recovery_codes_left": int(left or 0),

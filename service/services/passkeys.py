@@ -65,6 +65,7 @@ from service.services.auth import (
     TokenPair,
 )
 from service.services.events import Detail, EventType, record_event
+from service.services.factors import FactorService
 from service.services.sessions import SESSION_ID
 from service.throttle.challenges import ChallengeStore
 
@@ -339,6 +340,41 @@ class PasskeyService:
         except AuthError:
             # The account changed (deactivated, deleted) since it was read.
             raise AuthError(INVALID_PASSKEY) from None
+
+    async def second_factor_options(
+        self, factors: FactorService, mfa_token: str
+    ) -> dict[str, Any]:
+        """Request options for the passkeys of the login `mfa_token` waits for
+        (401 Invalid or expired mfa_token otherwise); the token stays unused."""
+        user = await factors.pending_login(mfa_token)
+        return await self.authentication_options(user.id)
+
+    async def second_factor(
+        self,
+        auth: AuthService,
+        credential: dict[str, Any],
+        mfa_token: str,
+        *,
+        client: Client,
+    ) -> TokenPair:
+        """Finish the login `mfa_token` waits for with one of its user's passkeys:
+        as a TOTP code does (services/auth.py's complete_login), one guess of the
+        account's budget, the new sign count committed with the session."""
+
+        async def passkey_ok(user: User) -> bool:
+            try:
+                await self.verify(credential, user_id=user.id)
+            except AuthError:
+                return False
+            return True
+
+        return await auth.complete_login(
+            mfa_token,
+            method=PASSKEY,
+            check=passkey_ok,
+            client=client,
+            error=INVALID_PASSKEY,
+        )
 
     # --- challenges -----------------------------------------------------------
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from typing import Any
 
@@ -35,12 +35,6 @@ FROM = {"ip": "198.51.100.4", "user_agent": "notice-test/2.0"}
 RESET_LINK = re.compile(r"https://app\.example/reset\?token=(\S+)")
 # What looks like a token: a JWT, or any long run of token characters.
 SECRET_LOOKING = re.compile(r"eyJ[\w-]+\.|[A-Za-z0-9_-]{32,}")
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with smtp_server() as server:
-        yield server
 
 
 @pytest.fixture

@@ -16,6 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
 from service.models import User
+from service.security.email_tokens import (
+    change_state,
+    create_email_token,
+    verify_state,
+)
 from service.security.tokens import create_reset_token
 from tests.authenticator import Authenticator
 from tests.conformance import AnswerLog, openapi_document
@@ -204,6 +209,28 @@ async def test_every_operation_answers_its_documented_success(
     await call("GET", "/api/v1/auth/events", 200, headers=fresh)
     await call("GET", f"/api/v1/users/{uid}/events", 200, headers=as_admin)
     await call("GET", f"/api/v1/users/{uid}/sessions", 200, headers=as_admin)
+
+    # The address: verified, then changed (tokens as the mails carry them).
+    await call("POST", "/api/v1/auth/email/verify/request", 202, headers=fresh)
+    verify = create_email_token(
+        "email_verify",
+        user_id=uid,
+        state=verify_state(account.email, None),
+        key=settings.secret_key,
+        expires_in=600,
+    )
+    await call("POST", "/api/v1/auth/email/verify", 204, json={"token": verify})
+    moved = {"new_email": "answers.moved@example.com"}
+    await call("POST", "/api/v1/auth/email", 202, headers=fresh, json=moved)
+    change = create_email_token(
+        "email_change",
+        user_id=uid,
+        state=change_state(account.email, moved["new_email"]),
+        key=settings.secret_key,
+        expires_in=600,
+        new_email=moved["new_email"],
+    )
+    await call("POST", "/api/v1/auth/email/confirm", 200, json={"token": change})
     await call("DELETE", f"/api/v1/users/{uid}/sessions", 204, headers=as_admin)
 
     # An admin's: delete and restore.

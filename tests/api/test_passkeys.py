@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 import pytest
 from quart.typing import TestClientProtocol as Client
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
@@ -19,7 +19,7 @@ from service.services.passkeys import CHALLENGE_SECONDS
 from tests.authenticator import Authenticator, b64url, unb64url
 from tests.factories import flask_headers_for, login_headers, make_user
 from tests.mailbox import smtp_server, text_of
-from tests.support import API, ME, MISSING, AppMaker, bearer, cases
+from tests.support import API, ME, MISSING, AppMaker, bearer, cases, post_login
 
 PASSKEYS = f"{API}/auth/passkeys"
 OPTIONS = f"{PASSKEYS}/options"
@@ -27,6 +27,7 @@ LOGIN_OPTIONS = f"{PASSKEYS}/login/options"
 PASSKEY_LOGIN = f"{PASSKEYS}/login"
 INVALID = {"error": "Invalid passkey"}
 FRESH_REQUIRED = {"msg": "Fresh token required", "error": "Fresh token required"}
+DEAD_TOKEN = {"error": "Invalid or expired mfa_token"}
 
 
 async def creation_options(client: Client, headers: dict[str, str]) -> Any:
@@ -715,3 +716,276 @@ async def test_the_owner_is_mailed_when_a_passkey_is_added_and_removed(
         (user.email, "A passkey was removed"),
     ]
     assert "A passkey was added to your account." in text_of(mails[0])
+
+
+# --- a passkey as the second factor after a password ----------------------------
+
+
+async def mfa_token_of(client: Client, email: str) -> str:
+    """The right password of an account with a passkey: the 401's mfa_token."""
+    response = await post_login(client, email)
+    body = await response.get_json()
+    assert response.status_code == 401, body
+    assert body["error"] == "Second factor required"
+    assert "passkey" in body["methods"]
+    token: str = body["mfa_token"]
+    return token
+
+
+async def second_factor(
+    client: Client, credential: dict[str, Any], mfa_token: str
+) -> Any:
+    return await client.post(
+        PASSKEY_LOGIN, json={"credential": credential, "mfa_token": mfa_token}
+    )
+
+
+async def test_a_passkey_finishes_a_password_login_in_a_fresh_passkey_session(
+    client: Client,
+    session: AsyncSession,
+    user: User,
+    registered: Any,
+    authenticator: Authenticator,
+) -> None:
+    mfa_token = await mfa_token_of(client, user.email)
+    options = await request_options(client, mfa_token=mfa_token)
+    # As a second factor the passkey need not verify the user: the password did.
+    signed = authenticator.get(options, user_verified=False)
+
+    response = await second_factor(client, signed, mfa_token)
+
+    assert response.status_code == 200, await response.get_json()
+    tokens = await response.get_json()
+    sid = jwt.decode(tokens["access_token"], options={"verify_signature": False})["sid"]
+    assert (await session.get_one(AuthSession, sid)).auth_method == "passkey"
+    me = await client.get(ME, headers=bearer(tokens["access_token"]))
+    assert (await me.get_json())["id"] == user.id
+
+
+async def test_second_factor_options_allow_only_that_users_passkeys(
+    client: Client,
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    registered: Any,
+    authenticator: Authenticator,
+) -> None:
+    other_headers = await login_headers(session, settings, await make_user(session))
+    await register(client, other_headers, Authenticator())
+
+    options = await request_options(
+        client, mfa_token=await mfa_token_of(client, user.email)
+    )
+
+    [mine] = authenticator.credentials
+    assert options["allowCredentials"] == [
+        {"id": b64url(mine.id), "type": "public-key", "transports": ["internal"]}
+    ]
+    assert options["userVerification"] == "preferred"
+
+
+async def test_one_mfa_token_finishes_one_login(
+    client: Client, user: User, registered: Any, authenticator: Authenticator
+) -> None:
+    mfa_token = await mfa_token_of(client, user.email)
+    # Two challenges for the one login, both answered.
+    first, second = [
+        authenticator.get(await request_options(client, mfa_token=mfa_token))
+        for _ in range(2)
+    ]
+
+    finished = await second_factor(client, first, mfa_token)
+    again = await second_factor(client, second, mfa_token)
+    options = await client.post(LOGIN_OPTIONS, json={"mfa_token": mfa_token})
+
+    assert finished.status_code == 200
+    for refused in (again, options):
+        assert (refused.status_code, await refused.get_json()) == (401, DEAD_TOKEN)
+
+
+async def test_two_completions_of_one_login_at_once_open_one_session(
+    client: Client,
+    session: AsyncSession,
+    user: User,
+    registered: Any,
+    authenticator: Authenticator,
+) -> None:
+    mfa_token = await mfa_token_of(client, user.email)
+    signed = [
+        authenticator.get(await request_options(client, mfa_token=mfa_token))
+        for _ in range(3)
+    ]
+
+    answers = await asyncio.gather(
+        *(second_factor(client, each, mfa_token) for each in signed)
+    )
+
+    assert sorted(answer.status_code for answer in answers) == [200, 401, 401]
+    opened = select(func.count()).where(
+        AuthSession.user_id == user.id, AuthSession.auth_method == "passkey"
+    )
+    assert await session.scalar(opened) == 1
+
+
+async def test_another_users_passkey_does_not_finish_a_login(
+    client: Client,
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    registered: Any,
+) -> None:
+    other_headers = await login_headers(session, settings, await make_user(session))
+    other = Authenticator()
+    await register(client, other_headers, other)
+    mfa_token = await mfa_token_of(client, user.email)
+    options = await request_options(client, mfa_token=mfa_token)
+
+    signed = other.get(options, credential=other.credentials[0])
+    response = await second_factor(client, signed, mfa_token)
+
+    assert (response.status_code, await response.get_json()) == (401, INVALID)
+
+
+@pytest.mark.parametrize("options_for", ["a passkey alone", "another login"])
+async def test_a_challenge_of_another_ceremony_does_not_finish_a_login(
+    client: Client,
+    user: User,
+    registered: Any,
+    authenticator: Authenticator,
+    options_for: str,
+) -> None:
+    mfa_token = await mfa_token_of(client, user.email)
+    other_token = await mfa_token_of(client, user.email)
+    options = (
+        await request_options(client)
+        if options_for == "a passkey alone"
+        else await request_options(client, mfa_token=other_token)
+    )
+
+    response = await second_factor(client, authenticator.get(options), mfa_token)
+
+    # (For another login of the same user the challenge is the user's own: it
+    # may finish this one, as a code would finish either.)
+    expected = 401 if options_for == "a passkey alone" else 200
+    assert response.status_code == expected
+
+
+async def test_second_factor_options_do_not_sign_in_alone(
+    client: Client, user: User, registered: Any, authenticator: Authenticator
+) -> None:
+    options = await request_options(
+        client, mfa_token=await mfa_token_of(client, user.email)
+    )
+
+    response = await passkey_login(client, authenticator.get(options))
+
+    assert (response.status_code, await response.get_json()) == (401, INVALID)
+
+
+async def test_an_unknown_mfa_token_gets_no_options_and_no_login(
+    client: Client, registered: Any, authenticator: Authenticator
+) -> None:
+    options = await client.post(LOGIN_OPTIONS, json={"mfa_token": "made-up"})
+    signed = authenticator.get(await request_options(client))
+    login = await second_factor(client, signed, "made-up")
+
+    for response in (options, login):
+        assert (response.status_code, await response.get_json()) == (
+            401,
+            DEAD_TOKEN,
+        )
+
+
+async def test_wrong_passkeys_after_a_password_spend_the_login_budget(
+    make_app: AppMaker, session: AsyncSession, settings: Settings, user: User
+) -> None:
+    async with make_app(login_max_failures=3) as app:
+        client = app.test_client()
+        authenticator = Authenticator()
+        await register(
+            client, await login_headers(session, settings, user), authenticator
+        )
+        mfa_token = await mfa_token_of(client, user.email)
+        answers = []
+        for _ in range(4):
+            options = await request_options(client, mfa_token=mfa_token)
+            signed = authenticator.get(options, origin="https://evil.example.com")
+            answers.append(await second_factor(client, signed, mfa_token))
+
+    assert [answer.status_code for answer in answers] == [401, 401, 401, 429]
+    assert await answers[0].get_json() == INVALID
+
+
+async def test_a_passkey_second_factor_is_recorded_as_used_and_failed(
+    client: Client,
+    user: User,
+    user_headers: dict[str, str],
+    registered: Any,
+    authenticator: Authenticator,
+) -> None:
+    mfa_token = await mfa_token_of(client, user.email)
+    wrong = authenticator.get(
+        await request_options(client, mfa_token=mfa_token),
+        origin="https://evil.example.com",
+    )
+    await second_factor(client, wrong, mfa_token)
+    right = authenticator.get(await request_options(client, mfa_token=mfa_token))
+    await second_factor(client, right, mfa_token)
+
+    response = await client.get(f"{API}/auth/events", headers=user_headers)
+
+    assert [
+        (each["type"], each["detail"]) for each in (await response.get_json())["events"]
+    ][:3] == [
+        ("login", None),
+        ("second_factor_used", "passkey"),
+        ("second_factor_failed", None),
+    ]
+
+
+@cases(
+    "url, body, errors",
+    {
+        "registration: a name with NUL": (
+            PASSKEYS,
+            {"credential": {}, "name": "a\x00b"},
+            {"name": ["Must not contain NUL characters."]},
+        ),
+        "rename: no name": ("{passkey}", {}, {"name": MISSING}),
+        "rename: a name too long": (
+            "{passkey}",
+            {"name": "x" * 101},
+            {"name": ["Length must be between 1 and 100."]},
+        ),
+        "options: an empty mfa_token": (
+            LOGIN_OPTIONS,
+            {"mfa_token": ""},
+            {"mfa_token": ["Length must be between 1 and 2048."]},
+        ),
+        "options: an mfa_token not a string": (
+            LOGIN_OPTIONS,
+            {"mfa_token": 5},
+            {"mfa_token": ["Not a valid string."]},
+        ),
+        "login: a null mfa_token": (
+            PASSKEY_LOGIN,
+            {"credential": {}, "mfa_token": None},
+            {"mfa_token": ["Field may not be null."]},
+        ),
+    },
+)
+async def test_every_passkey_body_names_what_is_wrong(
+    client: Client,
+    user_headers: dict[str, str],
+    registered: Any,
+    url: str,
+    body: dict[str, Any],
+    errors: dict[str, Any],
+) -> None:
+    target = url.replace("{passkey}", f"{PASSKEYS}/{registered['id']}")
+    method = "PATCH" if url == "{passkey}" else "POST"
+
+    response = await client.open(target, method=method, json=body, headers=user_headers)
+
+    assert response.status_code == 400
+    assert await response.get_json() == {"error": "Validation failed", "errors": errors}

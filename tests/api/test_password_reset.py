@@ -10,7 +10,7 @@ import logging
 import re
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from email.message import EmailMessage
 from typing import Any
@@ -31,7 +31,7 @@ from tests.factories import (
     make_user,
     utcnow,
 )
-from tests.mailbox import SmtpServer, eventually, link_in, smtp_server
+from tests.mailbox import SmtpServer, eventually, link_in
 from tests.ports import free_port
 from tests.support import (
     FORGOT,
@@ -53,12 +53,6 @@ DEV_LINK = re.compile(r"http://127\.0\.0\.1:8000/reset-password\?token=(\S+)")
 ACCEPTED = {"message": "If the address is registered, a reset link is on its way"}
 INVALID_RESET = {"error": "Invalid or expired reset token"}
 NEW_PASSWORD = "brand-new-password-789"
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with smtp_server() as server:
-        yield server
 
 
 @asynccontextmanager

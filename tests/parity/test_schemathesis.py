@@ -81,6 +81,8 @@ PROTECTED = [
     "GET /api/v1/auth/sessions",
     "DELETE /api/v1/auth/sessions/{session_id}",
     "GET /api/v1/auth/events",
+    "POST /api/v1/auth/email",
+    "POST /api/v1/auth/email/verify/request",
     "GET /api/v1/posts",
     "POST /api/v1/posts",
     "DELETE /api/v1/posts/{post_id}",
@@ -179,8 +181,8 @@ CONFIG: dict[str, object] = {
     # 400 on purpose (the Flask service answered 500).
     "generation": {"allow-x00": False},
     # The contract keeps flask-jwt-extended's statuses: a malformed, foreign-key
-    # or wrong-type token is a 422, not the 401 this check expects (API.md,
-    # "Token errors"); tests/api/test_auth.py pins every one of those answers.
+    # or wrong-type token is a 422, not the 401 this check expects (docs/client.md,
+    # "Errors"); tests/api/test_auth.py pins every one of those answers.
     # For the same reason a header that merely looks right (`Bearer` alone, a
     # token that is not a JWT) is a 422 where the check expects 2xx or 401.
     "checks": {
@@ -201,6 +203,10 @@ CONFIG: dict[str, object] = {
     "operations": [
         {
             "include-name": [
+                # Tokens no mail carried; an address already registered.
+                "POST /api/v1/auth/email/confirm",
+                "POST /api/v1/auth/email/verify",
+                "POST /api/v1/auth/email",
                 "POST /api/v1/auth/password/reset",
                 "POST /api/v1/auth/password",
                 "POST /api/v1/auth/totp/confirm",
@@ -214,7 +220,7 @@ CONFIG: dict[str, object] = {
         },
         {
             # page and per_page fall back to their defaults on junk, as the
-            # Flask service's `type=int` did (API.md, FLASK-BEHAVIOUR.md): junk
+            # Flask service's `type=int` did (docs/client.md, pagination): junk
             # query values are accepted on purpose.
             "include-name": [
                 "GET /api/v1/users",

@@ -6,7 +6,8 @@ context) calls the API with fetch and hands its options to
 navigator.credentials.create()/get() through the browser's own JSON parsers
 (PublicKeyCredential.parseCreationOptionsFromJSON / parseRequestOptionsFromJSON),
 sending back what PublicKeyCredential.toJSON() gives: the forms the contract
-promises, checked by the browser itself.
+promises, checked by the browser itself. A passkey signs in alone, and as the
+second factor of a password login.
 
 The instance is what `make run` serves (migrated, seeded: admin@example.com /
 admin123), with the page's origin as its WebAuthn origin and CORS origin.
@@ -29,6 +30,8 @@ from tests.system.harness import ServedApp, clean_environment, run_entry_point
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=SKIP_REASON)
 
 ADMIN = ("admin@example.com", "admin123")
+# Seeded too; each test signs in as an account of its own.
+MEMBERS = [(f"user{n}@example.com", "password123") for n in (1, 2)]
 # The page: the API's calls, and the two ceremonies as a front end writes them.
 PAGE = """<!doctype html>
 <meta charset="utf-8">
@@ -65,14 +68,16 @@ async function addPasskey(token, name) {
   });
 }
 
-async function signInWithPasskey() {
-  const options = await call("POST", "/auth/passkeys/login/options", { body: {} });
+// A passkey alone (no mfaToken), or the second factor of a password login.
+async function signInWithPasskey(mfaToken) {
+  const step = mfaToken === undefined ? {} : { mfa_token: mfaToken };
+  const options = await call("POST", "/auth/passkeys/login/options", { body: step });
   if (options.status !== 200) return options;
   const credential = await navigator.credentials.get({
     publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options.body),
   });
   return call("POST", "/auth/passkeys/login", {
-    body: { credential: credential.toJSON() },
+    body: { credential: credential.toJSON(), ...step },
   });
 }
 
@@ -133,18 +138,23 @@ async def run(page: Page, script: str) -> Any:
     return await page.evaluate(f"(async () => {{ {script} }})()")
 
 
-async def admin_token(page: Page) -> str:
-    """A password login's access token, as a script's literal."""
-    email, password = map(json.dumps, ADMIN)
-    tokens = await run(page, f"return (await login({email}, {password})).body;")
-    return json.dumps(tokens["access_token"])
+async def password_login(page: Page, account: tuple[str, str]) -> Any:
+    email, password = map(json.dumps, account)
+    return await run(page, f"return await login({email}, {password});")
+
+
+async def access_token(page: Page, account: tuple[str, str]) -> str:
+    """The access token of an account without a second factor, as a literal."""
+    answer = await password_login(page, account)
+    assert answer["status"] == 200, answer
+    return json.dumps(answer["body"]["access_token"])
 
 
 async def test_a_passkey_registered_and_signed_in_with_in_chromium(
     page: tuple[Page, str],
 ) -> None:
     tab, authenticator_id = page
-    token = await admin_token(tab)
+    token = await access_token(tab, ADMIN)
 
     added = await run(tab, f"return await addPasskey({token}, 'Chromium');")
     [stored] = (
@@ -178,13 +188,37 @@ async def test_chromium_will_not_make_a_second_passkey_on_one_authenticator(
     """The creation options exclude the account's passkeys, in the form the browser
     reads: the authenticator that holds one refuses to make another."""
     tab, _ = page
-    token = await admin_token(tab)
+    token = await access_token(tab, MEMBERS[0])
     first = await run(tab, f"return await addPasskey({token}, 'First');")
 
     refused = await run(tab, f"return await failure(addPasskey({token}, 'Again'));")
 
     assert first["status"] == 201, first
     assert refused == "InvalidStateError"
+
+
+async def test_a_passkey_as_the_second_factor_of_a_password_login_in_chromium(
+    page: tuple[Page, str],
+) -> None:
+    tab, _ = page
+    token = await access_token(tab, MEMBERS[1])
+    added = await run(tab, f"return await addPasskey({token}, 'Second factor');")
+
+    asked = await password_login(tab, MEMBERS[1])
+    mfa_token = json.dumps(asked["body"]["mfa_token"])
+    finished = await run(tab, f"return await signInWithPasskey({mfa_token});")
+    me = await run(
+        tab,
+        "return await call('GET', '/users/me', "
+        f"{{ token: {json.dumps(finished['body']['access_token'])} }});",
+    )
+
+    assert added["status"] == 201, added
+    assert asked["status"] == 401, asked
+    assert asked["body"]["error"] == "Second factor required"
+    assert asked["body"]["methods"] == ["passkey"]
+    assert finished["status"] == 200, finished
+    assert (me["status"], me["body"]["email"]) == (200, MEMBERS[1][0])
 
 
 async def test_an_assertion_from_a_page_of_another_origin_does_not_sign_in(
