@@ -41,6 +41,8 @@ DEV_PASSWORD_RESET_URL = "http://127.0.0.1:8000/reset-password?token={token}"
 DEV_EMAIL_VERIFY_URL = "http://127.0.0.1:8000/verify-email?token={token}"
 DEV_EMAIL_CHANGE_URL = "http://127.0.0.1:8000/confirm-email?token={token}"
 MAIL_BACKENDS = ("smtp", "log")
+# MFA_REQUIRED: who needs a session that used a second factor.
+MFA_POLICIES = ("off", "admins", "all")
 SMTP_PORTS = {"smtp": 25, "smtps": 465}
 STARTTLS_CHOICES = {"": True, "on": True, "off": False}
 # The relying party a development machine's browser reaches (`make run`'s address).
@@ -348,6 +350,7 @@ class Settings:
         default=(), metadata=var("MFA_ENCRYPTION_KEY_FALLBACKS", items)
     )
     mfa_issuer: str = field(default="service", metadata=var("MFA_ISSUER", text))
+    mfa_required: str = field(default="off", metadata=var("MFA_REQUIRED", lowercase))
     # Login throttling: failures per account and per client IP within the window.
     redis_url: str | None = field(default=None, metadata=var("REDIS_URL", text))
     redis_key_prefix: str = field(default="", metadata=var("REDIS_KEY_PREFIX", text))
@@ -512,6 +515,10 @@ class Settings:
         ):
             if key is not None and len(key) < 32:
                 raise ConfigError(f"{name}: each key must be at least 32 characters")
+        if self.mfa_required not in MFA_POLICIES:
+            raise ConfigError(
+                f"MFA_REQUIRED must be off, admins or all, not {self.mfa_required!r}"
+            )
         if self.fresh_session_seconds < 1:
             raise ConfigError("FRESH_SESSION_SECONDS must be at least 1")
         if self.log_format not in ("json", "text"):

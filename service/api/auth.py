@@ -22,6 +22,7 @@ from service.api.guards import (
     fresh_required,
     get_jwt_identity,
     jwt_required,
+    without_second_factor,
 )
 from service.api.io import body, document_errors, returns
 from service.api.limits import (
@@ -107,6 +108,7 @@ async def refresh() -> AccessToken | TokenPair:
 @blueprint.post("/logout")
 @jwt_required()
 @returns(MessageSchema)
+@without_second_factor
 async def logout() -> dict[str, str]:
     """End the session of this token: its access and refresh tokens stop working."""
     await auth_service().logout(current_identity(), client=client())
@@ -154,6 +156,7 @@ async def reset_password(data: PasswordReset) -> None:
 @tag(["sessions"])
 @jwt_required()
 @returns(SessionListSchema)
+@without_second_factor
 async def list_sessions() -> dict[str, Any]:
     """The caller's live sessions, the current one marked."""
     identity = current_identity()
@@ -179,6 +182,7 @@ async def list_sessions() -> dict[str, Any]:
 @tag(["sessions"])
 @jwt_required()
 @returns(None, status=204)
+@without_second_factor
 async def revoke_session(session_id: str) -> None:
     """Revoke one of one's own sessions."""
     user_id = current_identity().user_id
@@ -193,6 +197,7 @@ async def revoke_session(session_id: str) -> None:
 @fresh_required
 @returns(None, status=204)
 @document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
+@without_second_factor
 async def revoke_other_sessions() -> None:
     """Log out every session but this one (a fresh session: see POST /auth/fresh)."""
     user = await user_service().get(get_jwt_identity())
@@ -208,6 +213,7 @@ async def revoke_other_sessions() -> None:
 @returns(None, status=204)
 @document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
 @limited(LOGIN_BUDGET)
+@without_second_factor
 async def make_fresh(data: Reauthentication) -> None:
     """Authenticate again: the session counts as fresh for FRESH_SESSION_SECONDS.
 

@@ -7,7 +7,12 @@ from quart import Blueprint
 from quart_schema import tag_blueprint
 
 from service.api.deps import client, factor_service, user_service
-from service.api.guards import fresh_required, get_jwt_identity, jwt_required
+from service.api.guards import (
+    fresh_required,
+    get_jwt_identity,
+    jwt_required,
+    without_second_factor,
+)
 from service.api.io import body, document_errors, returns
 from service.schemas.security import (
     AccountSchema,
@@ -26,6 +31,7 @@ tag_blueprint(blueprint, ["second factors"])
 @jwt_required()
 @returns(AccountSchema)
 @document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
+@without_second_factor
 async def account() -> dict[str, object]:
     """The caller's security state: TOTP, passkeys, recovery codes left."""
     user = await user_service().get(get_jwt_identity())
@@ -37,6 +43,7 @@ async def account() -> dict[str, object]:
 @fresh_required
 @returns(TotpEnrolmentSchema)
 @document_errors(404, 409)
+@without_second_factor
 async def start_totp() -> Enrolment:
     """Start TOTP enrolment (a fresh session): nothing changes until confirmed.
 
@@ -52,6 +59,7 @@ async def start_totp() -> Enrolment:
 @body(CodeSchema)
 @returns(RecoveryCodesSchema)
 @document_errors(404, 409)
+@without_second_factor
 async def confirm_totp(data: CodeBody) -> dict[str, list[str]]:
     """Confirm enrolment with a code: TOTP is on, and ten recovery codes are
     shown, once. 400 `Invalid code`."""

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from quart import request
+from quart import current_app, request
 from quart_schema import security_scheme
 
 from service.api.deps import session_service, settings, user_service
@@ -22,6 +22,10 @@ from service.services.callers import Caller, identify
 
 # flask-jwt-extended's answer to a stale token on a @jwt_required(fresh=True) route.
 FRESH_REQUIRED = "Fresh token required"
+# MFA_REQUIRED: admins' rights (admins, all), or every route but a few (all).
+ADMIN_NEEDS_FACTOR = "Admin access requires a second factor"
+SECOND_FACTOR_REQUIRED = "Second factor required"
+WITHOUT_FACTOR_ATTR = "reachable_without_second_factor"
 _EXPECTED = "Expected 'Authorization: Bearer <JWT>'"
 # The OpenAPI security schemes: which token a route takes.
 ACCESS_SCHEME = "bearer"
@@ -36,6 +40,10 @@ def jwt_required(refresh: bool = False) -> Callable[[View], View]:
             return await view(*args, **kwargs)
 
         security_scheme([{REFRESH_SCHEME if refresh else ACCESS_SCHEME: []}])(wrapper)
+        if not refresh:
+            # MFA_REQUIRED=all: a session without a second factor reaches
+            # only the routes marked @without_second_factor.
+            document_errors(403)(wrapper)
         return document_errors(401, 422)(wrapper)
 
     return decorator
@@ -60,13 +68,33 @@ async def require_fresh() -> None:
         raise AuthError(FRESH_REQUIRED, legacy_msg=True)
 
 
+def without_second_factor(view: View) -> View:
+    """A route a session without a second factor reaches under MFA_REQUIRED=all
+    (the account, enrolment, sessions, logout): the innermost decorator."""
+    setattr(view, WITHOUT_FACTOR_ATTR, True)
+    return view
+
+
+async def admin_rights_withheld() -> str | None:
+    """Why the caller's admin rights do not count now (MFA_REQUIRED=admins or
+    all, a session that used no second factor), or None."""
+    if settings().mfa_required == "off":
+        return None
+    if (await current_session()).used_second_factor:
+        return None
+    return ADMIN_NEEDS_FACTOR
+
+
 def admin_required(view: View) -> View:
-    """Admin rights as the database has them now, not as the token remembers them."""
+    """Admin rights as the database has them now, not as the token remembers them
+    (and, as MFA_REQUIRED says, from a session that used a second factor)."""
 
     @wraps(view)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not (await get_current_user()).is_admin:
             raise ForbiddenError("Admin access required")
+        if withheld := await admin_rights_withheld():
+            raise ForbiddenError(withheld)
         return await view(*args, **kwargs)
 
     return document_errors(403)(wrapper)
@@ -78,11 +106,12 @@ def self_or_admin_required(param: str) -> Callable[[View], View]:
     def decorator(view: View) -> View:
         @wraps(view)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if (
-                get_jwt_identity() != kwargs[param]
-                and not (await get_current_user()).is_admin
-            ):
-                raise ForbiddenError("Not authorized")
+            if get_jwt_identity() != kwargs[param]:
+                if not (await get_current_user()).is_admin:
+                    raise ForbiddenError("Not authorized")
+                # The admin override is an admin right.
+                if withheld := await admin_rights_withheld():
+                    raise ForbiddenError(withheld)
             return await view(*args, **kwargs)
 
         return document_errors(403)(wrapper)
@@ -109,7 +138,17 @@ async def verify_jwt_in_request(refresh: bool = False) -> Caller:
     state.auth_session = caller.session
     if caller.primary_position is not None:
         state.primary_position = (began, caller.primary_position)
+    if not refresh and current.mfa_required == "all":
+        await _require_second_factor()
     return caller
+
+
+async def _require_second_factor() -> None:
+    if (await current_session()).used_second_factor:
+        return
+    view = current_app.view_functions.get(request.endpoint or "")
+    if not getattr(view, WITHOUT_FACTOR_ATTR, False):
+        raise ForbiddenError(SECOND_FACTOR_REQUIRED)
 
 
 def current_caller() -> Caller:

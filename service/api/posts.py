@@ -8,7 +8,12 @@ from quart import Blueprint
 from quart_schema import tag_blueprint
 
 from service.api.deps import post_service
-from service.api.guards import get_current_user, get_jwt_identity, jwt_required
+from service.api.guards import (
+    admin_rights_withheld,
+    get_current_user,
+    get_jwt_identity,
+    jwt_required,
+)
 from service.api.io import body, document_errors, query, returns
 from service.models import Post
 from service.schemas.common import PageQuery, PageQuerySchema
@@ -59,7 +64,12 @@ async def get_post(post_id: int) -> Post:
 @document_errors(403)
 async def update_post(post_id: int, data: PostChanges) -> Post:
     """Change a post's title or content (its author or an admin)."""
-    return await post_service().update(post_id, data, by=await get_current_user())
+    return await post_service().update(
+        post_id,
+        data,
+        by=await get_current_user(),
+        admin_withheld=await admin_rights_withheld(),
+    )
 
 
 @blueprint.delete("/<int:post_id>")
@@ -68,4 +78,8 @@ async def update_post(post_id: int, data: PostChanges) -> Post:
 @document_errors(403)
 async def delete_post(post_id: int) -> None:
     """Delete a post (its author or an admin)."""
-    await post_service().delete(post_id, by=await get_current_user())
+    await post_service().delete(
+        post_id,
+        by=await get_current_user(),
+        admin_withheld=await admin_rights_withheld(),
+    )

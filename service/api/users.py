@@ -10,7 +10,12 @@ from quart_schema import tag_blueprint
 
 from service.api import guards
 from service.api.deps import outbox, post_service, settings, user_service
-from service.api.guards import admin_required, jwt_required, self_or_admin_required
+from service.api.guards import (
+    admin_required,
+    jwt_required,
+    self_or_admin_required,
+    without_second_factor,
+)
 from service.api.io import body, document_errors, query, returns
 from service.api.limits import REGISTRATION, limited
 from service.db.request import request_session
@@ -66,6 +71,7 @@ async def list_users(query_args: UserListQuery) -> dict[str, Any]:
 @jwt_required()
 @returns(UserSchema)
 @document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
+@without_second_factor
 async def get_current_user() -> UserRecord:
     """The calling user."""
     return await guards.get_current_user()

@@ -298,14 +298,28 @@ class AuthService:
             async def code_ok() -> bool:
                 return await factors.use_totp(user.id, code)
 
-            await self.spend_guess(user, client, code_ok, INVALID_CODE)
-        # The code's use commits with the freshness.
+            await self.spend_guess(
+                user,
+                client,
+                code_ok,
+                INVALID_CODE,
+                failed=EventType.SECOND_FACTOR_FAILED,
+            )
+            # The code's use commits with the freshness: the session has now
+            # used a second factor (MFA_REQUIRED counts it).
+            await self.freshen(identity.session_id, user, second_factor=TOTP)
+            return
         await self.freshen(identity.session_id, user)
 
-    async def freshen(self, session_id: str, user: User) -> None:
+    async def freshen(
+        self, session_id: str, user: User, *, second_factor: str | None = None
+    ) -> None:
         """Commits; 401 "Token has been revoked" when the session ended meanwhile."""
         if not await self.sessions.refresh_freshness(
-            session_id, user_id=user.id, fresh_for=self.settings.fresh_session_seconds
+            session_id,
+            user_id=user.id,
+            fresh_for=self.settings.fresh_session_seconds,
+            second_factor=second_factor,
         ):
             raise AuthError(REVOKED, legacy_msg=True)
 

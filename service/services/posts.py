@@ -58,26 +58,40 @@ class PostService:
         )
 
     async def update(
-        self, post_id: int, changes: PostChanges, *, by: UserRecord
+        self,
+        post_id: int,
+        changes: PostChanges,
+        *,
+        by: UserRecord,
+        admin_withheld: str | None = None,
     ) -> Post:
-        """Commits; only the author or an admin."""
-        post = await self._editable(post_id, by)
+        """Commits; only the author or an admin (whose rights `admin_withheld`
+        says are withheld now, when it says why)."""
+        post = await self._editable(post_id, by, admin_withheld)
         for name, value in changes.items():
             setattr(post, name, value)
         if changes:
             await self.session.commit()
         return post
 
-    async def delete(self, post_id: int, *, by: UserRecord) -> None:
-        """Commits; only the author or an admin."""
-        post = await self._editable(post_id, by)
+    async def delete(
+        self, post_id: int, *, by: UserRecord, admin_withheld: str | None = None
+    ) -> None:
+        """Commits; only the author or an admin (as update)."""
+        post = await self._editable(post_id, by, admin_withheld)
         await self.session.delete(post)
         await self.session.commit()
 
-    async def _editable(self, post_id: int, by: UserRecord) -> Post:
+    async def _editable(
+        self, post_id: int, by: UserRecord, admin_withheld: str | None
+    ) -> Post:
         post = await self._load(post_id)
-        if post.author_id != by.id and not by.is_admin:
-            raise ForbiddenError("Not authorized")
+        if post.author_id != by.id:
+            if not by.is_admin:
+                raise ForbiddenError("Not authorized")
+            # The admin override is an admin right.
+            if admin_withheld is not None:
+                raise ForbiddenError(admin_withheld)
         return post
 
     async def _load(self, post_id: int) -> Post:

@@ -33,7 +33,7 @@ from service.models import (
     User,
     utcnow,
 )
-from service.models.session import PASSWORD
+from service.models.session import PASSWORD, SECOND_FACTORS
 
 # What str(uuid.uuid4()) gives, and any shorter run of its characters.
 SESSION_ID = re.compile(r"[0-9A-Za-z-]{1,36}")
@@ -135,13 +135,28 @@ class SessionService:
         return SessionRecord(fresh_until=row.fresh_until, auth_method=row.auth_method)
 
     async def refresh_freshness(
-        self, session_id: str, *, user_id: int, fresh_for: int
+        self,
+        session_id: str,
+        *,
+        user_id: int,
+        fresh_for: int,
+        second_factor: str | None = None,
     ) -> bool:
-        """Commits; the live session counts as freshly authenticated again."""
-        result = await self.session.execute(
-            _live_session(session_id, AuthSession.user_id == user_id).values(
-                fresh_until=utcnow() + timedelta(seconds=fresh_for)
+        """Commits; the live session counts as freshly authenticated again, and
+        as one that used a second factor once `second_factor` was used."""
+        values: dict[str, object] = {
+            "fresh_until": utcnow() + timedelta(seconds=fresh_for)
+        }
+        if second_factor is not None:
+            values["auth_method"] = case(
+                (
+                    AuthSession.auth_method.in_(sorted(SECOND_FACTORS)),
+                    AuthSession.auth_method,
+                ),
+                else_=literal(second_factor, String),
             )
+        result = await self.session.execute(
+            _live_session(session_id, AuthSession.user_id == user_id).values(**values)
         )
         await self.session.commit()
         return bool(result.rowcount)  # type: ignore[attr-defined]

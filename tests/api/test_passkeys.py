@@ -914,3 +914,78 @@ async def test_wrong_passkeys_after_a_password_spend_the_login_budget(
 
     assert [answer.status_code for answer in answers] == [401, 401, 401, 429]
     assert await answers[0].get_json() == INVALID
+
+
+async def test_a_passkey_second_factor_is_recorded_as_used_and_failed(
+    client: Client,
+    user: User,
+    user_headers: dict[str, str],
+    registered: Any,
+    authenticator: Authenticator,
+) -> None:
+    mfa_token = await mfa_token_of(client, user.email)
+    wrong = authenticator.get(
+        await request_options(client, mfa_token=mfa_token),
+        origin="https://evil.example.com",
+    )
+    await second_factor(client, wrong, mfa_token)
+    right = authenticator.get(await request_options(client, mfa_token=mfa_token))
+    await second_factor(client, right, mfa_token)
+
+    response = await client.get(f"{API}/auth/events", headers=user_headers)
+
+    assert [
+        (each["type"], each["detail"]) for each in (await response.get_json())["events"]
+    ][:3] == [
+        ("login", None),
+        ("second_factor_used", "passkey"),
+        ("second_factor_failed", None),
+    ]
+
+
+@cases(
+    "url, body, errors",
+    {
+        "registration: a name with NUL": (
+            PASSKEYS,
+            {"credential": {}, "name": "a\x00b"},
+            {"name": ["Must not contain NUL characters."]},
+        ),
+        "rename: no name": ("{passkey}", {}, {"name": MISSING}),
+        "rename: a name too long": (
+            "{passkey}",
+            {"name": "x" * 101},
+            {"name": ["Length must be between 1 and 100."]},
+        ),
+        "options: an empty mfa_token": (
+            LOGIN_OPTIONS,
+            {"mfa_token": ""},
+            {"mfa_token": ["Length must be between 1 and 2048."]},
+        ),
+        "options: an mfa_token not a string": (
+            LOGIN_OPTIONS,
+            {"mfa_token": 5},
+            {"mfa_token": ["Not a valid string."]},
+        ),
+        "login: a null mfa_token": (
+            PASSKEY_LOGIN,
+            {"credential": {}, "mfa_token": None},
+            {"mfa_token": ["Field may not be null."]},
+        ),
+    },
+)
+async def test_every_passkey_body_names_what_is_wrong(
+    client: Client,
+    user_headers: dict[str, str],
+    registered: Any,
+    url: str,
+    body: dict[str, Any],
+    errors: dict[str, Any],
+) -> None:
+    target = url.replace("{passkey}", f"{PASSKEYS}/{registered['id']}")
+    method = "PATCH" if url == "{passkey}" else "POST"
+
+    response = await client.open(target, method=method, json=body, headers=user_headers)
+
+    assert response.status_code == 400
+    assert await response.get_json() == {"error": "Validation failed", "errors": errors}

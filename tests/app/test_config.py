@@ -34,6 +34,7 @@ SPECIAL: dict[str, tuple[str, Any]] = {
     "password_policy": ("COMMON", "common"),
     "pwned_passwords_url": ("https://range.example", "https://range.example"),
     "mfa_encryption_key": ("k" * 32, "k" * 32),
+    "mfa_required": ("ALL", "all"),
     "mfa_encryption_key_fallbacks": ("a" * 32 + ", " + "b" * 32, ("a" * 32, "b" * 32)),
     "database_replica_urls": (
         "postgres://r1/x, postgresql://r2/x",
