@@ -17,6 +17,8 @@ PORT ?= 8000
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@echo "Where run, dev and serve listen: PORT=$(PORT) HOST=$(HOST), e.g. make run PORT=8001"
+	@echo "(HOST=0.0.0.0: every address). Settings: .env or the environment, docs/configuration.md"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -49,10 +51,12 @@ Serving (database: $(or $(DATABASE_URL),instance/service.db)); Ctrl-C stops.
   API:       http://$(HOST):$(PORT)/api/v1/auth/login   (POST; every path is under /api/v1), e.g.
              curl -s -X POST http://$(HOST):$(PORT)/api/v1/auth/login -H 'Content-Type: application/json' -d '{"email": "admin@example.com", "password": "admin123"}'
   Accounts:  admin@example.com / admin123 (admin); user1@example.com ... user5@example.com / password123
+  Mail:      without SMTP_URL, written to this log (service.mail); a reset link's token is
+             POSTed with a new password to /api/v1/auth/password/reset (docs/client.md)
 endef
 export SERVING
 
-run: seed ## runtime packages only: migrate, seed and serve on the embedded SQLite default
+run: seed ## runtime packages only: migrate, seed and serve on the embedded SQLite default (PORT=...)
 	@echo "$$SERVING"
 	$(APP) hypercorn -c hypercorn.toml -b $(HOST):$(PORT) service.asgi:app
 
@@ -73,7 +77,7 @@ lint: install ## ruff format --check, ruff check, mypy --strict, lint-imports (t
 	$(RUN) mypy
 	$(RUN) lint-imports
 
-test: install ## the test suite (PostgreSQL at 127.0.0.1:5432, see README)
+test: install ## the test suite (PostgreSQL and Redis: docs/testing.md)
 	$(RUN) pytest
 
 check: lint test ## install, lint and run the whole test suite: what CI runs

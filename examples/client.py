@@ -1,80 +1,109 @@
-"""A client session against the API, step by step, on httpx.
+"""A client session against the API, step by step, on the standard library alone.
 
-    pip install httpx          # or use .venv/bin/python: httpx is in the dev group
-    make run                   # in another terminal: the service, demo accounts
-    python examples/client.py  # --base-url http://host:port --email E --password P
+    make run 2>&1 | tee service.log     # in another terminal: the service
+    python3 examples/client.py --base-url http://127.0.0.1:8000 --log service.log
 
-It logs in, reads a paginated list, refreshes the access token, looks at and
-revokes sessions, logs out, and shows how each kind of error looks. It exits
-non-zero at the first answer that is not what the API promises.
+It registers an account of its own, logs in, reads /users/me, follows a paginated
+list, publishes a post, refreshes the access token, looks at and revokes sessions,
+shows how each kind of error looks, changes the password, resets it with the
+token from the development log (--log: the file holding the service's output;
+without it that step is skipped), and logs out. It exits 1 at the first answer
+that is not what the API promises, 2 when nothing answers. docs/client.md
+explains each step.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import secrets
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-import httpx
+# A reset link's token (a JWT) in the service's log line for the mail.
+RESET_TOKEN = re.compile(r"token=([A-Za-z0-9._-]+)")
 
 
 class ApiError(Exception):
     """A 4xx/5xx answer: every error body is JSON with an "error" message."""
 
-    def __init__(self, response: httpx.Response) -> None:
-        self.status = response.status_code
+    def __init__(self, status: int, body: bytes, headers: Any) -> None:
+        self.status = status
         try:
-            self.body: dict[str, Any] = response.json()
+            self.body: dict[str, Any] = json.loads(body)
         except ValueError:
-            self.body = {"error": response.text}
+            self.body = {"error": body.decode(errors="replace")}
         # Validation errors name the field: {"errors": {"email": ["..."]}}.
         self.fields: dict[str, list[str]] = self.body.get("errors", {})
-        # 429 says when to try again.
-        self.retry_after = response.headers.get("Retry-After")
+        # 429 and 503 say when to try again.
+        self.retry_after = headers.get("Retry-After")
         super().__init__(f"{self.status}: {self.body.get('error')}")
+
+
+class UnreachableError(Exception):
+    """Nothing answered (refused, timed out): not an API error, no body."""
 
 
 class Client:
     """One login: an access token for requests and a refresh token to renew it."""
 
     def __init__(self, base_url: str, user_agent: str = "examples/client.py") -> None:
-        self.http = httpx.Client(
-            base_url=f"{base_url.rstrip('/')}/api/v1",
-            headers={"User-Agent": user_agent},
-            timeout=10,
-        )
+        self.api = f"{base_url.rstrip('/')}/api/v1"
+        self.user_agent = user_agent
         self.access_token: str | None = None
         self.refresh_token: str | None = None
 
-    def close(self) -> None:
-        self.http.close()
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        url = self.api + path
+        if params:
+            url += "?" + "&".join(f"{key}={value}" for key, value in params.items())
+        headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(  # noqa: S310 (the URL the user gave)
+            url, data=data, headers=headers, method=method
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                content = response.read()
+        except urllib.error.HTTPError as error:
+            raise ApiError(error.code, error.read(), error.headers) from None
+        except OSError as error:
+            raise UnreachableError(str(error)) from None
+        return json.loads(content) if content else None
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        headers = kwargs.pop("headers", {})
-        if self.access_token is not None:
-            headers["Authorization"] = f"Bearer {self.access_token}"
-        response = self.http.request(method, path, headers=headers, **kwargs)
-        if response.is_error:
-            raise ApiError(response)
-        return response.json() if response.content else None
+    def request(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+        """A request with this login's access token."""
+        return self.call(method, path, body, token=self.access_token, **kwargs)
 
     def login(self, email: str, password: str) -> None:
-        tokens = self.request(
-            "POST", "/auth/login", json={"email": email, "password": password}
+        tokens = self.call(
+            "POST", "/auth/login", {"email": email, "password": password}
         )
         self.access_token = tokens["access_token"]
         self.refresh_token = tokens["refresh_token"]
 
     def refresh(self) -> None:
         """A new access token; the refresh token stays (unless rotation is on)."""
-        response = self.http.post(
-            "/auth/refresh",
-            headers={"Authorization": f"Bearer {self.refresh_token}"},
-        )
-        if response.is_error:
-            raise ApiError(response)
-        tokens = response.json()
+        tokens = self.call("POST", "/auth/refresh", token=self.refresh_token)
         self.access_token = tokens["access_token"]
         # With REFRESH_TOKEN_ROTATION=true each refresh also returns a new one.
         self.refresh_token = tokens.get("refresh_token", self.refresh_token)
@@ -90,9 +119,10 @@ class Client:
                 "GET", path, params={"page": page, "per_page": per_page}
             )
             yield from body[items]
+            # The answer says which page it gave: follow it, not the request.
             if body["page"] >= body["pages"]:
                 return
-            page += 1
+            page = body["page"] + 1
 
 
 def expect_error(status: int, call: Any, *args: Any, **kwargs: Any) -> ApiError:
@@ -102,77 +132,146 @@ def expect_error(status: int, call: Any, *args: Any, **kwargs: Any) -> ApiError:
         if error.status != status:
             raise
         return error
-    raise SystemExit(f"expected {status}, the call succeeded")
+    raise ApiError(0, f'{{"error": "expected {status}, it succeeded"}}'.encode(), {})
+
+
+def reset_token_from_log(log: Path, email: str, after: int) -> str:
+    """The token of the newest reset mail to `email` logged past byte `after`.
+
+    The mail is sent after the answer (a background task): wait up to 10 s.
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        with log.open("rb") as file:
+            file.seek(after)
+            lines = file.read().decode(errors="replace").splitlines()
+        mails = [line for line in lines if f"mail to {email}" in line]
+        found = RESET_TOKEN.findall(mails[-1]) if mails else []
+        if found:
+            return str(found[-1])
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"no reset mail to {email} in {log}: is the service's output going "
+                "there, with LOG_LEVEL=INFO and no SMTP_URL?"
+            )
+        time.sleep(0.2)
+
+
+def tour(base_url: str, log: Path | None) -> None:
+    # An account of its own: the tour can run any number of times.
+    email = f"tour-{secrets.token_hex(4)}@example.com"
+    password = f"first {secrets.token_urlsafe(12)}"
+    laptop = Client(base_url, user_agent="example laptop")
+    phone = Client(base_url, user_agent="example phone")
+
+    # Register (open to anyone), log in and read who we are.
+    new = laptop.call(
+        "POST",
+        "/users",
+        {
+            "email": email,
+            "password": password,
+            "first_name": "Ada",
+            "last_name": "Tour",
+        },
+    )
+    print(f"registered {new['email']} (id {new['id']})")
+    laptop.login(email, password)
+    me = laptop.request("GET", "/users/me")
+    print(f"logged in as {me['email']} (id {me['id']}, admin: {me['is_admin']})")
+
+    # Pagination: follow page/pages until the last page.
+    emails = [user["email"] for user in laptop.pages("/users", "users")]
+    print(f"{len(emails)} active users, 2 per page, newest first: {emails[0]}, ...")
+
+    # Posts: publish one, find it on the author's own list.
+    post = laptop.request(
+        "POST", "/posts", {"title": "Notes", "content": "On the Analytical Engine"}
+    )
+    mine = list(laptop.pages(f"/users/{me['id']}/posts", "posts"))
+    print(f"published post {post['id']}; {len(mine)} on {me['full_name']}'s list")
+
+    # Refresh: a new access token from the refresh token.
+    old = laptop.access_token
+    laptop.refresh()
+    if laptop.access_token == old:
+        raise SystemExit("refresh returned the same access token")
+    print("refreshed the access token")
+
+    # Sessions: a second login is a second session; revoke it from the first.
+    phone.login(email, password)
+    sessions = laptop.request("GET", "/auth/sessions")["sessions"]
+    current = next(s for s in sessions if s["current"])
+    print(f"{len(sessions)} live sessions; this one: {current['user_agent']}")
+    for other in sessions:
+        if other["user_agent"] == "example phone":
+            laptop.request("DELETE", f"/auth/sessions/{other['id']}")
+    revoked = expect_error(401, phone.request, "GET", "/users/me")
+    print(f"the phone's session is revoked: {revoked.body['error']!r}")
+
+    # Errors are JSON with "error"; validation errors name the field.
+    stranger = Client(base_url)
+    wrong = expect_error(401, stranger.login, email, "wrong password")
+    print(f"wrong password: {wrong.status} {wrong.body['error']!r}")
+    invalid = expect_error(400, laptop.request, "POST", "/users", {"email": "x"})
+    print(f"invalid registration: {invalid.status}, fields {sorted(invalid.fields)}")
+    missing = expect_error(404, laptop.request, "GET", "/users/999999999")
+    print(f"unknown user: {missing.status} {missing.body['error']!r}")
+
+    # A password change ends every session, this one included: log in again.
+    changed = f"second {secrets.token_urlsafe(12)}"
+    laptop.request(
+        "POST",
+        "/auth/password",
+        {"current_password": password, "new_password": changed},
+    )
+    ended = expect_error(401, laptop.request, "GET", "/users/me")
+    laptop.login(email, changed)
+    print(f"password changed; the old tokens answer {ended.status}, logged in again")
+
+    # The reset flow: in development the mail, link and token, is in the log.
+    if log is None:
+        print("reset skipped: --log names the file with the service's output")
+    else:
+        start = log.stat().st_size
+        stranger.call("POST", "/auth/password/forgot", {"email": email})
+        token = reset_token_from_log(log, email, start)
+        reset = f"third {secrets.token_urlsafe(12)}"
+        stranger.call(
+            "POST", "/auth/password/reset", {"token": token, "new_password": reset}
+        )
+        expect_error(401, laptop.request, "GET", "/users/me")
+        laptop.login(email, reset)
+        print(f"reset the password with the token from {log.name}; logged in again")
+
+    # Logout revokes the access token and the refresh token of this login.
+    laptop.logout()
+    after = expect_error(401, laptop.request, "GET", "/users/me")
+    expect_error(401, laptop.refresh)
+    print(f"logged out; the old tokens answer {after.status} {after.body['msg']!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base-url", default="http://127.0.0.1:8000")
-    parser.add_argument("--email", default="admin@example.com")
-    parser.add_argument("--password", default="admin123")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--base-url",
+        default="http://127.0.0.1:8000",
+        help="where the service answers (make run PORT=...: that port)",
+    )
+    parser.add_argument(
+        "--log",
+        type=Path,
+        help="the file with the service's output, for the reset step's token",
+    )
     args = parser.parse_args(argv)
-
-    laptop = Client(args.base_url, user_agent="example laptop")
-    phone = Client(args.base_url, user_agent="example phone")
     try:
-        # Log in and read who we are.
-        laptop.login(args.email, args.password)
-        me = laptop.request("GET", "/users/me")
-        print(f"logged in as {me['email']} (id {me['id']}, admin: {me['is_admin']})")
-
-        # Pagination: follow page/pages until the last page.
-        emails = [user["email"] for user in laptop.pages("/users", "users")]
-        print(f"{len(emails)} active users, 2 per page: {', '.join(emails)}")
-
-        # Refresh: a new access token from the refresh token.
-        old = laptop.access_token
-        laptop.refresh()
-        if laptop.access_token == old:
-            raise SystemExit("refresh returned the same access token")
-        print("refreshed the access token")
-
-        # Sessions: a second login is a second session; revoke it from the first.
-        phone.login(args.email, args.password)
-        sessions = laptop.request("GET", "/auth/sessions")["sessions"]
-        current = next(s for s in sessions if s["current"])
-        print(f"{len(sessions)} live sessions; this one: {current['user_agent']}")
-        for other in sessions:
-            if other["user_agent"] == "example phone":
-                laptop.request("DELETE", f"/auth/sessions/{other['id']}")
-        revoked = expect_error(401, phone.request, "GET", "/users/me")
-        print(f"the phone's session is revoked: {revoked.body['error']!r}")
-
-        # Errors are JSON with "error"; validation errors name the field.
-        stranger = Client(args.base_url)
-        try:
-            wrong = expect_error(401, stranger.login, args.email, "wrong password")
-        finally:
-            stranger.close()
-        print(f"wrong password: {wrong.status} {wrong.body['error']!r}")
-        invalid = expect_error(
-            400, laptop.request, "POST", "/users", json={"email": "not an email"}
-        )
-        print(
-            f"invalid registration: {invalid.status}, fields {sorted(invalid.fields)}"
-        )
-        missing = expect_error(404, laptop.request, "GET", "/users/999999999")
-        print(f"unknown user: {missing.status} {missing.body['error']!r}")
-
-        # Logout revokes the access token and the refresh token of this login.
-        laptop.logout()
-        after = expect_error(401, laptop.request, "GET", "/users/me")
-        expect_error(401, laptop.refresh)
-        print(f"logged out; the old tokens answer {after.status} {after.body['msg']!r}")
+        tour(args.base_url, args.log)
     except ApiError as error:
         print(f"unexpected answer: {error}", file=sys.stderr)
         return 1
-    except httpx.TransportError as error:
-        # Nothing answered (refused, timed out): not an API error, no body.
+    except UnreachableError as error:
         print(f"cannot reach {args.base_url}: {error}", file=sys.stderr)
         return 2
-    finally:
-        laptop.close()
-        phone.close()
     return 0
 
 

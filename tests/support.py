@@ -79,7 +79,7 @@ TOO_LARGE = {"error": "The data value transmitted exceeds the capacity limit."}
 MISSING = ["Missing data for required field."]
 METRICS_TOKEN = "metrics-token-0123456789abcdef"
 
-# The Flask service's schema as `db.create_all()` left it (FLASK-BEHAVIOUR.md),
+# The Flask service's schema as `db.create_all()` left it (tests/parity/flask_original),
 # written out the way pg_dump shows a SERIAL column: an owned integer sequence,
 # the named primary key and foreign key.
 FLASK_DDL = (

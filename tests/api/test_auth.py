@@ -407,8 +407,9 @@ REFUSED_REFRESH: dict[str, tuple[dict[str, Any], Mint, int, str]] = {
         422,
         "Only refresh tokens are allowed",
     ),
-    # Flask answered "Account is deactivated" here; the contract (API.md, issue 3)
-    # makes every token of a deactivated user a revoked one, with the same 401.
+    # Flask answered "Account is deactivated" here; the service (issue 3,
+    # docs/MIGRATING.md D10) makes every token of a deactivated user a revoked
+    # one, with the same 401.
     "deactivated-user": (
         {"is_active": False},
         lambda f, user_id: f.refresh(user_id),

@@ -1,4 +1,5 @@
-"""Error responses and the JSON wire format, against FLASK-BEHAVIOUR.md's table."""
+"""Error responses and the JSON wire format, against the Flask service's
+observed answers (tests/parity/flask_original; docs/MIGRATING.md, section 6)."""
 
 from __future__ import annotations
 

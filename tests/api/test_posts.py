@@ -1,4 +1,5 @@
-"""The /posts endpoints and /users/{id}/posts against API.md."""
+"""The /posts endpoints and /users/{id}/posts against the OpenAPI document
+and the Flask service's observed answers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The /users endpoints against API.md and the Flask service's observed answers."""
+"""The /users endpoints against the OpenAPI document and the Flask service's
+observed answers."""
 
 from __future__ import annotations
 

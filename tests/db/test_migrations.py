@@ -313,7 +313,7 @@ async def test_adopt_flask_database_pbkdf2_login_rehashes_with_scrypt(
                 text("SELECT password_hash FROM users WHERE id = :id"),
                 {"id": adopted.ids[user.email]},
             )
-        # API.md: old methods are re-hashed on the next successful login.
+        # Old methods are re-hashed on the next successful login.
         assert isinstance(stored, str)
         assert stored.startswith("scrypt:")
         second = await client.post("/api/v1/auth/login", json=credentials)

@@ -174,11 +174,11 @@ def test_healthcheck_probes_healthz_on_the_served_port() -> None:
 
 def test_keep_alive_ladder_client_then_lb_then_hypercorn() -> None:
     # Each hop closes an idle connection before the hop behind it does
-    # (README, "Keep-alive"); the client rung is the README's 8 s.
+    # (docs/operations.md, "Keep-alive"); the client rung is that page's 8 s.
     text = HAPROXY_CFG.read_text()
     lb = re.search(r"^\s*timeout http-keep-alive (\d+)s$", text, re.M)
-    readme = (ROOT / "README.md").read_text()
-    client = re.search(r"clients keep idle connections (?:at most )?(\d+) s", readme)
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    client = re.search(r"clients keep idle connections (?:at most )?(\d+) s", guide)
 
     assert lb is not None
     assert client is not None
@@ -188,7 +188,8 @@ def test_keep_alive_ladder_client_then_lb_then_hypercorn() -> None:
 
 
 def test_hypercorn_runs_one_worker_with_a_graceful_timeout() -> None:
-    # Several workers drop in-flight requests on SIGTERM (STACK.md §6).
+    # Several workers drop in-flight requests on SIGTERM (docs/operations.md:
+    # one Hypercorn worker per container).
     settings = hypercorn_settings()
 
     assert settings["workers"] in (0, 1)
@@ -490,7 +491,7 @@ def test_compose_api_is_reachable_only_by_the_load_balancer() -> None:
 
 
 def test_compose_connection_budget_fits_postgres() -> None:
-    # README, "Connection budget": replicas x pool <= PgBouncer's clients,
+    # docs/operations.md, "Connection budget": replicas x pool <= PgBouncer's clients,
     # PgBouncer's server pool <= max_db_connections < max_connections.
     services = load_compose()["services"]
     api = services["api"]["environment"]

@@ -8,15 +8,13 @@ serving on it, and the Flask deployment's environment.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-import signal
 import subprocess
 from datetime import UTC, datetime
 
 import pytest
 
+from tests.docs import commands
 from tests.parity.servers import (
     FLASK_APP,
     Database,
@@ -35,21 +33,12 @@ from tests.support import ROOT
 GUIDE = ROOT / "docs" / "MIGRATING.md"
 # Each command starts Python afresh; on a loaded 2-core machine that is slow.
 GUIDE_TIMEOUT = 600
-BLOCK = re.compile(r"^```sh\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 
 
-def guide_script() -> str:
-    blocks = BLOCK.findall(GUIDE.read_text())
+def guide_commands() -> list[str]:
+    blocks = commands.commands(GUIDE)
     assert len(blocks) >= 6, "the guide lost its commands"
-    # Each command echoed with the time, so a slow or failing one is named.
-    return "PS4='+ $(date +%T.%N) '\nset -xeuo pipefail\n" + "\n".join(blocks)
-
-
-def test_every_fenced_block_is_sh_or_explicitly_not_a_command() -> None:
-    """A block in another language would silently escape the run below."""
-    fences = re.findall(r"^```(\S*)", GUIDE.read_text(), re.MULTILINE)
-    languages = set(fences[0::2])
-    assert languages <= {"sh", "nginx", "text"}, languages
+    return blocks
 
 
 @pytest.mark.skipif(
@@ -89,26 +78,10 @@ def test_the_guide_runs_from_flask_schema_to_service_and_back() -> None:
                     # Section 2's backup goes there, not into the checkout.
                     "BACKUP_DIR": str(folder),
                 }
-                with subprocess.Popen(  # noqa: S603 (the guide's own commands)
-                    ["/bin/bash", "-c", guide_script()],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    process_group=0,
-                ) as process:
-                    try:
-                        output, _ = process.communicate(timeout=GUIDE_TIMEOUT)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(process.pid, signal.SIGKILL)
-                        output, _ = process.communicate()
-                        pytest.fail(f"the guide did not finish:\n{output.decode()}")
-                    finally:
-                        # Whatever the script left running (the service, on failure).
-                        with contextlib.suppress(ProcessLookupError):
-                            os.killpg(process.pid, signal.SIGTERM)
-        text = output.decode(errors="replace")
-        assert process.returncode == 0, text
+                run = commands.run(
+                    guide_commands(), env=env, cwd=ROOT, timeout=GUIDE_TIMEOUT
+                )
+        text = run.check()
         assert "http_requests_total" in text
         rows = database.fetch("SELECT version_num FROM alembic_version")
         assert [row["version_num"] for row in rows] == ["0001"]

@@ -1,6 +1,7 @@
-"""A canary fleet: the Flask original and this service behind one real nginx.
+"""A canary fleet: the Flask original and this service behind one real HAProxy.
 
-Both serve one database migrated by this service's Alembic, and nginx
+Both serve one database migrated by this service's Alembic, and HAProxy, with
+the backend docs/MIGRATING.md's canary section shows (at equal weights),
 alternates between them request by request (round robin), as a load balancer
 does during a canary cutover. A client's session runs across both, each
 side's tokens work on the other, and the original keeps working on the
@@ -13,6 +14,7 @@ import http.client
 import itertools
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -21,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from tests.docs import commands
 from tests.parity.servers import (
     Database,
     flask_server,
@@ -30,14 +33,14 @@ from tests.parity.servers import (
     workdir,
 )
 from tests.ports import free_port
-from tests.support import API, PASSWORD
+from tests.support import API, PASSWORD, ROOT
 from tests.system.harness import Process, Server, responds
-from tests.system.stack import make_workdir
+from tests.system.stack import HAPROXY, make_workdir
 
-NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 pytestmark = pytest.mark.skipif(
-    NGINX is None, reason="no nginx (.ci/run installs Debian's nginx-light)"
+    HAPROXY is None, reason="no haproxy (.ci/run installs Debian's haproxy)"
 )
+GUIDE = ROOT / "docs" / "MIGRATING.md"
 
 
 @dataclass(frozen=True)
@@ -74,36 +77,34 @@ def call(
     return Answer(response.status, upstream, json.loads(raw) if raw else None)
 
 
-NGINX_CONF = """\
-worker_processes 1;
-pid {state}/nginx.pid;
-error_log {state}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {state}/body;
-    proxy_temp_path {state}/proxy;
-    fastcgi_temp_path {state}/fastcgi;
-    uwsgi_temp_path {state}/uwsgi;
-    scgi_temp_path {state}/scgi;
-    upstream api {{
-        # Round robin, one request each; weights are the canary's dial.
-        server 127.0.0.1:{flask} weight=1;
-        server 127.0.0.1:{service} weight=1;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://api;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            # A retry on the other server would hide which one answered.
-            proxy_next_upstream off;
-            add_header X-Upstream $upstream_addr always;
-        }}
-    }}
-}}
+HAPROXY_CFG = """\
+global
+    pidfile {state}/haproxy.pid
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    # A retry on the other server would hide which one answered.
+    retries 0
+frontend canary
+    bind 127.0.0.1:{port}
+    default_backend api
 """
+
+
+def canary_backend(flask: int, service: int) -> str:
+    """docs/MIGRATING.md's backend, on these ports, at equal weights."""
+    (backend,) = [
+        text for language, text in commands.fences(GUIDE) if language == "haproxy"
+    ]
+    assert "server flask flask:5000" in backend
+    assert "server service api:5000" in backend
+    backend = backend.replace("flask:5000", f"127.0.0.1:{flask}")
+    backend = backend.replace("api:5000", f"127.0.0.1:{service}")
+    # Round robin, one request each; weights are the canary's dial.
+    backend = re.sub(r"weight \d+", "weight 1", backend)
+    return backend + "    http-response set-header X-Upstream %[srv_name]\n"
 
 
 @dataclass
@@ -114,10 +115,8 @@ class Fleet:
     database: Database
 
     def served_by(self, answer: Answer) -> str:
-        return {
-            f"127.0.0.1:{self.flask.port}": "flask",
-            f"127.0.0.1:{self.service.port}": "service",
-        }[answer.upstream]
+        assert answer.upstream in ("flask", "service"), answer
+        return answer.upstream
 
     def register(self, email: str) -> dict[str, Any]:
         answer = call(
@@ -146,7 +145,7 @@ class Fleet:
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[Fleet]:
-    assert NGINX is not None
+    assert HAPROXY is not None
     with ExitStack() as stack:
         folder = stack.enter_context(workdir("mixed-fleet-"))
         database = Database(unique_database("mixed_fleet"))
@@ -156,28 +155,27 @@ def fleet() -> Iterator[Fleet]:
         assert migrated.returncode == 0, migrated.stderr
         flask = stack.enter_context(flask_server(database.url, folder))
         service = stack.enter_context(service_server(database.url, folder))
-        state = make_workdir("mixed-fleet-nginx-")
+        state = make_workdir("mixed-fleet-haproxy-")
         stack.callback(shutil.rmtree, state, ignore_errors=True)
         port = free_port()
-        config = state / "nginx.conf"
+        config = state / "haproxy.cfg"
         config.write_text(
-            NGINX_CONF.format(
-                state=state, flask=flask.port, service=service.port, port=port
-            )
+            HAPROXY_CFG.format(state=state, port=port)
+            + canary_backend(flask.port, service.port)
         )
-        nginx = Process(
-            [NGINX, "-c", str(config), "-g", "daemon off;"],
+        haproxy = Process(
+            [HAPROXY, "-db", "-f", str(config)],
             env=os.environ,
             cwd=state,
-            out=state / "stderr",
+            out=state / "haproxy.out",
             ready=responds(f"http://127.0.0.1:{port}{API}/users", status=None),
             timeout=15,
         )
-        stack.enter_context(nginx.start())
+        stack.enter_context(haproxy.start())
         yield Fleet(port, flask, service, database)
 
 
-def test_nginx_alternates_request_by_request(fleet: Fleet) -> None:
+def test_haproxy_alternates_request_by_request(fleet: Fleet) -> None:
     answers = [call(fleet.lb, "GET", "/users/me") for _ in range(6)]
     servers = [fleet.served_by(answer) for answer in answers]
     assert set(servers) == {"flask", "service"}

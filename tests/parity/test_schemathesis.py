@@ -181,8 +181,8 @@ CONFIG: dict[str, object] = {
     # 400 on purpose (the Flask service answered 500).
     "generation": {"allow-x00": False},
     # The contract keeps flask-jwt-extended's statuses: a malformed, foreign-key
-    # or wrong-type token is a 422, not the 401 this check expects (API.md,
-    # "Token errors"); tests/api/test_auth.py pins every one of those answers.
+    # or wrong-type token is a 422, not the 401 this check expects (docs/client.md,
+    # "Errors"); tests/api/test_auth.py pins every one of those answers.
     # For the same reason a header that merely looks right (`Bearer` alone, a
     # token that is not a JWT) is a 422 where the check expects 2xx or 401.
     "checks": {
@@ -220,7 +220,7 @@ CONFIG: dict[str, object] = {
         },
         {
             # page and per_page fall back to their defaults on junk, as the
-            # Flask service's `type=int` did (API.md, FLASK-BEHAVIOUR.md): junk
+            # Flask service's `type=int` did (docs/client.md, pagination): junk
             # query values are accepted on purpose.
             "include-name": [
                 "GET /api/v1/users",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -60,7 +61,8 @@ def first_hour(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstHour]:
         "PASSWORD_HASH_THREADS=1\n"
         "LOG_LEVEL=WARNING\n"
     )
-    env = clean_environment()
+    # INFO: the reset mail, which the example client reads its token from.
+    env = clean_environment(LOG_LEVEL="INFO")
     migrate = run_entry_point(
         "alembic", "-c", ALEMBIC_CONFIG, "upgrade", "head", env=env, cwd=folder
     )
@@ -130,8 +132,9 @@ def login(base_url: str, email: str, password: str) -> dict[str, str]:
 
 
 def run_example(*args: str) -> subprocess.CompletedProcess[str]:
+    """The example on the standard library alone (-I -S: no site-packages)."""
     return subprocess.run(  # noqa: S603 (this interpreter, the repo's example)
-        [sys.executable, str(EXAMPLE), *args],
+        [sys.executable, "-I", "-S", str(EXAMPLE), *args],
         capture_output=True,
         text=True,
         check=False,
@@ -139,24 +142,53 @@ def run_example(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_example_client_session_runs_every_step(served: ServedApp) -> None:
-    result = run_example("--base-url", served.base_url)
+def served_log(first_hour: FirstHour) -> Path:
+    return first_hour.folder / f"hypercorn-{first_hour.app.port}.log"
+
+
+def test_example_client_session_runs_every_step(first_hour: FirstHour) -> None:
+    log = served_log(first_hour)
+    result = run_example("--base-url", first_hour.app.base_url, "--log", str(log))
 
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "logged in as admin@example.com (id 1, admin: True)"
-    assert lines[1].startswith("6 active users, 2 per page: user5@example.com, ")
+    assert re.fullmatch(
+        r"registered tour-[0-9a-f]{8}@example\.com \(id \d+\)", lines[0]
+    )
+    assert lines[1].startswith("logged in as tour-")
+    assert lines[1].endswith("admin: False)")
+    assert re.fullmatch(
+        r"\d+ active users, 2 per page, newest first: tour-.*", lines[2]
+    )
+    assert re.fullmatch(r"published post \d+; 1 on Ada Tour's list", lines[3])
     assert "refreshed the access token" in lines
     assert "the phone's session is revoked: 'Token has been revoked'" in lines
     assert "wrong password: 401 'Invalid email or password'" in lines
+    assert "password changed; the old tokens answer 401, logged in again" in lines
+    assert (
+        f"reset the password with the token from {log.name}; logged in again" in lines
+    )
     assert lines[-1] == "logged out; the old tokens answer 401 'Token has been revoked'"
 
 
-def test_example_client_wrong_password_exits_non_zero(served: ServedApp) -> None:
-    result = run_example("--base-url", served.base_url, "--password", "not-it")
+def test_example_client_runs_again_with_an_account_of_its_own(
+    served: ServedApp,
+) -> None:
+    result = run_example("--base-url", served.base_url)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        "reset skipped: --log names the file with the service's output"
+        in result.stdout.splitlines()
+    )
+
+
+def test_example_client_exits_1_at_an_unexpected_answer(served: ServedApp) -> None:
+    # Not the API's root: every path answers 404.
+    result = run_example("--base-url", f"{served.base_url}/elsewhere")
 
     assert result.returncode == 1
-    assert "unexpected answer: 401: Invalid email or password" in result.stderr
+    assert "unexpected answer: 404: " in result.stderr
 
 
 def test_example_client_without_a_server_says_so() -> None:

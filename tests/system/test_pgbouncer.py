@@ -3,10 +3,11 @@
 In transaction mode consecutive transactions of one client connection may run
 on different server connections, so a statement asyncpg prepared on one of
 them is missing on the next. `db_statement_cache=False` turns off both
-statement caches (STACK.md §4). The load runs the login and the user list many
-times, concurrently, through a PgBouncer with two server connections; the
-single-connection tests move an app connection to another server connection
-on purpose, which shows the default (caches on) failing every time.
+statement caches (docs/configuration.md, DB_STATEMENT_CACHE). The load runs
+the login and the user list many times, concurrently, through a PgBouncer with
+two server connections; the single-connection tests move an app connection to
+another server connection on purpose, which shows the default (caches on)
+failing every time.
 """
 
 from __future__ import annotations

@@ -500,14 +500,14 @@ def lb_keep_alive() -> float:
     return float(match[1])
 
 
-# The client rung of the ladder (README, "Keep-alive").
+# The client rung of the ladder (docs/operations.md, "Keep-alive").
 CLIENT_KEEP_ALIVE = 8.0
 
 
 async def test_an_idle_pooled_connection_is_reused_across_the_ladder(
     stack: Deployment,
 ) -> None:
-    # A client that keeps a connection idle as long as the README allows
+    # A client that keeps a connection idle as long as docs/operations.md allows
     # reuses it without an error and without the LB retrying anything; one
     # idle past the LB's rung is closed by the LB, cleanly, while idle, so
     # a replica (30 s) never closes a connection the LB still uses.

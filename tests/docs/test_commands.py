@@ -1,0 +1,103 @@
+"""The `sh` blocks of docs/client.md and docs/operations.md, run as a reader runs them.
+
+client.md's commands run, in order, as one script against an instance that is
+what `make run` serves (migrated, seeded, development settings, the reset mail
+in its log), on a PostgreSQL database of its own. operations.md's commands
+migrate, seed, create an admin, serve and scrape a fresh database themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.docs import commands
+from tests.parity.servers import Database, unique_database
+from tests.ports import free_port
+from tests.support import ROOT
+from tests.system.harness import (
+    VENV_BIN,
+    ServedApp,
+    clean_environment,
+    run_entry_point,
+)
+
+CLIENT_GUIDE = ROOT / "docs" / "client.md"
+OPERATIONS = ROOT / "docs" / "operations.md"
+# Each command starts Python or a login's hash afresh; a loaded machine is slow.
+TIMEOUT = 300
+
+
+@pytest.fixture
+def database() -> Iterator[Database]:
+    database = Database(unique_database("docs"))
+    database.create()
+    try:
+        yield database
+    finally:
+        database.drop()
+
+
+def environment(database: Database, **values: str) -> dict[str, str]:
+    """A reader's shell: the venv's commands on PATH, no .env, this database."""
+    env = clean_environment(DATABASE_URL=database.url, ENV_FILE="", **values)
+    return env | {"PATH": f"{VENV_BIN}:{env['PATH']}"}
+
+
+def json_lines(output: str) -> list[dict[str, object]]:
+    """The JSON objects the commands printed, one a line (curl's answers)."""
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def test_client_guide_runs_against_what_make_run_serves(
+    database: Database, tmp_path: Path
+) -> None:
+    env = environment(database, LOG_LEVEL="INFO")
+    run_entry_point("alembic", "upgrade", "head", env=env, cwd=ROOT)
+    run_entry_point("quart", "--app", "service.asgi", "seed-db", env=env, cwd=ROOT)
+    with ServedApp(env, cwd=ROOT, log_folder=tmp_path) as served:
+        log = tmp_path / f"hypercorn-{served.port}.log"
+        run = commands.run(
+            commands.commands(CLIENT_GUIDE),
+            env=env | {"PORT": str(served.port), "SERVICE_LOG": str(log)},
+            timeout=TIMEOUT,
+        )
+    output = run.check()
+
+    # What the page says each answer is.
+    bodies = json_lines(output)
+    assert bodies[0]["email"] == "ada@example.com"
+    assert {"page": 2, "per_page": 2, "pages": 4, "total": 7}.items() <= bodies[
+        3
+    ].items()
+    lines = output.splitlines()
+    assert "20" in lines  # per_page=0 answers the default page size
+    assert '{"error":"Invalid email or password"}' in lines
+    # Other sessions ended, fresh again, password changed, reset.
+    assert lines.count("204") == 4
+    assert '{"error":"Token has been revoked","msg":"Token has been revoked"}' in lines
+    # The example client's whole tour, the reset through the log included.
+    assert "reset the password with the token from " in output
+    assert lines[-1].startswith("logged out; the old tokens answer 401")
+
+
+def test_operations_commands_migrate_seed_serve_and_scrape(database: Database) -> None:
+    port = free_port()
+    env = environment(
+        database,
+        PORT=str(port),
+        ADMIN_PASSWORD="ops-password-123",
+        METRICS_TOKEN="docs-metrics-token",
+    )
+
+    output = commands.run(
+        commands.commands(OPERATIONS), env=env, timeout=TIMEOUT
+    ).check()
+
+    assert '{"status":"ready"}' in output
+    assert "http_requests_total" in output
+    admins = database.fetch("SELECT email FROM users WHERE is_admin ORDER BY email")
+    assert [row["email"] for row in admins] == ["admin@example.com", "ops@example.com"]
