@@ -26,6 +26,7 @@ from tests.support import (
     AppMaker,
     bearer,
     cases,
+    change_password,
     login,
     post_login,
 )
@@ -656,6 +657,27 @@ async def test_a_deleted_users_passkey_does_not_sign_in(
     )
 
     assert (response.status_code, await response.get_json()) == (401, INVALID)
+
+
+async def test_a_password_change_ends_passkey_sessions_and_passkeys_still_sign_in(
+    client: Client,
+    user_headers: dict[str, str],
+    registered: Any,
+    authenticator: Authenticator,
+) -> None:
+    """Sessions end as every session does; the passkey is not the password."""
+    first = await (
+        await passkey_login(client, authenticator.get(await request_options(client)))
+    ).get_json()
+    changed = await change_password(client, user_headers, "a new passphrase 9")
+    ended = await client.get(ME, headers=bearer(first["access_token"]))
+    again = await passkey_login(
+        client, authenticator.get(await request_options(client))
+    )
+
+    assert changed.status_code == 204
+    assert ended.status_code == 401
+    assert again.status_code == 200
 
 
 @cases(
