@@ -113,5 +113,5 @@ async def test_without_the_old_key_a_sealed_secret_opens_for_no_code(
     )
 
     # A fault of the deployment (the key that sealed it is gone): logged as a 500.
-    with pytest.raises(ValueError, match="^no MFA encryption key opens this secret$"):
+    with pytest.raises(ValueError, match=r"^no MFA encryption key opens this secret$"):
         await factors.use_totp(user.id, pyotp.TOTP(secret).at(T0 + 30))
