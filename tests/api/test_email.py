@@ -8,6 +8,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 from quart import Quart
@@ -486,3 +487,49 @@ async def test_verification_and_change_at_once(
     me = await mail_client.get(ME, headers=headers)
     assert (await me.get_json())["email"] == NEW
     assert await verified(mail_client, headers) is True
+
+
+INVALID_BODIES = {
+    "token-missing": (
+        CONFIRM,
+        {},
+        {"token": ["Missing data for required field."]},
+    ),
+    "token-not-text": (VERIFY, {"token": 7}, {"token": ["Not a valid string."]}),
+    "token-too-long": (
+        VERIFY,
+        {"token": "x" * 2049},
+        {"token": ["Length must be between 1 and 2048."]},
+    ),
+    "token-unknown-field": (
+        CONFIRM,
+        {"token": "x", "user_id": 1},
+        {"user_id": ["Unknown field."]},
+    ),
+    "new-email-missing": (
+        CHANGE,
+        {},
+        {"new_email": ["Missing data for required field."]},
+    ),
+    "new-email-unknown-field": (
+        CHANGE,
+        {"new_email": NEW, "email": NEW},
+        {"email": ["Unknown field."]},
+    ),
+}
+
+
+@cases("route, payload, errors", INVALID_BODIES)
+async def test_invalid_bodies_answer_400_with_the_fields(
+    mail_client: Client,
+    user: User,
+    route: str,
+    payload: dict[str, Any],
+    errors: dict[str, list[str]],
+) -> None:
+    headers = await headers_of(mail_client, user.email)
+
+    response = await mail_client.post(route, json=payload, headers=headers)
+
+    assert response.status_code == 400
+    assert await response.get_json() == {"error": "Validation failed", "errors": errors}
