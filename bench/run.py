@@ -78,6 +78,9 @@ class Stream:
     conc: int
     auth: bool = False
     body: dict[str, str] | None = None
+    # HTTP/2 without TLS (h2c, prior knowledge) through h2load, `conc` streams
+    # spread over this many connections; 0: HTTP/1.1 through wrk.
+    h2_connections: int = 0
 
 
 # A run is one measurement: its streams hit one server at the same time.
@@ -93,6 +96,19 @@ RUNS: dict[str, list[Stream]] = {
         Stream("S5 login storm", "service", "POST", LOGIN, 16, body=LOGIN_BODY),
     ],
     "S5ctl": [Stream("S5ctl /me alone", "service", "GET", ME, 32, auth=True)],
+    # S1 over h2c: 4 connections x 64 concurrent streams (a load balancer's few
+    # multiplexed connections), beside S1's 64 HTTP/1.1 connections.
+    "S6": [
+        Stream(
+            "S6 GET /me h2c 4x64",
+            "service",
+            "GET",
+            ME,
+            256,
+            auth=True,
+            h2_connections=4,
+        )
+    ],
     # The same build with REVOCATION_CHECK=false: what the per-request check costs.
     "R1": [Stream("R1 /me, check off", "unchecked", "GET", ME, 64, auth=True)],
     # Scale: the lists on --users/--posts (S2's database) and on a second database
@@ -114,7 +130,7 @@ RUNS: dict[str, list[Stream]] = {
         Stream("SC deep page 49,000, scale", "scale", "GET", DEEP, 4, auth=True)
     ],
 }
-SCENARIOS = ["S0", "S1", "S2", "S3", "S4", "S5", "S5ctl", "SC", "R1"]
+SCENARIOS = ["S0", "S1", "S2", "S3", "S4", "S5", "S5ctl", "S6", "SC", "R1"]
 DEFAULT_SCENARIOS = SCENARIOS[:-1]
 # Scale rows against the row they are compared with: (scale, small), target ratio.
 SCALE_PAIRS = (
@@ -129,8 +145,8 @@ def expand(scenarios: list[str]) -> list[str]:
     wanted = set(scenarios) | {"S0"}
     if "S5" in wanted:
         wanted.add("S5ctl")  # S5's /me latency means nothing without its control
-    if "R1" in wanted:
-        wanted.add("S1")  # the check's cost is S1 against R1
+    if "R1" in wanted or "S6" in wanted:
+        wanted.add("S1")  # the check's cost is S1 against R1; S6 is S1 over h2c
     if "SC" in wanted:
         wanted.add("S2")  # the scale S2 is compared with S2
     return [run for run in RUNS if run.split("-")[0] in wanted]
@@ -447,18 +463,91 @@ def wrk(s: Stream, srv: Server, seconds: float, tmp: Path) -> subprocess.Popen[s
     )
 
 
+def h2load(s: Stream, srv: Server, seconds: float, tmp: Path) -> subprocess.Popen[str]:
+    """nghttp2's h2load: h2c by prior knowledge (its default for http://)."""
+    url = f"http://127.0.0.1:{srv.port}{s.path}"
+    cmd = ["h2load", "-t1", f"-c{s.h2_connections}", f"-m{s.conc // s.h2_connections}"]
+    cmd += [f"-D{max(1, round(seconds))}", "-T5", "--log-file", str(h2_log(s, tmp))]
+    if s.auth:
+        cmd += ["-H", f"Authorization: Bearer {srv.token}"]
+    if s.body is not None:
+        body = tmp / f"{s.row.replace(' ', '_').replace('/', '')}.json"
+        body.write_text(json.dumps(s.body))
+        cmd += ["-d", str(body), "-H", "Content-Type: application/json"]
+    return subprocess.Popen(  # noqa: S603
+        [*cmd, url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=raise_nofile,
+    )
+
+
+def h2_log(s: Stream, tmp: Path) -> Path:
+    return tmp / f"{s.row.replace(' ', '_').replace('/', '')}.h2load.log"
+
+
+def h2load_summary(text: str, log_file: Path) -> dict[str, Any]:
+    """h2load's output as wrk's BENCHJSON; latencies from its per-request log
+    (start time, status, microseconds), which the output gives no percentile of."""
+    finished = re.search(r"^finished in ([\d.]+)(m?s)", text, re.M)
+    counts = re.search(
+        r"^requests: \d+ total, \d+ started, (\d+) done, \d+ succeeded, (\d+) failed, "
+        r"(\d+) errored, (\d+) timeout",
+        text,
+        re.M,
+    )
+    codes = re.search(
+        r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text, re.M
+    )
+    if not (finished and counts and codes):
+        raise RuntimeError(f"h2load gave no summary: {text[-500:]}")
+    scale = 1e6 if finished[2] == "s" else 1e3
+    latencies = sorted(
+        int(line.split()[2])
+        for line in log_file.read_text().splitlines()
+        if len(line.split()) == 3
+    )
+
+    def percentile(q: float) -> int:
+        return (
+            latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+            if latencies
+            else 0
+        )
+
+    return {
+        "requests": int(counts[1]),
+        "duration_us": float(finished[1]) * scale,
+        "connect": 0,
+        "read": int(counts[3]),
+        "write": 0,
+        "timeout": int(counts[4]),
+        # wrk's "status": answers outside 2xx and 3xx.
+        "status": int(codes[3]) + int(codes[4]),
+        "p50": percentile(0.50),
+        "p99": percentile(0.99),
+        "max": latencies[-1] if latencies else 0,
+    }
+
+
 LIVE_WRK: list[subprocess.Popen[str]] = []
 
 
 def run_wrk(
     streams: list[Stream], srv: Server, seconds: float, tmp: Path
 ) -> list[dict[str, Any]]:
-    procs = [wrk(s, srv, seconds, tmp) for s in streams]
+    procs = [
+        (h2load if s.h2_connections else wrk)(s, srv, seconds, tmp) for s in streams
+    ]
     LIVE_WRK.extend(procs)
     outputs = [p.communicate()[0] for p in procs]
     LIVE_WRK.clear()
     results = []
-    for text in outputs:
+    for s, text in zip(streams, outputs, strict=True):
+        if s.h2_connections:
+            results.append(h2load_summary(text, h2_log(s, tmp)))
+            continue
         m = re.search(r"^BENCHJSON (\{.*\})$", text, re.M)
         if not m:
             raise RuntimeError(f"wrk gave no summary: {text[-500:]}")
@@ -893,6 +982,8 @@ def main() -> int:
     for tool in ("wrk", "psql"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not on PATH (apt-get install -y {tool})")
+    if "S6" in args.scenarios and not shutil.which("h2load"):
+        sys.exit("h2load is not on PATH (apt-get install -y nghttp2-client)")
 
     def stop(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)  # `finally` cleans up

@@ -23,6 +23,15 @@ large body, reads the reset instead of the answer.
 
 Either wait also ends when no byte came for `idle_seconds`.
 
+HTTP/2 (h2c) needs the same waits for another reason: Hypercorn 0.18 drops the
+whole connection, every stream on it, when DATA arrive for a stream whose answer
+has ended (`H2Protocol._handle_events` indexes its closed streams; upstream
+pgjones/hypercorn#329, unreleased). So there too a body the answer left unread
+is read first (small) or after the answer's last byte and before its end
+(large), but the answer never says `Connection: close`: HTTP/2 has no such
+header, and the connection stays usable. A stream that declares no length is
+left alone (nothing says a body comes).
+
 The body is read through the app's own `receive`, next to Quart's reader of it
 (which keeps at most MAX_CONTENT_LENGTH of it), so what is dropped is dropped
 by the same code as any body Quart refuses.
@@ -49,6 +58,7 @@ DRAIN_SECONDS = 10.0
 # agree): ten times MAX_CONTENT_LENGTH's default is read to tell a client so.
 LINGER_BYTES = 16 * 1024 * 1024
 HTTP1 = frozenset({"1.0", "1.1"})
+HTTP2 = "2"
 
 
 class RequestBody:
@@ -153,13 +163,14 @@ class UnreadBody:
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
-            or scope.get("http_version") not in HTTP1
+            or scope.get("http_version") not in (*HTTP1, HTTP2)
             or not declares_body(scope["headers"])
         ):
             await self.app(scope, receive, send)
             return
         body = RequestBody(receive)
         declared = declared_length(scope["headers"])
+        closes = scope["http_version"] in HTTP1
         lingering = False
 
         async def guarded_send(message: Message) -> None:
@@ -173,8 +184,12 @@ class UnreadBody:
                     )
                 ):
                     lingering = True
-                    headers = [*message.get("headers", ()), (b"connection", b"close")]
-                    message = {**message, "headers": headers}
+                    if closes:
+                        headers = [
+                            *message.get("headers", ()),
+                            (b"connection", b"close"),
+                        ]
+                        message = {**message, "headers": headers}
             elif (
                 lingering
                 and message["type"] == "http.response.body"

@@ -18,6 +18,7 @@ from api_client.api.authentication import (
     change_password,
     forgot_password,
     login,
+    login_mfa,
     logout,
     refresh,
     reset_password,
@@ -39,6 +40,13 @@ from api_client.api.posts import (
     list_posts,
     update_post,
 )
+from api_client.api.second_factors import (
+    account,
+    confirm_totp,
+    disable_totp,
+    regenerate_recovery_codes,
+    start_totp,
+)
 from api_client.api.security import (
     change_email,
     confirm_email,
@@ -51,6 +59,7 @@ from api_client.api.sessions import (
     end_user_sessions,
     list_sessions,
     list_user_sessions,
+    make_fresh,
     revoke_other_sessions,
     revoke_session,
 )
@@ -65,14 +74,18 @@ from api_client.api.users import (
     update_user,
 )
 from api_client.models import (
+    Account,
     AuthError,
+    Code,
     CreationOptions,
     EmailChange,
     EmailToken,
     Error,
     ForgotPassword,
+    Fresh,
     Login,
     Message,
+    MfaLogin,
     NewPasskey,
     NewPasskeyCredential,
     Passkey,
@@ -88,8 +101,10 @@ from api_client.models import (
     PostPage,
     PostUpdate,
     Readiness,
+    RecoveryCodes,
     RefreshedTokens,
     RequestOptions,
+    SecondFactorRequired,
     SecurityEvent,
     SecurityEventPage,
     Session,
@@ -97,6 +112,7 @@ from api_client.models import (
     Status,
     TokenError,
     TokenPair,
+    TotpEnrolment,
     User,
     UserCreate,
     UserPage,
@@ -188,12 +204,20 @@ def event_line(event: SecurityEvent) -> str:
 # ------------------------------------------------------------ every operation
 
 
-def sign_in(email: str, password: str) -> tuple[AuthenticatedClient, str]:
-    """The access token's client, and the refresh token."""
+def sign_in(
+    email: str, password: str, code: Callable[[], str]
+) -> tuple[AuthenticatedClient, str]:
+    """The access token's client, and the refresh token; `code` is the
+    authenticator app's, asked for when the account has a second factor."""
     anyone = Client(base_url=BASE_URL)
-    answer = expect(
-        login.sync(client=anyone, body=Login(email=email, password=password)), TokenPair
-    )
+    first = login.sync(client=anyone, body=Login(email=email, password=password))
+    if isinstance(first, SecondFactorRequired):
+        if not isinstance(first.mfa_token, str):
+            raise ApiError(first)
+        second = MfaLogin(mfa_token=first.mfa_token, code=code())
+        answer = expect(login_mfa.sync(client=anyone, body=second), TokenPair)
+    else:
+        answer = expect(first, TokenPair)
     if answer.token_type.lower() != "bearer":
         raise ApiError(None)
     access = AuthenticatedClient(base_url=BASE_URL, token=answer.access_token)
@@ -229,6 +253,30 @@ def passwords(
     reset = PasswordReset(token=mailed, new_password=new)
     no_content(reset_password.sync_detailed(client=anyone, body=reset))
     return sent.message
+
+
+def second_factors(
+    access: AuthenticatedClient, password: str, code: Callable[[str], str]
+) -> list[str]:
+    """Turn TOTP on (`code(secret)` is what the authenticator app shows), make
+    new recovery codes, then turn it off again; each from a fresh session."""
+    no_content(make_fresh.sync_detailed(client=access, body=Fresh(password=password)))
+    enrolment = expect(start_totp.sync(client=access), TotpEnrolment)
+    confirmed = expect(
+        confirm_totp.sync(client=access, body=Code(code=code(enrolment.secret))),
+        RecoveryCodes,
+    )
+    renewed = expect(regenerate_recovery_codes.sync(client=access), RecoveryCodes)
+    state = expect(account.sync(client=access), Account)
+    no_content(disable_totp.sync_detailed(client=access))
+    verified = " (verified)" if state.email_verified else ""
+    return [
+        f"Scan {enrolment.otpauth_uri}",
+        f"Keep these: {' '.join(confirmed.recovery_codes)}",
+        f"Or these, the first ones are dead: {' '.join(renewed.recovery_codes)}",
+        f"{state.email}{verified}: TOTP {'on' if state.totp else 'off'}, "
+        f"{state.passkeys:d} passkeys, {state.recovery_codes_left:d} codes left",
+    ]
 
 
 def sessions(access: AuthenticatedClient) -> list[str]:

@@ -130,6 +130,43 @@ export const frontEnd: { [K in OperationKey]: Call<K> } = {
     onSuccess: (tokens) => `${tokens.token_type}: ${keepTokens(tokens.access_token, tokens.refresh_token)}`,
     onFailure: (answer) => ("errors" in answer ? fieldProblems(answer) : problem(answer)),
   },
+  "post /api/v1/auth/login/mfa": {
+    input: { body: { mfa_token: "from-the-login-401", code: "123456" } },
+    onSuccess: (tokens) => `${tokens.token_type}: ${keepTokens(tokens.access_token, tokens.refresh_token)}`,
+    onFailure: (answer) => ("errors" in answer ? fieldProblems(answer) : problem(answer)),
+  },
+  "post /api/v1/auth/fresh": {
+    input: { body: { password: "a longer passphrase" } },
+    onSuccess: () => "Fresh: security changes are open for ten minutes",
+    onFailure: (answer) => ("errors" in answer ? fieldProblems(answer) : problem(answer)),
+  },
+  "get /api/v1/auth/account": {
+    input: {},
+    onSuccess: (account) =>
+      `${account.email}${account.email_verified ? " (verified)" : ""}: TOTP ${account.totp ? "on" : "off"}, ` +
+      `${account.passkeys.toFixed(0)} passkeys, ${account.recovery_codes_left.toFixed(0)} recovery codes left`,
+    onFailure: problem,
+  },
+  "post /api/v1/auth/totp": {
+    input: {},
+    onSuccess: (enrolment) => `Scan ${enrolment.otpauth_uri}, or type ${enrolment.secret.toUpperCase()}`,
+    onFailure: problem,
+  },
+  "post /api/v1/auth/totp/confirm": {
+    input: { body: { code: "123456" } },
+    onSuccess: (answer) => `TOTP on; keep these: ${answer.recovery_codes.join(" ")}`,
+    onFailure: (answer) => ("errors" in answer ? fieldProblems(answer) : problem(answer)),
+  },
+  "delete /api/v1/auth/totp": {
+    input: {},
+    onSuccess: () => "TOTP off",
+    onFailure: problem,
+  },
+  "post /api/v1/auth/recovery-codes": {
+    input: {},
+    onSuccess: (answer) => `The old codes are dead; keep these: ${answer.recovery_codes.join(" ")}`,
+    onFailure: problem,
+  },
   "post /api/v1/auth/refresh": {
     input: {},
     // With rotation on, the answer carries the next refresh token.

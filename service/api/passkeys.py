@@ -14,6 +14,7 @@ from service.api.guards import (
     get_current_user,
     get_jwt_identity,
     jwt_required,
+    without_second_factor,
 )
 from service.api.io import body, document_errors, returns
 from service.api.limits import LOGIN_BUDGET, limited
@@ -44,6 +45,7 @@ tag_blueprint(blueprint, ["passkeys"])
 @fresh_required
 @returns(CreationOptionsSchema)
 @document_errors(404)  # the account is gone (REVOCATION_CHECK=false)
+@without_second_factor  # enrolment (MFA_REQUIRED=all)
 async def passkey_options() -> dict[str, Any]:
     """Creation options for navigator.credentials.create(): a new passkey (a
     fresh session: see POST /auth/fresh)."""
@@ -55,6 +57,7 @@ async def passkey_options() -> dict[str, Any]:
 @body(NewPasskeySchema)
 @returns(PasskeySchema, status=201)
 @document_errors(404, 409)  # the account is gone; the passkey is registered already
+@without_second_factor  # enrolment (MFA_REQUIRED=all)
 async def register_passkey(data: NewPasskey) -> Passkey:
     """Register the passkey the browser made from the creation options."""
     return await passkey_service().register(

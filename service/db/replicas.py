@@ -5,7 +5,7 @@ primary's WAL up to the primary's insert position read *after the read began*.
 Every transaction visible on the primary at that moment inserted its commit
 record before it became visible, so it lies below that position; a standby
 past it has applied every write any earlier response can have shown. No
-client can tell that the standbys exist (README, "Read replicas").
+client can tell that the standbys exist (docs/read-replicas.md).
 
 The primary's position is read by the token check's own query, when the request
 has one (services/callers.py); otherwise it is one tiny query (no table

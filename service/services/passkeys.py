@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from webauthn import (
@@ -136,14 +136,6 @@ class PasskeyService:
                 .order_by(Passkey.created_at, Passkey.id)
             )
         ).all()
-
-    async def count(self, user_id: int) -> int:
-        return int(
-            await self.session.scalar(
-                select(func.count()).where(Passkey.user_id == user_id)
-            )
-            or 0
-        )
 
     async def get(self, user_id: int, passkey_id: str) -> Passkey:
         """One of the user's passkeys; anyone else's is as unknown as no passkey."""

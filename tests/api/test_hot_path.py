@@ -15,8 +15,11 @@ import pytest
 from quart import Quart, session
 from quart.sessions import NullSession
 from quart.typing import TestClientProtocol as Client
+from sqlalchemy import event
 from werkzeug.exceptions import BadRequestKeyError
 
+from service.db.request import app_database
+from service.services.callers import SESSION_USER
 from tests.support import ME, ROOT, USERS
 
 
@@ -124,3 +127,35 @@ async def test_serving_a_request_raises_no_header_lookup(
 
     assert sent[0]["status"] == 200
     assert raised_key_errors(profile) == 0
+
+
+async def test_users_me_is_one_round_trip_the_token_checks(
+    app: Quart, client: Client, user_headers: dict[str, str]
+) -> None:
+    """The second factors', passkeys' and accounts' work adds no query to the token
+    check: /users/me answers from the row the check read, in its one query."""
+    target = ME
+    pool = app_database(app).engine.sync_engine.pool
+    queries: list[str] = []
+
+    def record(query: Any) -> None:
+        queries.append(query.query)
+
+    def watch(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.driver_connection.add_query_logger(record)
+
+    def unwatch(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.driver_connection.remove_query_logger(record)
+
+    await client.get(target, headers=user_headers)
+    event.listen(pool, "checkout", watch)
+    event.listen(pool, "checkin", unwatch)
+    try:
+        response = await client.get(target, headers=user_headers)
+        await asyncio.sleep(0.05)  # asyncpg calls its loggers soon, not now
+    finally:
+        event.remove(pool, "checkout", watch)
+        event.remove(pool, "checkin", unwatch)
+
+    assert response.status_code == 200
+    assert queries == [SESSION_USER.asyncpg_sql]

@@ -19,7 +19,17 @@ from service.services.passkeys import CHALLENGE_SECONDS
 from tests.authenticator import Authenticator, b64url, unb64url
 from tests.factories import flask_headers_for, login_headers, make_user
 from tests.mailbox import smtp_server, text_of
-from tests.support import API, ME, MISSING, AppMaker, bearer, cases, post_login
+from tests.support import (
+    API,
+    ME,
+    MISSING,
+    AppMaker,
+    bearer,
+    cases,
+    change_password,
+    login,
+    post_login,
+)
 
 PASSKEYS = f"{API}/auth/passkeys"
 OPTIONS = f"{PASSKEYS}/options"
@@ -649,6 +659,27 @@ async def test_a_deleted_users_passkey_does_not_sign_in(
     assert (response.status_code, await response.get_json()) == (401, INVALID)
 
 
+async def test_a_password_change_ends_passkey_sessions_and_passkeys_still_sign_in(
+    client: Client,
+    user_headers: dict[str, str],
+    registered: Any,
+    authenticator: Authenticator,
+) -> None:
+    """Sessions end as every session does; the passkey is not the password."""
+    first = await (
+        await passkey_login(client, authenticator.get(await request_options(client)))
+    ).get_json()
+    changed = await change_password(client, user_headers, "a new passphrase 9")
+    ended = await client.get(ME, headers=bearer(first["access_token"]))
+    again = await passkey_login(
+        client, authenticator.get(await request_options(client))
+    )
+
+    assert changed.status_code == 204
+    assert ended.status_code == 401
+    assert again.status_code == 200
+
+
 @cases(
     "body, errors",
     {
@@ -989,3 +1020,54 @@ async def test_every_passkey_body_names_what_is_wrong(
 
     assert response.status_code == 400
     assert await response.get_json() == {"error": "Validation failed", "errors": errors}
+
+
+# --- MFA_REQUIRED ---------------------------------------------------------------
+
+
+async def test_under_mfa_required_all_a_password_session_enrols_a_passkey_and_it_counts(
+    make_app: AppMaker, user: User
+) -> None:
+    """Enrolment is reachable without a second factor; a passkey login then is one."""
+    async with make_app(mfa_required="all") as app:
+        client = app.test_client()
+        password_only = bearer((await login(client, user.email))["access_token"])
+        posts_before = await client.get(f"{API}/posts", headers=password_only)
+        authenticator = Authenticator()
+        await register(client, password_only, authenticator)
+        signed = authenticator.get(await request_options(client))
+        tokens = await (await passkey_login(client, signed)).get_json()
+        posts_after = await client.get(
+            f"{API}/posts", headers=bearer(tokens["access_token"])
+        )
+
+    assert (posts_before.status_code, await posts_before.get_json()) == (
+        403,
+        {"error": "Second factor required"},
+    )
+    assert posts_after.status_code == 200
+
+
+async def test_under_mfa_required_admins_a_passkey_session_has_admin_rights(
+    make_app: AppMaker, session: AsyncSession, settings: Settings
+) -> None:
+    admin = await make_user(session, is_admin=True)
+    other = await make_user(session)
+    async with make_app(mfa_required="admins") as app:
+        client = app.test_client()
+        headers = await login_headers(session, settings, admin)
+        password_only = await client.delete(f"{API}/users/{other.id}", headers=headers)
+        authenticator = Authenticator()
+        await register(client, headers, authenticator)
+        mfa_token = await mfa_token_of(client, admin.email)
+        signed = authenticator.get(await request_options(client, mfa_token=mfa_token))
+        tokens = await (await second_factor(client, signed, mfa_token)).get_json()
+        with_passkey = await client.delete(
+            f"{API}/users/{other.id}", headers=bearer(tokens["access_token"])
+        )
+
+    assert (password_only.status_code, await password_only.get_json()) == (
+        403,
+        {"error": "Admin access requires a second factor"},
+    )
+    assert with_passkey.status_code == 204

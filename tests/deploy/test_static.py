@@ -1,4 +1,4 @@
-"""The container files checked without Docker: lint, shape, compose schema, nginx."""
+"""The container files checked without Docker: lint, shape, compose schema, HAProxy."""
 
 from __future__ import annotations
 

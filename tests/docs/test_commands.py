@@ -9,6 +9,8 @@ migrate, seed, create an admin, serve and scrape a fresh database themselves.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +31,9 @@ CLIENT_GUIDE = ROOT / "docs" / "client.md"
 OPERATIONS = ROOT / "docs" / "operations.md"
 # Each command starts Python or a login's hash afresh; a loaded machine is slow.
 TIMEOUT = 300
+GENERATOR = Path(sys.executable).parent / "openapi-python-client"
+# The folder and package `openapi-python-client generate` makes of the document.
+TYPED_CLIENT = "users-auth-and-posts-api-client"
 
 
 @pytest.fixture
@@ -101,3 +106,43 @@ def test_operations_commands_migrate_seed_serve_and_scrape(database: Database) -
     assert "http_requests_total" in output
     admins = database.fetch("SELECT email FROM users WHERE is_admin ORDER BY email")
     assert [row["email"] for row in admins] == ["admin@example.com", "ops@example.com"]
+
+
+def test_client_guide_typed_client_runs_as_written(
+    database: Database, tmp_path: Path
+) -> None:
+    """The page's Python block, on the client its commands generate, against
+    what `make run` serves (its base URL the served one)."""
+    env = environment(database)
+    run_entry_point("alembic", "upgrade", "head", env=env, cwd=ROOT)
+    run_entry_point("quart", "--app", "service.asgi", "seed-db", env=env, cwd=ROOT)
+    (program,) = [
+        text for language, text in commands.fences(CLIENT_GUIDE) if language == "python"
+    ]
+    assert 'base = "http://127.0.0.1:8000"' in program
+    with ServedApp(env, cwd=ROOT, log_folder=tmp_path) as served:
+        generated = subprocess.run(  # noqa: S603 (the dev group's generator)
+            [GENERATOR, "generate", "--url", f"{served.base_url}/openapi.json"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=TIMEOUT,
+        )
+        assert (tmp_path / TYPED_CLIENT).is_dir(), generated.stdout + generated.stderr
+        ran = subprocess.run(  # noqa: S603 (the page's own program)
+            [
+                sys.executable,
+                "-c",
+                program.replace("http://127.0.0.1:8000", served.base_url),
+            ],
+            cwd=tmp_path,
+            env=env | {"PYTHONPATH": str(tmp_path / TYPED_CLIENT)},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=TIMEOUT,
+        )
+
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert ran.stdout.splitlines() == ["admin@example.com"]

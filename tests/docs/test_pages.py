@@ -146,6 +146,29 @@ def test_nothing_cites_a_document_the_repository_lacks() -> None:
     assert not citing, citing
 
 
+# `(docs/operations.md, "Keep-alive")` in a comment: the page and its heading.
+CITATION = re.compile(r'\b(README\.md|README|docs/[\w.-]+\.md)[,:]? \(?"([^"]+)"')
+
+
+def headings(page: Path) -> set[str]:
+    text = commands.FENCE.sub("", page.read_text())
+    return {h.strip() for h in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
+
+
+def test_cited_sections_exist() -> None:
+    wrong = []
+    for name in tracked_files():
+        if name.startswith("tests/parity/flask_original/") or name.endswith(".lock"):
+            continue
+        text = (ROOT / name).read_text(errors="replace")
+        for match in CITATION.finditer(text):
+            page = ROOT / ("README.md" if match[1].startswith("README") else match[1])
+            if not page.exists() or match[2] not in headings(page):
+                wrong.append(f"{name}: {match[0]}")
+
+    assert wrong == [], wrong
+
+
 def layout_tree() -> list[str]:
     """The folders README.md's layout tree names, as paths."""
     found = re.search(

@@ -7,7 +7,7 @@ standard library alone (`python -I -S`: no site-packages), makes its whole
 tour against it, the reset step reading the token from make run's own output;
 `make dev` serves the same way with the dev group; `make help` and `make fmt`
 run. `make check` and `make lint` are what .ci/run runs, and running one test
-file is what the suite does.
+file is what the suite does; docs/testing.md's commands are those too.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from tests.support import ROOT
 from tests.system.harness import Process, responds
 
 README = ROOT / "README.md"
+TESTING = ROOT / "docs" / "testing.md"
 EXAMPLE = Path("examples") / "client.py"
 # An install on a loaded machine, then migrations, the seed and a cold start.
 START_TIMEOUT = 600.0
@@ -40,6 +41,9 @@ RUN_BY_CI = {
     "make check": ".ci/run runs it",
     "make lint": "make check runs it",
     ".venv/bin/pytest -q tests/api/test_auth.py": "make check runs the whole suite",
+    # docs/testing.md's
+    "make test": "make check runs it",
+    ".venv/bin/pytest -q -x tests/api/ -k refresh": "make check runs the whole suite",
 }
 
 
@@ -52,11 +56,12 @@ def command_lines(page: Path) -> list[str]:
     ]
 
 
-def test_every_readme_command_is_run_here_or_by_ci() -> None:
-    lines = set(command_lines(README))
+def test_every_readme_and_testing_command_is_run_here_or_by_ci() -> None:
+    lines = set(command_lines(README)) | set(command_lines(TESTING))
 
     assert lines == SERVED | RUN_HERE | set(RUN_BY_CI), (
-        "README.md's commands changed: run a new one in tests/docs/test_readme.py"
+        "README.md's or docs/testing.md's commands changed: run a new one in "
+        "tests/docs/test_readme.py"
     )
     assert "\nmake check\n" in (ROOT / ".ci" / "run").read_text()
 

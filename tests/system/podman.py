@@ -1,6 +1,6 @@
 """The image itself, built and run with podman as an operator would run it.
 
-- built by deploy/image/build.sh, as CI and the README build it (Docker's
+- built by deploy/image/build.sh, as CI and docs/deployment.md build it (Docker's
   format; the FROM image pulled, or its stand-in from Debian's packages);
 - run with the k8s Deployment's hardening (read-only root, /tmp its only
   writable folder, no capabilities, no privilege escalation), the image's own
