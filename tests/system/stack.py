@@ -1100,14 +1100,23 @@ def request_id() -> str:
     return f"deploytest-{uuid.uuid4().hex}"
 
 
-def served_by(fleet: Fleet, rid: str) -> list[tuple[int, dict[str, Any]]]:
-    """(replica index, log line) for each access-log line with that request id."""
-    return [
-        (index, entry)
-        for index, replica in enumerate(fleet.replicas)
-        for entry in replica.access_log(containing=rid)
-        if entry.get("request_id") == rid
-    ]
+def served_by(
+    fleet: Fleet, rid: str, within: float = 5
+) -> list[tuple[int, dict[str, Any]]]:
+    """(replica index, log line) for each access-log line with that request id,
+    for a request that was answered: its line is written by the replica's log
+    thread (a QueueHandler's listener) just after the answer, so it is waited for."""
+    deadline = time.monotonic() + within
+    while True:
+        found = [
+            (index, entry)
+            for index, replica in enumerate(fleet.replicas)
+            for entry in replica.access_log(containing=rid)
+            if entry.get("request_id") == rid
+        ]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 async def wait_until_every_replica_serves(fleet: Fleet, within: float = 15) -> None:
