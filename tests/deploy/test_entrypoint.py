@@ -9,7 +9,7 @@ from types import ModuleType
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.system.stack import ROOT
+from tests.system.stack import ROOT, load_compose, load_yaml
 
 
 def load_entrypoint() -> ModuleType:
@@ -24,6 +24,27 @@ def load_entrypoint() -> ModuleType:
 
 entrypoint = load_entrypoint()
 HYPERCORN = ["hypercorn", "-c", "hypercorn.toml", "service.asgi:app"]
+
+
+def file_variables_set_by_deployments() -> set[str]:
+    """Every NAME_FILE that compose's services and the k8s ConfigMap hand the image."""
+    names = {
+        name
+        for service in load_compose()["services"].values()
+        if isinstance(service.get("environment"), dict)
+        for name in service["environment"]
+    }
+    names |= set(load_yaml(ROOT / "deploy" / "k8s" / "configmap.yaml")["data"])
+    return {name.removesuffix("_FILE") for name in names if name.endswith("_FILE")}
+
+
+def test_every_secret_file_a_deployment_sets_is_read_by_the_entrypoint() -> None:
+    # A NAME_FILE the entrypoint does not read leaves NAME unset: production then
+    # refuses to start (MFA_ENCRYPTION_KEY) or runs without it.
+    images_own = {"POSTGRES_PASSWORD"}  # read by the postgres image, not ours
+    wanted = file_variables_set_by_deployments() - images_own
+    assert wanted, "found no NAME_FILE in compose.yaml or the ConfigMap"
+    assert wanted <= set(entrypoint.FILE_VARIABLES)
 
 
 @pytest.mark.parametrize("password", ["p@ss:w/rd#1", "plain", "100%?&= é"])

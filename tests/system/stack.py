@@ -598,6 +598,61 @@ def give_to_image_user(path: Path) -> None:
         os.chown(path, *image_user())
 
 
+SHARED_PYTHONS = Path(tempfile.gettempdir()) / "service-tests-python"
+
+
+def shared_interpreter(version: str) -> str:
+    """pyenv's python{version}, copied once where the image's user can run it.
+
+    The image's Python is the base image's; where the machine has no such system
+    Python (Debian 12 ships 3.11, the image serves 3.13) pyenv's stands in, but
+    it lives under /root (mode 700), out of reach of the unprivileged user the
+    replicas run as. pyenv builds a shared libpython and names its folder by
+    absolute path in the executable's RUNPATH; the copy's names it relative to
+    itself ($ORIGIN, padded to the same length), so the copy needs nothing of
+    /root and no LD_LIBRARY_PATH.
+    """
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates = sorted(root.glob(f"{version}.*/bin/python{version}"))
+    runnable = [
+        path for path in candidates if run([path, "-c", "pass"]).returncode == 0
+    ]
+    if not runnable:
+        raise StackError(f"no system or pyenv python{version}, the image's Python")
+    prefix = runnable[-1].parent.parent
+    copy = SHARED_PYTHONS / prefix.name
+    executable = copy / "bin" / f"python{version}"
+    if copy.exists():
+        return str(executable)
+    SHARED_PYTHONS.mkdir(parents=True, exist_ok=True)
+    SHARED_PYTHONS.chmod(0o755)
+    # Made under a unique name and renamed: concurrent suites never see half.
+    partial = Path(tempfile.mkdtemp(dir=SHARED_PYTHONS))
+    shutil.copytree(
+        prefix,
+        partial / "prefix",
+        symlinks=True,
+        ignore=lambda folder, _: (
+            ["test"] if folder.endswith(f"python{version}") else []
+        ),
+    )
+    binary = partial / "prefix" / "bin" / f"python{version}"
+    absolute = str(prefix / "lib").encode() + b"\0"
+    relative = b"$ORIGIN/../lib".ljust(len(absolute), b"\0")
+    content = binary.read_bytes()
+    if content.count(absolute) != 1 or len(relative) > len(absolute):
+        raise StackError(f"{binary}: no single RUNPATH {absolute!r} to make relative")
+    binary.write_bytes(content.replace(absolute, relative))
+    for path in [partial, *partial.rglob("*")]:
+        if not path.is_symlink():
+            readable = 0o555 if path.is_dir() else 0o444
+            path.chmod(path.stat().st_mode | readable)
+    with contextlib.suppress(OSError):  # another suite renamed its copy first
+        (partial / "prefix").rename(copy)
+    shutil.rmtree(partial, ignore_errors=True)
+    return str(executable)
+
+
 def make_workdir(prefix: str) -> Path:
     """A temp dir the image's user can read (mkdtemp makes it 0700)."""
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
@@ -696,6 +751,9 @@ def deployment_secrets() -> dict[str, str]:
         "ADMIN_PASSWORD": "ops-password-" + os.urandom(4).hex(),
         "METRICS_TOKEN": os.urandom(16).hex(),
         "MFA_ENCRYPTION_KEY": os.urandom(20).hex(),
+        # Written as compose writes it; the suite's shared Redis asks for none
+        # (runtime_env drops REDIS_PASSWORD_FILE).
+        "REDIS_PASSWORD": os.urandom(16).hex(),
     }
 
 
@@ -865,7 +923,7 @@ class Deployment(Fleet):
         assert version is not None, self.build_stage.image
         python = shutil.which(f"python{version[1]}", path="/usr/local/bin:/usr/bin")
         if python is None:
-            raise StackError(f"no system python{version[1]}, the image's Python")
+            python = shared_interpreter(version[1])
         self.python = python
         self.secrets = deployment_secrets()
         self.redis_key_prefix = f"deploy-{os.urandom(4).hex()}:"
@@ -1042,14 +1100,23 @@ def request_id() -> str:
     return f"deploytest-{uuid.uuid4().hex}"
 
 
-def served_by(fleet: Fleet, rid: str) -> list[tuple[int, dict[str, Any]]]:
-    """(replica index, log line) for each access-log line with that request id."""
-    return [
-        (index, entry)
-        for index, replica in enumerate(fleet.replicas)
-        for entry in replica.access_log(containing=rid)
-        if entry.get("request_id") == rid
-    ]
+def served_by(
+    fleet: Fleet, rid: str, within: float = 5
+) -> list[tuple[int, dict[str, Any]]]:
+    """(replica index, log line) for each access-log line with that request id,
+    for a request that was answered: its line is written by the replica's log
+    thread (a QueueHandler's listener) just after the answer, so it is waited for."""
+    deadline = time.monotonic() + within
+    while True:
+        found = [
+            (index, entry)
+            for index, replica in enumerate(fleet.replicas)
+            for entry in replica.access_log(containing=rid)
+            if entry.get("request_id") == rid
+        ]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 async def wait_until_every_replica_serves(fleet: Fleet, within: float = 15) -> None:
