@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 import pytest
-from quart import Quart, session
+from quart import Quart, request, session
 from quart.sessions import NullSession
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy import event
@@ -159,3 +159,13 @@ async def test_users_me_is_one_round_trip_the_token_checks(
 
     assert response.status_code == 200
     assert queries == [SESSION_USER.asyncpg_sql]
+
+
+async def test_request_blueprints_follow_the_matched_rule(app: Quart) -> None:
+    async with app.test_request_context(ME):
+        first = request.blueprints
+        # The nested blueprint first, then its parent, as Quart lists them.
+        assert first == ["api.users", "api"]
+        assert request.blueprints is first  # computed once
+        request.url_rule = None
+        assert request.blueprints == []
