@@ -909,7 +909,11 @@ def parse_args() -> argparse.Namespace:
     add("--posts", type=int, default=3000)
     add("--scale-users", type=int, default=1_000_000, help="SC's second database")
     add("--scale-posts", type=int, default=1_000_000)
-    add("--profile", action="store_true", help="py-spy S1 and S2 (one extra run each)")
+    add(
+        "--profile",
+        action="store_true",
+        help="py-spy S1, S2 and S6 (those asked for; one extra run each)",
+    )
     add("--workers", type=int, help="hypercorn -w N (default: hypercorn.toml's)")
     add("--pg", default="postgresql://postgres@127.0.0.1:5432", help="server URL")
     add("--db", default="bench_service", help="database to (re)create: bench_*")
@@ -1096,7 +1100,7 @@ def main() -> int:
         if args.profile:
             result["profiles"] = {
                 run: profile(run, servers, pg, args, tmp)
-                for run in ("S1", "S2")
+                for run in ("S1", "S2", "S6")
                 if run in runs
             }
     except (Exception, KeyboardInterrupt, SystemExit) as error:

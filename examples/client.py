@@ -145,10 +145,14 @@ def reset_token_from_log(log: Path, email: str, after: int) -> str:
         with log.open("rb") as file:
             file.seek(after)
             lines = file.read().decode(errors="replace").splitlines()
-        mails = [line for line in lines if f"mail to {email}" in line]
-        found = RESET_TOKEN.findall(mails[-1]) if mails else []
-        if found:
-            return str(found[-1])
+        # Notices (of the password change, say) go to the same address, linkless.
+        links = [
+            found[-1]
+            for line in lines
+            if f"mail to {email}" in line and (found := RESET_TOKEN.findall(line))
+        ]
+        if links:
+            return str(links[-1])
         if time.monotonic() > deadline:
             raise SystemExit(
                 f"no reset mail to {email} in {log}: is the service's output going "

@@ -533,3 +533,33 @@ async def test_invalid_bodies_answer_400_with_the_fields(
 
     assert response.status_code == 400
     assert await response.get_json() == {"error": "Validation failed", "errors": errors}
+
+
+async def test_address_mails_are_limited_per_client_and_per_new_address(
+    make_app: AppMaker, smtp: SmtpServer, session: AsyncSession, user: User
+) -> None:
+    """One client asking for two accounts' links; two accounts asking to move to
+    one address: the second of each is over its budget."""
+    other = await make_user(session, email="other@example.com")
+    limits = {"password_reset_max_per_ip": 1, "password_reset_max_per_address": 1}
+    async with make_app(smtp_url=smtp.url, **limits, **URLS) as app:
+        client = app.test_client()
+        ours, theirs = [await headers_of(client, u.email) for u in (user, other)]
+        verify = [
+            (await client.post(VERIFY_REQUEST, headers=h)).status_code
+            for h in (ours, theirs)
+        ]
+        change = [
+            (
+                await client.post(
+                    CHANGE,
+                    json={"new_email": NEW},
+                    headers=h,
+                    scope_base={"client": (f"192.0.2.{n}", 40000)},
+                )
+            ).status_code
+            for n, h in enumerate((ours, theirs), start=1)
+        ]
+
+    assert verify == [202, 429]
+    assert change == [202, 429]

@@ -81,8 +81,9 @@ def test_client_guide_runs_against_what_make_run_serves(
     lines = output.splitlines()
     assert "20" in lines  # per_page=0 answers the default page size
     assert '{"error":"Invalid email or password"}' in lines
-    # Other sessions ended, fresh again, password changed, reset.
-    assert lines.count("204") == 4
+    # Other sessions ended, fresh again, password changed, reset, address verified.
+    assert lines.count("204") == 5
+    assert "True" in lines  # email_verified
     assert '{"error":"Token has been revoked","msg":"Token has been revoked"}' in lines
     # The example client's whole tour, the reset through the log included.
     assert "reset the password with the token from " in output

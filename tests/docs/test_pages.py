@@ -233,3 +233,10 @@ def test_architecture_package_tree_names_every_module() -> None:
     assert missing == [], (
         f"docs/architecture.md's package tree lacks {missing}: add a line for each"
     )
+
+
+def test_readme_links_every_guide() -> None:
+    linked = set(LINK.findall(README.read_text()))
+    guides = sorted(f"docs/{page.name}" for page in (ROOT / "docs").glob("*.md"))
+
+    assert [guide for guide in guides if guide not in linked] == []
