@@ -9,13 +9,24 @@
   when PORT is unset, the Flask image's port).
 
 Then it execs the command: the process is the container's, signals included.
-Standard library only: it runs before anything else of the image.
+Hypercorn is the exception when SHUTDOWN_DRAIN_SECONDS (default 5) is above 0:
+the entrypoint stays, Hypercorn runs as its child, and a SIGTERM first drains:
+DRAIN_FILE appears, /readyz answers 503, the load balancer takes the replica out
+(deploy/haproxy.cfg: within 2.5 s), and only then is Hypercorn sent SIGTERM.
+Closing keep-alive connections the balancer may be sending a request on would
+fail that request, and a write (POST, PATCH, DELETE) is never retried for it.
+Its exit status is Hypercorn's. Standard library only: it runs before anything
+else of the image.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import tempfile
+import threading
 from collections.abc import MutableMapping
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -96,6 +107,50 @@ def with_port(argv: list[str], env: MutableMapping[str, str]) -> list[str]:
     return [*argv, "--bind", f"0.0.0.0:{int(port)}"]
 
 
+def drain_seconds(env: MutableMapping[str, str]) -> float:
+    value = env.get("SHUTDOWN_DRAIN_SECONDS", "").strip() or "5"
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise EntrypointError(
+            f"SHUTDOWN_DRAIN_SECONDS: {value!r} is not a number"
+        ) from None
+    if not 0 <= seconds <= 60:
+        raise EntrypointError(f"SHUTDOWN_DRAIN_SECONDS: {value} is not 0 to 60")
+    return seconds
+
+
+def serve_draining(command: list[str], env: dict[str, str], seconds: float) -> int:
+    """Hypercorn as a child; SIGTERM drains `seconds`, then reaches it."""
+    drain_file = os.path.join(tempfile.gettempdir(), f"draining-{os.getpid()}")
+    env["DRAIN_FILE"] = drain_file
+    stopping = threading.Event()
+
+    def on_stop(signum: int, _frame: object) -> None:
+        if signum == signal.SIGINT:  # Ctrl-C at a terminal: no balancer to wait for
+            child.send_signal(signal.SIGINT)
+        stopping.set()
+
+    child = subprocess.Popen(command, env=env)  # noqa: S603 (the image's own command)
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    try:
+        while child.poll() is None and not stopping.wait(0.2):
+            pass
+        if child.poll() is None:
+            with open(drain_file, "w", encoding="utf-8"):
+                pass
+            try:
+                child.wait(timeout=seconds)
+            except subprocess.TimeoutExpired:
+                child.send_signal(signal.SIGTERM)
+        status = child.wait()
+    finally:
+        if os.path.exists(drain_file):
+            os.unlink(drain_file)
+    return 128 - status if status < 0 else status
+
+
 def main(argv: list[str]) -> None:
     if not argv:
         sys.exit("docker-entrypoint: no command")
@@ -105,8 +160,11 @@ def main(argv: list[str]) -> None:
         with_database_password(env)
         with_redis_password(env)
         command = with_port(argv, env)
+        seconds = drain_seconds(env)
     except EntrypointError as error:
         sys.exit(f"docker-entrypoint: {error}")
+    if os.path.basename(command[0]) == "hypercorn" and seconds > 0:
+        sys.exit(serve_draining(command, env, seconds))
     os.execvpe(command[0], command, env)  # noqa: S606 (the image's own command)
 
 

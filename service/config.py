@@ -302,6 +302,9 @@ class Settings:
     readiness_timeout: float = field(
         default=2.0, metadata=var("READINESS_TIMEOUT", decimal)
     )
+    # Set by the image's entrypoint: while this file exists the replica is
+    # stopping and /readyz answers 503, so the load balancer sends it nothing new.
+    drain_file: str | None = field(default=None, metadata=var("DRAIN_FILE", text))
     password_hash_threads: int = field(
         default_factory=cpu_share,
         metadata=var("PASSWORD_HASH_THREADS", integer),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from quart import Blueprint, current_app, request
@@ -32,7 +33,8 @@ async def healthz() -> dict[str, str]:
 @returns(ReadinessSchema)
 @document_errors(503)
 async def readyz() -> dict[str, Any]:
-    """The database answers within a short timeout; 503 otherwise.
+    """The database answers within a short timeout; 503 otherwise, and 503
+    while the replica drains before it stops (the image's entrypoint).
 
     With read replicas, each is listed; a replica that is down or behind
     does not make the service unready (its reads go to the primary). That
@@ -41,8 +43,13 @@ async def readyz() -> dict[str, Any]:
     address. Through a load balancer (a request a proxy forwarded) the answer
     is the status alone.
     """
+    config = settings()
+    if config.drain_file is not None and await asyncio.to_thread(
+        os.path.exists, config.drain_file
+    ):
+        raise UnavailableError("Draining: the replica is stopping")
     try:
-        async with asyncio.timeout(settings().readiness_timeout):
+        async with asyncio.timeout(config.readiness_timeout):
             await request_session(readonly=True).execute(text("SELECT 1"))
     except Exception as error:
         raise UnavailableError("Database unavailable") from error

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from quart.wrappers import Response
 
 from service import create_app
 from service.config import Settings
+from tests.support import AppMaker
 
 # Nothing listens on port 1: connecting fails at once with "connection refused".
 UNREACHABLE_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:1/nope"
@@ -133,3 +135,23 @@ async def test_probes_reject_post_with_405(client: Client, path: str) -> None:
 
     assert response.status_code == 405
     assert response.mimetype == "application/json"
+
+
+async def test_readyz_answers_503_while_the_drain_file_exists(
+    make_app: AppMaker, tmp_path: Path
+) -> None:
+    # The image's entrypoint makes the file on SIGTERM: the load balancer takes
+    # the replica out before Hypercorn closes its keep-alive connections.
+    drain_file = tmp_path / "draining"
+    async with make_app(drain_file=str(drain_file)) as app:
+        client = app.test_client()
+        assert (await client.get("/readyz")).status_code == 200
+
+        drain_file.touch()
+        response = await client.get("/readyz")
+
+        assert response.status_code == 503
+        assert await response.get_json() == {
+            "error": "Draining: the replica is stopping"
+        }
+        assert (await client.get("/healthz")).status_code == 200

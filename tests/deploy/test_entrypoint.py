@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -157,3 +163,77 @@ def test_redis_password_refuses_a_url_with_one_already() -> None:
 
     with pytest.raises(entrypoint.EntrypointError, match="REDIS_URL has a password"):
         entrypoint.with_redis_password(env)
+
+
+FAKE_HYPERCORN = """#!{python}
+import os, signal, sys, time
+report = os.environ["REPORT"]
+def on_term(signum, frame):
+    drain_file = os.environ.get("DRAIN_FILE", "")
+    with open(report, "a") as out:
+        out.write(f"sigterm {{time.monotonic()}} {{os.path.exists(drain_file)}}\\n")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+with open(report, "a") as out:
+    out.write(f"serving {{os.getpid()}}\\n")
+while True:
+    time.sleep(0.05)
+"""
+
+
+def start_with_fake_hypercorn(
+    tmp_path: Path, drain_seconds: str
+) -> tuple[subprocess.Popen[bytes], Path]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "hypercorn"
+    fake.write_text(FAKE_HYPERCORN.format(python=sys.executable))
+    fake.chmod(0o755)
+    report = tmp_path / "report"
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "REPORT": str(report),
+        "SHUTDOWN_DRAIN_SECONDS": drain_seconds,
+    }
+    entrypoint_script = ROOT / "deploy" / "docker-entrypoint.py"
+    process = subprocess.Popen(  # noqa: S603 (this interpreter, the repo's entrypoint)
+        [sys.executable, str(entrypoint_script), "hypercorn"], env=env
+    )
+    deadline = time.monotonic() + 10
+    while not (report.exists() and "serving" in report.read_text()):
+        assert time.monotonic() < deadline, "the fake hypercorn never started"
+        time.sleep(0.02)
+    return process, report
+
+
+def test_sigterm_drains_before_hypercorn_is_told_to_stop(tmp_path: Path) -> None:
+    process, report = start_with_fake_hypercorn(tmp_path, "1.5")
+    (served,) = report.read_text().split()[1:2]
+    assert int(served) != process.pid  # a child: the entrypoint stays to drain
+
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    status = process.wait(timeout=10)
+
+    word, at, drain_file_existed = report.read_text().splitlines()[-1].split()
+    assert word == "sigterm"
+    assert float(at) - signalled >= 1.5
+    assert drain_file_existed == "True"  # /readyz answered 503 all along
+    assert status == 0  # hypercorn's own status
+    assert not list(Path(tempfile.gettempdir()).glob(f"draining-{process.pid}"))
+
+
+def test_no_drain_execs_hypercorn_in_place(tmp_path: Path) -> None:
+    process, report = start_with_fake_hypercorn(tmp_path, "0")
+    (served,) = report.read_text().split()[1:2]
+
+    process.send_signal(signal.SIGTERM)
+
+    assert process.wait(timeout=10) == 0
+    assert int(served) == process.pid
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "600"])
+def test_a_drain_that_is_not_0_to_60_seconds_is_refused(value: str) -> None:
+    with pytest.raises(entrypoint.EntrypointError, match="SHUTDOWN_DRAIN_SECONDS"):
+        entrypoint.drain_seconds({"SHUTDOWN_DRAIN_SECONDS": value})
