@@ -15,13 +15,22 @@ from tests import backends
 from tests.support import USERS, AppMaker, AppStarter, registration
 
 REDIS_URL = backends.redis_url()
-# The routes that hash (login, registration, password change and reset) or mail.
+# The routes that hash a password or check a secret a stranger could guess (login,
+# its second step, a passkey after a password, a fresh session, registration,
+# password change and reset, a mailed token) or send mail.
 HASH_OR_MAIL = {
     "api.auth.login",
+    "api.auth.login_mfa",
+    "api.auth.make_fresh",
+    "api.passkeys.passkey_login",
     "api.auth.change_password",
     "api.auth.forgot_password",
     "api.auth.reset_password",
     "api.users.create_user",
+    "api.account.request_verification",
+    "api.account.verify_email",
+    "api.account.change_email",
+    "api.account.confirm_email",
 }
 
 
