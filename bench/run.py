@@ -949,6 +949,8 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
         # Production's mail choice; no reset mail is sent while measuring.
         "MAIL_BACKEND": "log",
         "PASSWORD_RESET_URL": "https://bench.invalid/reset-password?token={token}",
+        "EMAIL_VERIFY_URL": "https://bench.invalid/verify-email?token={token}",
+        "EMAIL_CHANGE_URL": "https://bench.invalid/confirm-email?token={token}",
         "WEBAUTHN_RP_ID": "bench.invalid",
         "WEBAUTHN_ORIGINS": "https://bench.invalid",
         **extra,

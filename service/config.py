@@ -601,15 +601,18 @@ class Settings:
                 "PASSWORD_RESET_URL is the development default; set your reset "
                 "page's address, with {token} where the token goes"
             )
-        # Verification links go out on every registration once it is required.
-        if (
-            self.require_verified_email
-            and self.email_verify_url == DEV_EMAIL_VERIFY_URL
-        ):
-            raise ConfigError(
-                "EMAIL_VERIFY_URL is the development default; with "
-                "REQUIRE_VERIFIED_EMAIL=true set your verification page's address"
-            )
+        # The verification and address-change routes exist whatever else is set:
+        # their links must reach the deployment's pages, not a developer's port.
+        links = {
+            "EMAIL_VERIFY_URL": self.email_verify_url == DEV_EMAIL_VERIFY_URL,
+            "EMAIL_CHANGE_URL": self.email_change_url == DEV_EMAIL_CHANGE_URL,
+        }
+        for name, is_default in links.items():
+            if is_default:
+                raise ConfigError(
+                    f"{name} is the development default; set the address of your "
+                    "page for that link, with {token} where the token goes"
+                )
 
         # Unset, they are a developer's browser on `make run`: a deployment names
         # its own (localhost too, for a stack on one machine, if it says so).

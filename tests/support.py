@@ -403,11 +403,14 @@ PUBLIC_OPERATIONS = [
 
 
 # What production needs beyond the Flask deployment's variables (docs/MIGRATING.md):
-# the Flask service had no reset mail, second factors nor passkeys.
+# the Flask service had no reset mail, address verification, second factors nor
+# passkeys.
 RESET_MAIL = {
     "MFA_ENCRYPTION_KEY": "production-mfa-encryption-key-0123456789-abc",
     "MAIL_BACKEND": "log",
     "PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
+    "EMAIL_VERIFY_URL": "https://app.example.com/verify-email?token={token}",
+    "EMAIL_CHANGE_URL": "https://app.example.com/confirm-email?token={token}",
     "WEBAUTHN_RP_ID": "app.example.com",
     "WEBAUTHN_ORIGINS": "https://app.example.com",
 }

@@ -112,6 +112,8 @@ PRODUCTION = {
     "JWT_SECRET_KEY": "production-jwt-secret-key-0123456789-abcd",
     "SMTP_URL": "smtp://mail.internal:25",
     "PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
+    "EMAIL_VERIFY_URL": "https://app.example.com/verify-email?token={token}",
+    "EMAIL_CHANGE_URL": "https://app.example.com/confirm-email?token={token}",
     "MFA_ENCRYPTION_KEY": "production-mfa-encryption-key-0123456789-abc",
     "WEBAUTHN_RP_ID": "example.com",
     "WEBAUTHN_ORIGINS": "https://app.example.com",
@@ -137,6 +139,13 @@ def test_production_starts_on_a_complete_deployment() -> None:
             r"^PASSWORD_RESET_URL is the development default",
         ),
         ({"PASSWORD_RESET_URL": ""}, r"^PASSWORD_RESET_URL is the development default"),
+        # Unset, the links would send a user's token to their own 127.0.0.1:8000.
+        ({"EMAIL_VERIFY_URL": ""}, r"^EMAIL_VERIFY_URL is the development default"),
+        (
+            {"EMAIL_VERIFY_URL": "", "REQUIRE_VERIFIED_EMAIL": "true"},
+            r"^EMAIL_VERIFY_URL is the development default",
+        ),
+        ({"EMAIL_CHANGE_URL": ""}, r"^EMAIL_CHANGE_URL is the development default"),
         (
             {"WEBAUTHN_RP_ID": "", "WEBAUTHN_ORIGINS": ""},
             r"^WEBAUTHN_ORIGINS is the development default",

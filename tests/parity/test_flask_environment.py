@@ -73,6 +73,9 @@ def test_an_unknown_flask_env_stops_the_start_naming_flask_env() -> None:
         # The Flask service had no reset mail: production asks where it goes.
         ({"MAIL_BACKEND": ""}, "SMTP_URL"),
         ({"PASSWORD_RESET_URL": ""}, "PASSWORD_RESET_URL"),
+        # Nor address verification: production asks where its links go.
+        ({"EMAIL_VERIFY_URL": ""}, "EMAIL_VERIFY_URL"),
+        ({"EMAIL_CHANGE_URL": ""}, "EMAIL_CHANGE_URL"),
     ],
 )
 def test_what_cannot_carry_over_stops_the_start_naming_the_setting(
