@@ -41,6 +41,9 @@ RUN_BY_CI = {
     "make check": ".ci/run runs it",
     "make lint": "make check runs it",
     ".venv/bin/pytest -q tests/api/test_auth.py": "make check runs the whole suite",
+    "make install && .venv/bin/pytest tests/system/test_image.py -v": (
+        "make check runs the whole suite, the image's tests included"
+    ),
     # docs/testing.md's
     "make test": "make check runs it",
     ".venv/bin/pytest -q -x tests/api/ -k refresh": "make check runs the whole suite",
