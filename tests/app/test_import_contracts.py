@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -67,3 +68,50 @@ def test_a_forbidden_import_breaks_its_contract(
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert any(x.startswith(contract) and x.endswith("BROKEN") for x in lines)
+
+
+# Settings are read in one place, so every setting has a row in
+# docs/configuration.md (tests/docs/test_configuration.py) and none hides elsewhere.
+ENVIRONMENT_NAMES = {"environ", "environb", "getenv", "getenvb", "putenv"}
+
+
+def environment_reads(source: str) -> list[int]:
+    """The lines of `source` that touch os's environment functions or mapping."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in ENVIRONMENT_NAMES
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+        ) or (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "os"
+            and any(alias.name in ENVIRONMENT_NAMES for alias in node.names)
+        ):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_config_reads_the_environment() -> None:
+    readers = {
+        path.relative_to(ROOT).as_posix(): lines
+        for path in sorted((ROOT / "service").rglob("*.py"))
+        if path != ROOT / "service" / "config.py"
+        if (lines := environment_reads(path.read_text()))
+    }
+
+    assert readers == {}
+
+
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        ("import os\nURL = os.environ['DATABASE_URL']\n", [2]),
+        ("import os\nURL = os.getenv('DATABASE_URL')\n", [2]),
+        ("from os import environ\nURL = environ.get('DATABASE_URL')\n", [1]),
+        ("import os\nHOME = os.path.expanduser('~')\n", []),
+    ],
+)
+def test_an_environment_read_is_found(source: str, found: list[int]) -> None:
+    assert environment_reads(source) == found
