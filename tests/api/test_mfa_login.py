@@ -182,7 +182,9 @@ async def test_a_replayed_totp_code_fails(
     assert await replayed.get_json() == INVALID_CODE
 
 
-@pytest.mark.parametrize("change", ["expired", "password-changed", "unknown"])
+@pytest.mark.parametrize(
+    "change", ["expired", "password-changed", "account-deleted", "unknown"]
+)
 async def test_a_dead_mfa_token_is_401(
     client: Client,
     session: AsyncSession,
@@ -199,6 +201,10 @@ async def test_a_dead_mfa_token_is_401(
     elif change == "password-changed":
         await session.execute(
             update(User).where(User.id == user.id).values(password_hash="x" + "0" * 40)
+        )
+    elif change == "account-deleted":
+        await session.execute(
+            update(User).where(User.id == user.id).values(deleted_at=utcnow())
         )
     else:
         token = token[:-4] + "AAAA"
