@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -59,22 +60,44 @@ def served_database_url(served_engine: AsyncEngine) -> str:
     return served_engine.url.render_as_string(hide_password=False)
 
 
+ServeInstance = Callable[..., ServedApp]
+
+
 @pytest.fixture(scope="session")
-def served(
+def serve_instance(
     served_database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServedApp]:
-    with serve(served_database_url, tmp_path_factory.mktemp("served")) as instance:
+) -> ServeInstance:
+    """`with serve_instance("name", **env) as instance:` serve() on the run's
+    database, in a fresh folder of the run named after it."""
+
+    def start(name: str, **env: str) -> ServedApp:
+        return serve(served_database_url, tmp_path_factory.mktemp(name), **env)
+
+    return start
+
+
+@contextmanager
+def haproxy_in_front_of(instance: ServedApp) -> Iterator[str]:
+    """The base URL of deploy/haproxy.cfg in front of `instance`, once it serves;
+    the test skips where there is no haproxy."""
+    if HAPROXY is None:
+        pytest.skip("no haproxy (.ci/run installs Debian's haproxy)")
+    with load_balancer(["127.0.0.1"], instance.port) as lb:
+        url = f"http://127.0.0.1:{lb.port}"
+        wait_until_serving(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def served(serve_instance: ServeInstance) -> Iterator[ServedApp]:
+    with serve_instance("served") as instance:
         yield instance
 
 
 @pytest.fixture(scope="session")
 def behind_haproxy(served: ServedApp) -> Iterator[str]:
     """The base URL of deploy/haproxy.cfg in front of the served instance."""
-    if HAPROXY is None:
-        pytest.skip("no haproxy (.ci/run installs Debian's haproxy)")
-    with load_balancer(["127.0.0.1"], served.port) as lb:
-        url = f"http://127.0.0.1:{lb.port}"
-        wait_until_serving(url)
+    with haproxy_in_front_of(served) as url:
         yield url
 
 
@@ -96,12 +119,8 @@ SMALL_LIMITS = {"LOGIN_MAX_FAILURES": "3", "LOGIN_MAX_FAILURES_PER_IP": "5"}
 
 
 @pytest.fixture(scope="session")
-def served_small(
-    served_database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServedApp]:
-    with serve(
-        served_database_url, tmp_path_factory.mktemp("served-small"), **SMALL_LIMITS
-    ) as instance:
+def served_small(serve_instance: ServeInstance) -> Iterator[ServedApp]:
+    with serve_instance("served-small", **SMALL_LIMITS) as instance:
         yield instance
 
 

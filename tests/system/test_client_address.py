@@ -10,13 +10,13 @@ clients come from loopback addresses of their own, untrusted.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
 from tests.support import FORGOT, LOGIN, unique_email
-from tests.system.conftest import serve
+from tests.system.conftest import ServeInstance
 from tests.system.harness import ServedApp, loopback_address
 
 RESETS_PER_CLIENT = 2
@@ -30,13 +30,10 @@ def proxy_address() -> str:
 
 @pytest.fixture(scope="module")
 def behind_proxy(
-    served_database_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
-    proxy_address: str,
+    serve_instance: ServeInstance, proxy_address: str
 ) -> Iterator[ServedApp]:
-    with serve(
-        served_database_url,
-        tmp_path_factory.mktemp("behind-proxy"),
+    with serve_instance(
+        "behind-proxy",
         TRUSTED_PROXIES=f"{proxy_address},10.0.0.0/8",
         PASSWORD_RESET_MAX_PER_IP=str(RESETS_PER_CLIENT),
         LOGIN_MAX_FAILURES_PER_IP=str(FAILURES_PER_CLIENT),
@@ -70,22 +67,27 @@ def v4() -> str:
     return f"198.51.{octets[0]}.{octets[1] % 254 + 1}"
 
 
-async def test_route_limit_counts_an_ipv6_64_as_one_client(
-    behind_proxy: ServedApp, proxy_address: str
-) -> None:
+def addresses_of_one_ipv6_64() -> list[str]:
     prefix = v6_64()
-    hops = [f"{prefix}::{n:x}" for n in range(1, RESETS_PER_CLIENT + 2)]
-
-    statuses = await forgot_statuses(behind_proxy, proxy_address, hops)
-
-    assert statuses == [202] * RESETS_PER_CLIENT + [429]
+    return [f"{prefix}::{n:x}" for n in range(1, RESETS_PER_CLIENT + 2)]
 
 
-async def test_route_limit_drops_the_port_of_a_hop(
-    behind_proxy: ServedApp, proxy_address: str
-) -> None:
+def ports_of_one_ipv4() -> list[str]:
     client = v4()
-    hops = [f"{client}:{40000 + n}" for n in range(RESETS_PER_CLIENT + 1)]
+    return [f"{client}:{40000 + n}" for n in range(RESETS_PER_CLIENT + 1)]
+
+
+@pytest.mark.parametrize(
+    "hops_of_one_client",
+    [addresses_of_one_ipv6_64, ports_of_one_ipv4],
+    ids=["an-ipv6-64-is-one-client", "the-port-of-a-hop-is-dropped"],
+)
+async def test_route_limit_counts_the_hops_of_one_client_as_one(
+    behind_proxy: ServedApp,
+    proxy_address: str,
+    hops_of_one_client: Callable[[], list[str]],
+) -> None:
+    hops = hops_of_one_client()
 
     statuses = await forgot_statuses(behind_proxy, proxy_address, hops)
 

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.models import AuthSession, RecoveryCode, User
 from tests.factories import PASSWORD
 from tests.support import API, LOGIN
-from tests.system.conftest import serve
+from tests.system.conftest import ServeInstance
 from tests.system.harness import ServedApp
 
 MFA = f"{API}/auth/login/mfa"
@@ -30,11 +30,9 @@ INVALID_TOKEN = {"error": "Invalid or expired mfa_token"}
 
 
 @pytest.fixture(scope="module")
-def replica(
-    served_database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServedApp]:
+def replica(serve_instance: ServeInstance) -> Iterator[ServedApp]:
     """A second instance on the same database, as another replica is."""
-    with serve(served_database_url, tmp_path_factory.mktemp("replica")) as instance:
+    with serve_instance("replica") as instance:
         yield instance
 
 

@@ -13,7 +13,7 @@ from service.config import Settings
 from service.models import User
 from tests.factories import PASSWORD, flask_token_for
 from tests.support import FORGOT, LOGIN, ME, REFRESH, RESET, RESET_MAIL, REVOKED, bearer
-from tests.system.conftest import serve
+from tests.system.conftest import ServeInstance, serve
 from tests.system.harness import ServedApp
 
 JWT_KEY = "hostile-production-jwt-key-0123456789-abcdef"
@@ -57,15 +57,9 @@ def test_production_does_not_start_on_an_unsafe_setting(
 
 
 @pytest.fixture(scope="module")
-def production(
-    served_database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServedApp]:
-    with serve(
-        served_database_url,
-        tmp_path_factory.mktemp("production"),
-        **PRODUCTION,
-        ACCEPT_LEGACY_TOKENS="false",
-        LOG_LEVEL="INFO",
+def production(serve_instance: ServeInstance) -> Iterator[ServedApp]:
+    with serve_instance(
+        "production", **PRODUCTION, ACCEPT_LEGACY_TOKENS="false", LOG_LEVEL="INFO"
     ) as instance:
         yield instance
 

@@ -14,32 +14,23 @@ import httpx
 import pytest
 
 from tests.support import METRICS_TOKEN
-from tests.system.conftest import serve
+from tests.system.conftest import ServeInstance, haproxy_in_front_of
 from tests.system.harness import ServedApp
-from tests.system.keepalive import wait_until_serving
-from tests.system.stack import HAPROXY, load_balancer
 
 
 @pytest.fixture(scope="module")
 def with_replica(
-    served_database_url: str, tmp_path_factory: pytest.TempPathFactory
+    serve_instance: ServeInstance, served_database_url: str
 ) -> Iterator[ServedApp]:
-    with serve(
-        served_database_url,
-        tmp_path_factory.mktemp("readyz"),
-        DATABASE_REPLICA_URL=served_database_url,
-        METRICS_TOKEN=METRICS_TOKEN,
+    with serve_instance(
+        "readyz", DATABASE_REPLICA_URL=served_database_url, METRICS_TOKEN=METRICS_TOKEN
     ) as instance:
         yield instance
 
 
 @pytest.fixture(scope="module")
 def through_lb(with_replica: ServedApp) -> Iterator[str]:
-    if HAPROXY is None:
-        pytest.skip("no haproxy (.ci/run installs Debian's haproxy)")
-    with load_balancer(["127.0.0.1"], with_replica.port) as lb:
-        url = f"http://127.0.0.1:{lb.port}"
-        wait_until_serving(url)
+    with haproxy_in_front_of(with_replica) as url:
         yield url
 
 
