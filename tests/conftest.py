@@ -123,6 +123,17 @@ async def session(
         yield session
 
 
+@asynccontextmanager
+async def served_conforming(app: Quart) -> AsyncIterator[None]:
+    """`app` served for the block; then every answer it gave must have been what
+    the OpenAPI document says (tests/conformance.py)."""
+    answers = AnswerLog()
+    answers.install(app)
+    async with app.test_app():
+        yield
+    assert answers.problems() == []
+
+
 @pytest.fixture
 def make_app(settings: Settings, committed: None) -> AppMaker:
     """`async with make_app(*blueprints, **changes) as app`: a served app of these
@@ -135,11 +146,8 @@ def make_app(settings: Settings, committed: None) -> AppMaker:
         app = create_app(replace(settings, **changes))
         for blueprint in blueprints:
             app.register_blueprint(blueprint)
-        answers = AnswerLog()
-        answers.install(app)
-        async with app.test_app():
+        async with served_conforming(app):
             yield app
-        assert answers.problems() == []
 
     return serve
 
@@ -210,11 +218,8 @@ def make_bound_app(settings: Settings, bound_database: Database) -> AppMaker:
     @asynccontextmanager
     async def serve(**changes: Any) -> AsyncIterator[Quart]:
         app = create_app(replace(settings, **changes), database=bound_database)
-        answers = AnswerLog()
-        answers.install(app)
-        async with app.test_app():
+        async with served_conforming(app):
             yield app
-        assert answers.problems() == []
 
     return serve
 
