@@ -6,6 +6,9 @@ parameter tables (tests/factories.py builds rows)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -176,6 +179,25 @@ async def migrated_database(name: str) -> AsyncIterator[AsyncEngine]:
     finally:
         await engine.dispose()
         await drop_database(name)
+
+
+def run_python_without_redis(
+    script: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`script` in a fresh interpreter of this venv at the repository's root, its
+    output kept: the service configured on an in-memory SQLite and no Redis, `env`
+    on top. Raises if the script fails."""
+    environment = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    environment |= {"DATABASE_URL": "sqlite+aiosqlite:///:memory:", **env}
+    return subprocess.run(  # noqa: S603 (this interpreter, the test's script)
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
 
 
 def cases(names: str, table: Mapping[str, Any]) -> pytest.MarkDecorator:

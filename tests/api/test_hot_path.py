@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
-import os
 import pstats
 import re
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -20,7 +17,7 @@ from werkzeug.exceptions import BadRequestKeyError
 
 from service.db.request import app_database
 from service.services.callers import SESSION_USER
-from tests.support import ME, ROOT, USERS
+from tests.support import ME, USERS, run_python_without_redis
 
 
 async def test_request_gets_the_null_session_not_a_signed_cookie(app: Quart) -> None:
@@ -41,21 +38,9 @@ async def test_generated_request_id_is_32_hex_digits(client: Client) -> None:
 
 
 def test_worker_without_redis_url_does_not_load_the_redis_client() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env |= {"DATABASE_URL": "sqlite+aiosqlite:///:memory:"}
-    loaded = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys, service.asgi; print(sorted(m for m in sys.modules"
-            " if m.split('.')[0] == 'redis'))",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
+    loaded = run_python_without_redis(
+        "import sys, service.asgi; print(sorted(m for m in sys.modules"
+        " if m.split('.')[0] == 'redis'))"
     )
 
     assert loaded.stdout.strip() == "[]"

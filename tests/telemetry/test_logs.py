@@ -9,9 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -30,7 +28,7 @@ from service.models import User
 from service.services.events import security_logger
 from service.telemetry.logs import JSONFormatter, TextFormatter, ToListener
 from tests.factories import make_user
-from tests.support import LOGIN, ROOT, AppStarter, send
+from tests.support import LOGIN, AppStarter, run_python_without_redis, send
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 UNREACHABLE_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:1/nope"
@@ -288,18 +286,8 @@ def test_lines_still_queued_at_exit_are_written() -> None:
         "log = logging.getLogger('service.test')\n"
         "for n in range(2000): log.warning('line %d', n)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env |= {"DATABASE_URL": "sqlite+aiosqlite:///:memory:", "ENV_FILE": ""}
 
-    result = subprocess.run(  # noqa: S603 (this interpreter, a fixed script)
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
+    result = run_python_without_redis(script, ENV_FILE="")
 
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     messages = [line["message"] for line in lines if line["logger"] == "service.test"]
