@@ -160,15 +160,23 @@ def test_make_run_serves_what_the_example_client_tours(fresh_copy: Path) -> None
     assert (fresh_copy / "instance" / "service.db").exists()
 
 
-def test_make_help_shows_how_to_choose_the_port(fresh_copy: Path) -> None:
-    result = subprocess.run(
-        ["make", "help"],  # noqa: S607 (make, as the README runs it)
-        cwd=fresh_copy,
+def run_make(
+    folder: Path, target: str, *, check: bool, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`make TARGET` in `folder` as a newcomer's shell runs it, its output kept."""
+    return subprocess.run(  # noqa: S603 (make and a target of the test's)
+        ["make", target],  # noqa: S607 (make, as the README runs it)
+        cwd=folder,
         env=newcomer_environment(),
         capture_output=True,
         text=True,
-        check=True,
+        check=check,
+        timeout=timeout,
     )
+
+
+def test_make_help_shows_how_to_choose_the_port(fresh_copy: Path) -> None:
+    result = run_make(fresh_copy, "help", check=True)
 
     assert "  run " in result.stdout
     assert "make run PORT=8001" in result.stdout
@@ -181,15 +189,7 @@ def test_make_dev_serves_with_the_dev_group_and_make_fmt_changes_nothing(
     with served(fresh_copy, "dev", port).start():
         pass
     sources = {path: path.read_bytes() for path in fresh_copy.rglob("service/**/*.py")}
-    fmt = subprocess.run(
-        ["make", "fmt"],  # noqa: S607 (make, as the README runs it)
-        cwd=fresh_copy,
-        env=newcomer_environment(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    fmt = run_make(fresh_copy, "fmt", check=False, timeout=300)
 
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
     assert (fresh_copy / ".venv" / "bin" / "pytest").exists()
