@@ -59,6 +59,19 @@ class Credential:
         )
 
 
+def _as_json(credential: Credential, response: dict[str, Any]) -> dict[str, Any]:
+    """The PublicKeyCredential of `credential` with `response` (an attestation's
+    or an assertion's), as a platform authenticator's toJSON() gives it."""
+    return {
+        "id": b64url(credential.id),
+        "rawId": b64url(credential.id),
+        "type": "public-key",
+        "response": response,
+        "authenticatorAttachment": "platform",
+        "clientExtensionResults": {},
+    }
+
+
 @dataclass
 class Authenticator:
     """A platform authenticator with its own discoverable credentials, used from
@@ -99,18 +112,14 @@ class Authenticator:
             + credential.cose_public_key()
         )
         attestation = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
-        return {
-            "id": b64url(credential.id),
-            "rawId": b64url(credential.id),
-            "type": "public-key",
-            "response": {
+        return _as_json(
+            credential,
+            {
                 "clientDataJSON": b64url(client_data),
                 "attestationObject": b64url(attestation),
                 "transports": ["internal"],
             },
-            "authenticatorAttachment": "platform",
-            "clientExtensionResults": {},
-        }
+        )
 
     def get(
         self,
@@ -136,19 +145,15 @@ class Authenticator:
             auth_data + hashlib.sha256(client_data).digest(),
             ec.ECDSA(hashes.SHA256()),
         )
-        return {
-            "id": b64url(credential.id),
-            "rawId": b64url(credential.id),
-            "type": "public-key",
-            "response": {
+        return _as_json(
+            credential,
+            {
                 "clientDataJSON": b64url(client_data),
                 "authenticatorData": b64url(auth_data),
                 "signature": b64url(signature),
                 "userHandle": b64url(credential.user_handle),
             },
-            "authenticatorAttachment": "platform",
-            "clientExtensionResults": {},
-        }
+        )
 
     def _choose(self, options: dict[str, Any]) -> Credential:
         allowed = {unb64url(each["id"]) for each in options["allowCredentials"]}
