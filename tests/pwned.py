@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+
+from tests.support import serve_get
 
 
 def sha1(password: str) -> str:
@@ -37,26 +37,11 @@ def serve_range(breached: set[str]) -> Iterator[tuple[RangeService, str]]:
     """The service and its URL, until the block ends."""
     service = RangeService(breached=breached)
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            service.requests.append((self.path, self.headers.get("Add-Padding")))
-            if service.delay:
-                time.sleep(service.delay)
-            body = service.answer(self.path.rsplit("/", 1)[-1]).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(request: BaseHTTPRequestHandler) -> tuple[str, bytes]:
+        service.requests.append((request.path, request.headers.get("Add-Padding")))
+        if service.delay:
+            time.sleep(service.delay)
+        return "text/plain", service.answer(request.path.rsplit("/", 1)[-1]).encode()
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield service, f"http://127.0.0.1:{server.server_address[1]}/range"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_get(answer) as port:
+        yield service, f"http://127.0.0.1:{port}/range"

@@ -9,10 +9,12 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -198,6 +200,36 @@ def run_python_without_redis(
         check=True,
         timeout=120,
     )
+
+
+@contextmanager
+def serve_get(
+    answer: Callable[[BaseHTTPRequestHandler], tuple[str, bytes]],
+) -> Iterator[int]:
+    """An HTTP server on 127.0.0.1 answering every GET 200 with the content type
+    and body `answer(request)` gives; its port, until the block ends."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            content_type, body = answer(self)
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the test's output, not a line per request
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def cases(names: str, table: Mapping[str, Any]) -> pytest.MarkDecorator:

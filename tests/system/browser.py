@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.server
 import itertools
 import json
 import os
 import shutil
-import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from websockets.asyncio.client import ClientConnection, connect
+
+from tests.support import serve_get
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SKIP_REASON = "no chromium (Debian's package `chromium`)"
@@ -236,24 +236,5 @@ def _lines(path: Path) -> list[str]:
 def serve_html(html: str, host: str = "localhost") -> Iterator[str]:
     """Serve `html` at every path of http://{host}:PORT/ (yielded); stopped on exit."""
     body = html.encode()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{host}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_get(lambda _: ("text/html; charset=utf-8", body)) as port:
+        yield f"http://{host}:{port}"
