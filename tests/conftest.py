@@ -29,7 +29,7 @@ from service.security.passwords import PasswordHasher
 from service.services.users import UserService
 from tests import backends
 from tests.conformance import AnswerLog
-from tests.factories import login_headers, make_user
+from tests.factories import login_headers, make_user, utcnow
 from tests.mailbox import SmtpServer, smtp_server
 from tests.support import (
     AppMaker,
@@ -267,6 +267,14 @@ async def user(session: AsyncSession) -> User:
     return await make_user(
         session, email="test@example.com", first_name="Test", last_name="User"
     )
+
+
+@pytest.fixture(params=["unknown", "soft-deleted"])
+async def absent_user_id(request: pytest.FixtureRequest, session: AsyncSession) -> int:
+    """An id the API knows no user by: never made, or the user soft-deleted."""
+    if request.param == "unknown":
+        return 999_999
+    return (await make_user(session, deleted_at=utcnow())).id
 
 
 @pytest.fixture

@@ -200,21 +200,15 @@ async def test_non_admin_cannot_read_anothers_events(
     assert await response.get_json() == ADMIN_REQUIRED
 
 
-@pytest.mark.parametrize(
-    "state", [{}, {"deleted_at": utcnow()}], ids=["unknown", "soft-deleted"]
-)
 async def test_events_of_an_unknown_user_404(
-    client: Client,
-    session: AsyncSession,
-    admin_headers: dict[str, str],
-    state: dict[str, Any],
+    client: Client, admin_headers: dict[str, str], absent_user_id: int
 ) -> None:
-    user_id = (await make_user(session, **state)).id if state else 999_999
-
-    response = await client.get(user_events(user_id), headers=admin_headers)
+    response = await client.get(user_events(absent_user_id), headers=admin_headers)
 
     assert response.status_code == 404
-    assert await response.get_json() == {"error": f"User with id {user_id} not found"}
+    assert await response.get_json() == {
+        "error": f"User with id {absent_user_id} not found"
+    }
 
 
 async def test_a_mailed_kind_needs_the_account_not_its_id(
