@@ -60,7 +60,14 @@ SESSIONS = f"{API}/auth/sessions"
 USERS = f"{API}/users"
 ME = f"{USERS}/me"
 POSTS = f"{API}/posts"
+ACCOUNT = f"{API}/auth/account"
+FRESH = f"{API}/auth/fresh"
+MFA = f"{API}/auth/login/mfa"
+PASSKEYS = f"{API}/auth/passkeys"
 REVOKED = {"msg": "Token has been revoked", "error": "Token has been revoked"}
+FRESH_REQUIRED = {"msg": "Fresh token required", "error": "Fresh token required"}
+INVALID_CODE = {"error": "Invalid code"}
+INVALID_MFA_TOKEN = {"error": "Invalid or expired mfa_token"}
 MISSING_HEADER = {
     "msg": "Missing Authorization Header",
     "error": "Missing Authorization Header",

@@ -20,6 +20,7 @@ from service.models import SecurityEvent, User
 from tests.factories import PASSWORD, make_user, utcnow
 from tests.mailbox import SmtpServer, link_in, text_of
 from tests.support import (
+    ACCOUNT,
     API,
     ME,
     USERS,
@@ -36,7 +37,6 @@ VERIFY_REQUEST = f"{API}/auth/email/verify/request"
 VERIFY = f"{API}/auth/email/verify"
 CHANGE = f"{API}/auth/email"
 CONFIRM = f"{API}/auth/email/confirm"
-ACCOUNT = f"{API}/auth/account"
 VERIFY_LINK = re.compile(r"https://app\.example/verify\?token=(\S+)")
 CHANGE_LINK = re.compile(r"https://app\.example/confirm\?token=(\S+)")
 INVALID_VERIFY = {"error": "Invalid or expired verification token"}

@@ -14,9 +14,8 @@ from quart.typing import TestClientProtocol as Client
 from service.models import User
 from tests.api.test_totp import RECOVERY, TOTP, turn_on_totp
 from tests.mailbox import SmtpServer, smtp_server, text_of
-from tests.support import API, AppMaker, bearer, login, post_login
+from tests.support import API, MFA, AppMaker, bearer, login, post_login
 
-MFA = f"{API}/auth/login/mfa"
 EVENTS = f"{API}/auth/events"
 
 

@@ -29,6 +29,8 @@ from service.request_state import request_state
 from tests.factories import PASSWORD, flask_headers_for, login_headers, login_tokens
 from tests.support import (
     API,
+    FRESH,
+    FRESH_REQUIRED,
     SESSIONS,
     TOO_MANY,
     AppMaker,
@@ -36,8 +38,6 @@ from tests.support import (
     login,
 )
 
-FRESH = f"{API}/auth/fresh"
-FRESH_REQUIRED = {"msg": "Fresh token required", "error": "Fresh token required"}
 INVALID_PASSWORD = {"error": "Invalid password"}
 
 

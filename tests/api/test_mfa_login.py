@@ -18,23 +18,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
 from service.models import AuthSession, MfaToken, User, utcnow
-from tests.api.test_totp import ACCOUNT, turn_on_totp
+from tests.api.test_totp import turn_on_totp
 from tests.factories import PASSWORD, login_headers
 from tests.support import (
+    ACCOUNT,
     API,
+    INVALID_CODE,
     INVALID_CREDENTIALS,
+    INVALID_MFA_TOKEN,
     LOGIN,
     ME,
+    MFA,
     TOO_MANY,
     AppMaker,
     bearer,
     post_login,
 )
 
-MFA = f"{API}/auth/login/mfa"
 SECOND_FACTOR = "Second factor required"
-INVALID_CODE = {"error": "Invalid code"}
-INVALID_TOKEN = {"error": "Invalid or expired mfa_token"}
 
 
 def next_code(secret: str) -> str:
@@ -163,7 +164,7 @@ async def test_an_mfa_token_finishes_one_login(
 
     assert first.status_code == 200
     assert second.status_code == 401
-    assert await second.get_json() == INVALID_TOKEN
+    assert await second.get_json() == INVALID_MFA_TOKEN
 
 
 async def test_a_replayed_totp_code_fails(
@@ -215,7 +216,7 @@ async def test_a_dead_mfa_token_is_401(
     )
 
     assert response.status_code == 401
-    assert await response.get_json() == INVALID_TOKEN
+    assert await response.get_json() == INVALID_MFA_TOKEN
 
 
 async def test_the_token_is_stored_only_as_a_hash(

@@ -21,6 +21,7 @@ from tests.support import (
     API,
     LOGOUT,
     ME,
+    MFA,
     POSTS,
     REFRESH,
     SESSIONS,
@@ -31,7 +32,6 @@ from tests.support import (
     post_login,
 )
 
-MFA = f"{API}/auth/login/mfa"
 ADMIN_NEEDS_FACTOR = {"error": "Admin access requires a second factor"}
 SECOND_FACTOR_REQUIRED = {"error": "Second factor required"}
 

@@ -19,15 +19,11 @@ from service.models import AuthSession, RecoveryCode, TotpFactor, User, utcnow
 from service.security.totp import recovery_code_hash
 from service.services.factors import FactorService
 from tests.factories import PASSWORD
-from tests.support import API, send
+from tests.support import ACCOUNT, API, FRESH, FRESH_REQUIRED, INVALID_CODE, send
 
-ACCOUNT = f"{API}/auth/account"
 TOTP = f"{API}/auth/totp"
 CONFIRM = f"{API}/auth/totp/confirm"
 RECOVERY = f"{API}/auth/recovery-codes"
-FRESH = f"{API}/auth/fresh"
-FRESH_REQUIRED = {"msg": "Fresh token required", "error": "Fresh token required"}
-INVALID_CODE = {"error": "Invalid code"}
 
 
 async def enrol(client: Client, headers: dict[str, str]) -> str:

@@ -20,13 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.models import AuthSession, RecoveryCode, User
 from tests.factories import PASSWORD
-from tests.support import API, LOGIN
+from tests.support import API, INVALID_CODE, INVALID_MFA_TOKEN, LOGIN, MFA, bearer
 from tests.system.conftest import ServeInstance
 from tests.system.harness import ServedApp
-
-MFA = f"{API}/auth/login/mfa"
-INVALID_CODE = {"error": "Invalid code"}
-INVALID_TOKEN = {"error": "Invalid or expired mfa_token"}
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +30,6 @@ def replica(serve_instance: ServeInstance) -> Iterator[ServedApp]:
     """A second instance on the same database, as another replica is."""
     with serve_instance("replica") as instance:
         yield instance
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def turn_on_totp(served: ServedApp, user: User) -> tuple[str, list[str]]:
@@ -136,7 +128,7 @@ async def test_one_mfa_token_finished_four_ways_at_once_opens_one_session(
     [winner] = winners(responses)
     losers = [response for response in responses if response is not winner]
     assert all(response.status_code == 401 for response in losers)
-    assert all(response.json() == INVALID_TOKEN for response in losers)
+    assert all(response.json() == INVALID_MFA_TOKEN for response in losers)
     assert await second_factor_sessions(served_engine, user) == 1
     # Only the winner's factor was spent: the losers' uses were rolled back.
     won_with_code = bodies[responses.index(winner)].get("recovery_code") is not None

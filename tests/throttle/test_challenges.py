@@ -21,9 +21,7 @@ from service.throttle.challenges import (
 from tests import backends
 from tests.authenticator import Authenticator
 from tests.ports import free_port
-from tests.support import API, InstancesMaker, bearer
-
-PASSKEYS = f"{API}/auth/passkeys"
+from tests.support import API, PASSKEYS, InstancesMaker, bearer
 
 
 @pytest.fixture
