@@ -21,8 +21,11 @@ from tests.factories import flask_headers_for, login_headers, make_user
 from tests.mailbox import smtp_server, text_of
 from tests.support import (
     API,
+    FRESH_REQUIRED,
+    INVALID_MFA_TOKEN,
     ME,
     MISSING,
+    PASSKEYS,
     AppMaker,
     bearer,
     cases,
@@ -31,13 +34,10 @@ from tests.support import (
     post_login,
 )
 
-PASSKEYS = f"{API}/auth/passkeys"
 OPTIONS = f"{PASSKEYS}/options"
 LOGIN_OPTIONS = f"{PASSKEYS}/login/options"
 PASSKEY_LOGIN = f"{PASSKEYS}/login"
 INVALID = {"error": "Invalid passkey"}
-FRESH_REQUIRED = {"msg": "Fresh token required", "error": "Fresh token required"}
-DEAD_TOKEN = {"error": "Invalid or expired mfa_token"}
 
 
 async def creation_options(client: Client, headers: dict[str, str]) -> Any:
@@ -71,6 +71,21 @@ async def request_options(client: Client, **body: Any) -> Any:
 
 async def passkey_login(client: Client, credential: dict[str, Any]) -> Any:
     return await client.post(PASSKEY_LOGIN, json={"credential": credential})
+
+
+async def sign_in(client: Client, authenticator: Authenticator) -> Any:
+    """A passkey sign-in as a browser makes it: options, the assertion, the login."""
+    return await passkey_login(client, authenticator.get(await request_options(client)))
+
+
+async def another_users_authenticator(
+    client: Client, session: AsyncSession, settings: Settings
+) -> Authenticator:
+    """An authenticator with a passkey registered to a second user."""
+    other = Authenticator()
+    other_headers = await login_headers(session, settings, await make_user(session))
+    await register(client, other_headers, other)
+    return other
 
 
 @pytest.fixture
@@ -575,15 +590,11 @@ async def test_an_assertion_naming_another_users_handle_is_401(
     authenticator: Authenticator,
 ) -> None:
     """A passkey signs in its own user only, whatever user handle it claims."""
-    other_headers = await login_headers(session, settings, await make_user(session))
-    other = Authenticator()
-    await register(client, other_headers, other)
+    other = await another_users_authenticator(client, session, settings)
     [mine] = authenticator.credentials
     mine.user_handle = other.credentials[0].user_handle
 
-    response = await passkey_login(
-        client, authenticator.get(await request_options(client))
-    )
+    response = await sign_in(client, authenticator)
 
     assert (response.status_code, await response.get_json()) == (401, INVALID)
 
@@ -600,9 +611,7 @@ async def test_an_unregistered_credential_is_401(
         }
     )
 
-    response = await passkey_login(
-        client, authenticator.get(await request_options(client))
-    )
+    response = await sign_in(client, authenticator)
 
     assert (response.status_code, await response.get_json()) == (401, INVALID)
 
@@ -623,40 +632,28 @@ async def test_a_creation_challenge_does_not_sign_in(
     assert (response.status_code, await response.get_json()) == (401, INVALID)
 
 
-async def test_a_deactivated_users_passkey_does_not_sign_in(
-    client: Client,
-    session: AsyncSession,
-    user: User,
-    registered: Any,
-    authenticator: Authenticator,
-) -> None:
-    await session.execute(update(User).values(is_active=False))
-    await session.commit()
-
-    response = await passkey_login(
-        client, authenticator.get(await request_options(client))
-    )
-
-    assert (response.status_code, await response.get_json()) == (
-        401,
-        {"error": "Account is deactivated"},
-    )
-
-
-async def test_a_deleted_users_passkey_does_not_sign_in(
+@pytest.mark.parametrize(
+    ("state", "refusal"),
+    [
+        ({"is_active": False}, {"error": "Account is deactivated"}),
+        ({"deleted_at": utcnow()}, INVALID),
+    ],
+    ids=["deactivated", "deleted"],
+)
+async def test_a_deactivated_or_deleted_users_passkey_does_not_sign_in(
     client: Client,
     session: AsyncSession,
     registered: Any,
     authenticator: Authenticator,
+    state: dict[str, Any],
+    refusal: dict[str, str],
 ) -> None:
-    await session.execute(update(User).values(deleted_at=utcnow()))
+    await session.execute(update(User).values(**state))
     await session.commit()
 
-    response = await passkey_login(
-        client, authenticator.get(await request_options(client))
-    )
+    response = await sign_in(client, authenticator)
 
-    assert (response.status_code, await response.get_json()) == (401, INVALID)
+    assert (response.status_code, await response.get_json()) == (401, refusal)
 
 
 async def test_a_password_change_ends_passkey_sessions_and_passkeys_still_sign_in(
@@ -666,14 +663,10 @@ async def test_a_password_change_ends_passkey_sessions_and_passkeys_still_sign_i
     authenticator: Authenticator,
 ) -> None:
     """Sessions end as every session does; the passkey is not the password."""
-    first = await (
-        await passkey_login(client, authenticator.get(await request_options(client)))
-    ).get_json()
+    first = await (await sign_in(client, authenticator)).get_json()
     changed = await change_password(client, user_headers, "a new passphrase 9")
     ended = await client.get(ME, headers=bearer(first["access_token"]))
-    again = await passkey_login(
-        client, authenticator.get(await request_options(client))
-    )
+    again = await sign_in(client, authenticator)
 
     assert changed.status_code == 204
     assert ended.status_code == 401
@@ -717,7 +710,7 @@ async def test_adding_using_and_removing_a_passkey_are_security_events(
     registered: Any,
     authenticator: Authenticator,
 ) -> None:
-    await passkey_login(client, authenticator.get(await request_options(client)))
+    await sign_in(client, authenticator)
     await client.delete(f"{PASSKEYS}/{registered['id']}", headers=user_headers)
 
     response = await client.get(f"{API}/auth/events", headers=user_headers)
@@ -801,8 +794,7 @@ async def test_second_factor_options_allow_only_that_users_passkeys(
     registered: Any,
     authenticator: Authenticator,
 ) -> None:
-    other_headers = await login_headers(session, settings, await make_user(session))
-    await register(client, other_headers, Authenticator())
+    await another_users_authenticator(client, session, settings)
 
     options = await request_options(
         client, mfa_token=await mfa_token_of(client, user.email)
@@ -831,7 +823,10 @@ async def test_one_mfa_token_finishes_one_login(
 
     assert finished.status_code == 200
     for refused in (again, options):
-        assert (refused.status_code, await refused.get_json()) == (401, DEAD_TOKEN)
+        assert (refused.status_code, await refused.get_json()) == (
+            401,
+            INVALID_MFA_TOKEN,
+        )
 
 
 async def test_two_completions_of_one_login_at_once_open_one_session(
@@ -865,9 +860,7 @@ async def test_another_users_passkey_does_not_finish_a_login(
     user: User,
     registered: Any,
 ) -> None:
-    other_headers = await login_headers(session, settings, await make_user(session))
-    other = Authenticator()
-    await register(client, other_headers, other)
+    other = await another_users_authenticator(client, session, settings)
     mfa_token = await mfa_token_of(client, user.email)
     options = await request_options(client, mfa_token=mfa_token)
 
@@ -923,7 +916,7 @@ async def test_an_unknown_mfa_token_gets_no_options_and_no_login(
     for response in (options, login):
         assert (response.status_code, await response.get_json()) == (
             401,
-            DEAD_TOKEN,
+            INVALID_MFA_TOKEN,
         )
 
 
