@@ -57,6 +57,11 @@ async def with_totp(
     return await turn_on_totp(client, await login_headers(session, settings, user))
 
 
+async def mfa_token_of(client: Client, email: str) -> str:
+    token: str = (await second_step(client, email))["mfa_token"]
+    return token
+
+
 async def deactivate(session: AsyncSession, user: User) -> None:
     await session.execute(
         update(User).where(User.id == user.id).values(is_active=False)
@@ -109,7 +114,7 @@ async def test_a_totp_code_finishes_the_login_in_a_fresh_totp_session(
     client: Client, session: AsyncSession, settings: Settings, user: User
 ) -> None:
     secret, _ = await with_totp(client, session, settings, user)
-    token = (await second_step(client, user.email))["mfa_token"]
+    token = await mfa_token_of(client, user.email)
 
     response = await client.post(
         MFA, json={"mfa_token": token, "code": next_code(secret)}
@@ -130,8 +135,8 @@ async def test_a_recovery_code_finishes_a_login_once(
     client: Client, session: AsyncSession, settings: Settings, user: User
 ) -> None:
     _, codes = await with_totp(client, session, settings, user)
-    first = (await second_step(client, user.email))["mfa_token"]
-    second = (await second_step(client, user.email))["mfa_token"]
+    first = await mfa_token_of(client, user.email)
+    second = await mfa_token_of(client, user.email)
 
     used = await client.post(MFA, json={"mfa_token": first, "recovery_code": codes[0]})
     again = await client.post(
@@ -155,7 +160,7 @@ async def test_an_mfa_token_finishes_one_login(
     client: Client, session: AsyncSession, settings: Settings, user: User
 ) -> None:
     _, codes = await with_totp(client, session, settings, user)
-    token = (await second_step(client, user.email))["mfa_token"]
+    token = await mfa_token_of(client, user.email)
 
     first = await client.post(MFA, json={"mfa_token": token, "recovery_code": codes[0]})
     second = await client.post(
@@ -172,8 +177,8 @@ async def test_a_replayed_totp_code_fails(
 ) -> None:
     secret, _ = await with_totp(client, session, settings, user)
     code = next_code(secret)
-    first = (await second_step(client, user.email))["mfa_token"]
-    second = (await second_step(client, user.email))["mfa_token"]
+    first = await mfa_token_of(client, user.email)
+    second = await mfa_token_of(client, user.email)
 
     used = await client.post(MFA, json={"mfa_token": first, "code": code})
     replayed = await client.post(MFA, json={"mfa_token": second, "code": code})
@@ -194,7 +199,7 @@ async def test_a_dead_mfa_token_is_401(
     change: str,
 ) -> None:
     _, codes = await with_totp(client, session, settings, user)
-    token = (await second_step(client, user.email))["mfa_token"]
+    token = await mfa_token_of(client, user.email)
     if change == "expired":
         await session.execute(
             update(MfaToken).values(expires_at=utcnow() - timedelta(seconds=1))
@@ -223,7 +228,7 @@ async def test_the_token_is_stored_only_as_a_hash(
     client: Client, session: AsyncSession, settings: Settings, user: User
 ) -> None:
     await with_totp(client, session, settings, user)
-    token = (await second_step(client, user.email))["mfa_token"]
+    token = await mfa_token_of(client, user.email)
 
     stored = list(await session.scalars(select(MfaToken.token_hash)))
 
@@ -237,7 +242,7 @@ async def test_wrong_codes_spend_the_login_budget(
     async with make_app(login_max_failures=3) as app:
         client = app.test_client()
         secret, _ = await with_totp(client, session, settings, user)
-        token = (await second_step(client, user.email))["mfa_token"]
+        token = await mfa_token_of(client, user.email)
         wrong = f"{(int(next_code(secret)) + 1) % 1_000_000:06d}"
         answers = [
             await client.post(MFA, json={"mfa_token": token, "code": wrong})
@@ -260,7 +265,7 @@ async def test_a_right_password_between_wrong_codes_refills_nothing(
         wrong = f"{(int(next_code(secret)) + 1) % 1_000_000:06d}"
         statuses = []
         for _ in range(2):
-            token = (await second_step(client, user.email))["mfa_token"]
+            token = await mfa_token_of(client, user.email)
             for _ in range(2):
                 response = await client.post(
                     MFA, json={"mfa_token": token, "code": wrong}
@@ -274,10 +279,7 @@ async def test_a_deactivated_account_answers_as_today(
     client: Client, session: AsyncSession, settings: Settings, user: User
 ) -> None:
     await with_totp(client, session, settings, user)
-    await session.execute(
-        update(User).where(User.id == user.id).values(is_active=False)
-    )
-    await session.commit()
+    await deactivate(session, user)
 
     response = await post_login(client, user.email)
 
@@ -289,11 +291,8 @@ async def test_a_login_deactivated_between_its_steps_opens_no_session(
     client: Client, session: AsyncSession, settings: Settings, user: User
 ) -> None:
     _, codes = await with_totp(client, session, settings, user)
-    token = (await second_step(client, user.email))["mfa_token"]
-    await session.execute(
-        update(User).where(User.id == user.id).values(is_active=False)
-    )
-    await session.commit()
+    token = await mfa_token_of(client, user.email)
+    await deactivate(session, user)
 
     response = await client.post(
         MFA, json={"mfa_token": token, "recovery_code": codes[0]}
@@ -319,7 +318,7 @@ async def test_the_second_step_takes_a_code_or_a_recovery_code(
     body: dict[str, str],
 ) -> None:
     await with_totp(client, session, settings, user)
-    token = (await second_step(client, user.email))["mfa_token"]
+    token = await mfa_token_of(client, user.email)
 
     response = await client.post(MFA, json={"mfa_token": token, **body})
 
