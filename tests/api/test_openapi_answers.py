@@ -54,6 +54,13 @@ async def test_every_operation_answers_its_documented_success(
         assert response.status_code == status, await response.get_data(as_text=True)
         return await response.get_json() if status != 204 else None
 
+    async def log_in(status: int, **kwargs: Any) -> Any:
+        """The new account's password login, answering `status`."""
+        credentials = {"email": "answers@example.com", "password": PASSWORD}
+        return await call(
+            "POST", "/api/v1/auth/login", status, json=credentials, **kwargs
+        )
+
     # A new account, its login, and its tokens.
     user = await call(
         "POST",
@@ -66,13 +73,7 @@ async def test_every_operation_answers_its_documented_success(
             "last_name": "Lovelace",
         },
     )
-    tokens = await call(
-        "POST",
-        "/api/v1/auth/login",
-        200,
-        json={"email": "answers@example.com", "password": PASSWORD},
-        headers={"User-Agent": "answers-test"},
-    )
+    tokens = await log_in(200, headers={"User-Agent": "answers-test"})
     await call(
         "POST", "/api/v1/auth/refresh", 200, headers=bearer(tokens["refresh_token"])
     )
@@ -122,12 +123,7 @@ async def test_every_operation_answers_its_documented_success(
     code = {"code": totp.at(time.time() + 30)}
     await call("POST", "/api/v1/auth/fresh", 204, headers=me, json=code)
     # The password alone is not a login any more: its second step with a code.
-    second = await call(
-        "POST",
-        "/api/v1/auth/login",
-        401,
-        json={"email": "answers@example.com", "password": PASSWORD},
-    )
+    second = await log_in(401)
     await call(
         "POST",
         "/api/v1/auth/login/mfa",
@@ -192,12 +188,7 @@ async def test_every_operation_answers_its_documented_success(
         204,
         json={"token": reset, "new_password": PASSWORD},
     )
-    again = await call(
-        "POST",
-        "/api/v1/auth/login",
-        200,
-        json={"email": "answers@example.com", "password": PASSWORD},
-    )
+    again = await log_in(200)
     await call(
         "POST", "/api/v1/auth/logout", 200, headers=bearer(again["access_token"])
     )
