@@ -77,15 +77,26 @@ async def test_at_a_step_edge_the_step_before_still_counts_and_two_before_do_not
     )
 
 
+def sealing_under(settings: Settings, key: str, *fallbacks: str) -> Settings:
+    """`settings` that seal secrets under `key` and open them with `fallbacks` too."""
+    return replace(
+        settings, mfa_encryption_key=key, mfa_encryption_key_fallbacks=fallbacks
+    )
+
+
+async def totp_under_the_old_key(
+    session: AsyncSession, settings: Settings, user: User, clock: Clock
+) -> str:
+    """TOTP turned on while OLD_KEY sealed the secrets: the secret."""
+    return await totp_on(session, sealing_under(settings, OLD_KEY), user, clock)
+
+
 async def test_a_secret_sealed_under_a_fallback_key_works_and_is_sealed_anew(
     session: AsyncSession, settings: Settings, user: User
 ) -> None:
     clock = Clock(T0)
-    old = replace(settings, mfa_encryption_key=OLD_KEY)
-    secret = await totp_on(session, old, user, clock)
-    rotated = replace(
-        settings, mfa_encryption_key=NEW_KEY, mfa_encryption_key_fallbacks=(OLD_KEY,)
-    )
+    secret = await totp_under_the_old_key(session, settings, user, clock)
+    rotated = sealing_under(settings, NEW_KEY, OLD_KEY)
 
     clock.now = T0 + 30
     used = await FactorService(session, rotated, clock=clock).use_totp(
@@ -105,12 +116,8 @@ async def test_without_the_old_key_a_sealed_secret_opens_for_no_code(
     session: AsyncSession, settings: Settings, user: User
 ) -> None:
     clock = Clock(T0)
-    secret = await totp_on(
-        session, replace(settings, mfa_encryption_key=OLD_KEY), user, clock
-    )
-    factors = FactorService(
-        session, replace(settings, mfa_encryption_key=NEW_KEY), clock=clock
-    )
+    secret = await totp_under_the_old_key(session, settings, user, clock)
+    factors = FactorService(session, sealing_under(settings, NEW_KEY), clock=clock)
 
     # A fault of the deployment (the key that sealed it is gone): logged as a 500.
     with pytest.raises(ValueError, match=r"^no MFA encryption key opens this secret$"):
