@@ -313,6 +313,13 @@ class H2Connection:
     def all_ended(self, ids: list[int]) -> bool:
         return all(self.streams[i].ended or self.streams[i].reset for i in ids)
 
+    async def get_healthz(self) -> int:
+        """GET /healthz on this connection, read to its end: the stream's id."""
+        stream_id = self.start("GET", "/healthz", {})
+        await self.flush()
+        await self.read_until(lambda: self.all_ended([stream_id]))
+        return stream_id
+
     async def close(self) -> None:
         self.writer.close()
         with contextlib.suppress(OSError):
@@ -333,9 +340,7 @@ async def test_h2c_body_too_large_is_a_413_json_as_over_http11(
         await connection.send_body(refused, body)
         await connection.read_until(lambda: connection.all_ended([refused]))
         # The connection serves on after it.
-        after = connection.start("GET", "/healthz", {})
-        await connection.flush()
-        await connection.read_until(lambda: connection.all_ended([after]))
+        after = await connection.get_healthz()
     finally:
         await connection.close()
 
@@ -366,9 +371,7 @@ async def test_an_early_answer_with_its_body_still_coming_keeps_the_connection(
         connection.h2.send_data(early, body[100:], end_stream=True)
         await connection.flush()
         await connection.read_until(lambda: connection.all_ended([early]))
-        later = connection.start("GET", "/healthz", {})
-        await connection.flush()
-        await connection.read_until(lambda: connection.all_ended([later]))
+        later = await connection.get_healthz()
     finally:
         await connection.close()
 
