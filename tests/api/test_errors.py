@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
 from service.models import User
+from tests.api.test_users import patch_own_record
 from tests.factories import at, login_headers, make_user
 from tests.support import (
     API,
@@ -249,15 +250,12 @@ async def test_json_content_type_variants_are_accepted_for_register(
 async def test_json_content_type_variants_are_accepted_for_patch(
     client: Client, session: AsyncSession, settings: Settings, content_type: str
 ) -> None:
-    me = await make_user(session)
-
-    response = await client.patch(
-        f"{API}/users/{me.id}",
-        data=json.dumps({"first_name": "Merged"}),
-        headers={
-            "Content-Type": content_type,
-            **await login_headers(session, settings, me),
-        },
+    response = await patch_own_record(
+        client,
+        session,
+        settings,
+        json.dumps({"first_name": "Merged"}),
+        {"Content-Type": content_type},
     )
 
     assert response.status_code == 200

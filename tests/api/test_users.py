@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from quart.typing import TestClientProtocol as Client
+from quart.wrappers import Response
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,6 +47,7 @@ USER_KEYS = {
     "last_name",
     "updated_at",
 }
+JSON = {"Content-Type": "application/json"}
 NAIVE_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?$")
 NAME_LENGTH = ["Length must be between 1 and 100."]
 PASSWORD_LENGTH = ["Length must be between 8 and 128."]
@@ -63,6 +65,22 @@ def invalid(**errors: list[str]) -> dict[str, Any]:
 
 def not_found(user_id: int | str) -> dict[str, str]:
     return {"error": f"User with id {user_id} not found"}
+
+
+async def patch_own_record(
+    client: Client,
+    session: AsyncSession,
+    settings: Settings,
+    data: str,
+    headers: Mapping[str, str] = JSON,
+) -> Response:
+    """A new user's PATCH of its own record with the raw body `data`."""
+    me = await make_user(session)
+    return await client.patch(
+        f"{USERS}/{me.id}",
+        data=data,
+        headers={**headers, **await login_headers(session, settings, me)},
+    )
 
 
 def new_user(**overrides: Any) -> dict[str, Any]:
@@ -851,15 +869,8 @@ async def test_update_admin_cannot_set_is_admin(
 async def test_update_unstorable_name_returns_400(
     client: Client, session: AsyncSession, settings: Settings, value: str
 ) -> None:
-    me = await make_user(session)
-
-    response = await client.patch(
-        f"{USERS}/{me.id}",
-        data=json.dumps({"first_name": value}),
-        headers={
-            "Content-Type": "application/json",
-            **await login_headers(session, settings, me),
-        },
+    response = await patch_own_record(
+        client, session, settings, json.dumps({"first_name": value})
     )
 
     assert response.status_code == 400
@@ -870,16 +881,7 @@ async def test_update_unstorable_name_returns_400(
 async def test_update_body_not_object_returns_400_schema_error(
     client: Client, session: AsyncSession, settings: Settings, document: Any
 ) -> None:
-    me = await make_user(session)
-
-    response = await client.patch(
-        f"{USERS}/{me.id}",
-        data=json.dumps(document),
-        headers={
-            "Content-Type": "application/json",
-            **await login_headers(session, settings, me),
-        },
-    )
+    response = await patch_own_record(client, session, settings, json.dumps(document))
 
     assert response.status_code == 400
     assert await response.get_json() == invalid(_schema=["Invalid input type."])
@@ -896,12 +898,8 @@ async def test_update_body_not_object_returns_400_schema_error(
 async def test_update_non_json_body_returns_415(
     client: Client, session: AsyncSession, settings: Settings, headers: dict[str, str]
 ) -> None:
-    me = await make_user(session)
-
-    response = await client.patch(
-        f"{USERS}/{me.id}",
-        data="first_name=X",
-        headers={**headers, **await login_headers(session, settings, me)},
+    response = await patch_own_record(
+        client, session, settings, "first_name=X", headers
     )
 
     assert response.status_code == 415
@@ -912,16 +910,7 @@ async def test_update_non_json_body_returns_415(
 async def test_update_malformed_json_returns_400(
     client: Client, session: AsyncSession, settings: Settings, data: str
 ) -> None:
-    me = await make_user(session)
-
-    response = await client.patch(
-        f"{USERS}/{me.id}",
-        data=data,
-        headers={
-            "Content-Type": "application/json",
-            **await login_headers(session, settings, me),
-        },
-    )
+    response = await patch_own_record(client, session, settings, data)
 
     assert response.status_code == 400
     assert await response.get_json() == BAD_REQUEST
