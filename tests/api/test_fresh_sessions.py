@@ -9,10 +9,13 @@ Flask-era token (no session), get flask-jwt-extended's 401 "Fresh token required
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import jwt
-from quart import Blueprint
+import pytest
+from quart import Blueprint, Response
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -73,25 +76,49 @@ async def test_a_session_goes_stale_after_fresh_session_seconds(
     assert await response.get_json() == FRESH_REQUIRED
 
 
-async def test_a_session_of_before_the_migration_is_stale(
-    client: Client, session: AsyncSession, settings: Settings, user: User
-) -> None:
-    headers = await login_headers(session, settings, user)
+async def login_with_session(
+    session: AsyncSession, settings: Settings, user: User, **row: Any
+) -> dict[str, str]:
+    """A login's headers, its session's row (only) given the values `row`."""
+    tokens = await login_tokens(session, settings, user)
+    sid = jwt.decode(tokens.access_token, options={"verify_signature": False})["sid"]
     await session.execute(
-        update(AuthSession).values(fresh_until=None, auth_method=None)
+        update(AuthSession).where(AuthSession.id == sid).values(**row)
     )
     await session.commit()
+    return bearer(tokens.access_token)
+
+
+async def headers_of_before_the_migration(
+    session: AsyncSession, settings: Settings, user: User
+) -> dict[str, str]:
+    """A login's headers, its session row as the migration found it: no freshness."""
+    return await login_with_session(
+        session, settings, user, fresh_until=None, auth_method=None
+    )
+
+
+async def flask_era_headers(
+    session: AsyncSession, settings: Settings, user: User
+) -> dict[str, str]:
+    return flask_headers_for(settings, user)
+
+
+@pytest.mark.parametrize(
+    "headers_of",
+    [headers_of_before_the_migration, flask_era_headers],
+    ids=["a-session-of-before-the-migration", "a-flask-era-token"],
+)
+async def test_a_token_with_no_fresh_session_is_never_fresh(
+    client: Client,
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    headers_of: Callable[[AsyncSession, Settings, User], Awaitable[dict[str, str]]],
+) -> None:
+    headers = await headers_of(session, settings, user)
 
     response = await client.delete(SESSIONS, headers=headers)
-
-    assert response.status_code == 401
-    assert await response.get_json() == FRESH_REQUIRED
-
-
-async def test_a_flask_era_token_is_never_fresh(
-    client: Client, settings: Settings, user: User
-) -> None:
-    response = await client.delete(SESSIONS, headers=flask_headers_for(settings, user))
 
     assert response.status_code == 401
     assert await response.get_json() == FRESH_REQUIRED
@@ -101,15 +128,9 @@ async def _stale_headers(
     session: AsyncSession, settings: Settings, user: User
 ) -> dict[str, str]:
     """A login's headers, its session (only) made stale."""
-    tokens = await login_tokens(session, settings, user)
-    sid = jwt.decode(tokens.access_token, options={"verify_signature": False})["sid"]
-    await session.execute(
-        update(AuthSession)
-        .where(AuthSession.id == sid)
-        .values(fresh_until=utcnow() - timedelta(seconds=1))
+    return await login_with_session(
+        session, settings, user, fresh_until=utcnow() - timedelta(seconds=1)
     )
-    await session.commit()
-    return bearer(tokens.access_token)
 
 
 async def test_post_fresh_with_the_password_makes_the_session_fresh(
@@ -209,15 +230,32 @@ async def test_the_guard_reads_freshness_from_the_token_checks_row(
     assert await response.get_json() == {"read_with_check": True, "method": "password"}
 
 
+async def fresh_then_stale(
+    make_app: AppMaker,
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    path: str,
+    **changes: Any,
+) -> tuple[Response, Response]:
+    """The answers of the guarded app's POST `path`: a fresh session's, then a
+    stale one's."""
+    fresh = await login_headers(session, settings, user)
+    stale = await _stale_headers(session, settings, user)
+    async with make_app(guarded, **changes) as app:
+        client = app.test_client()
+        return (
+            await client.post(path, headers=fresh),
+            await client.post(path, headers=stale),
+        )
+
+
 async def test_the_guard_reads_the_session_itself_without_revocation_check(
     make_app: AppMaker, session: AsyncSession, settings: Settings, user: User
 ) -> None:
-    fresh = await login_headers(session, settings, user)
-    stale = await _stale_headers(session, settings, user)
-    async with make_app(guarded, revocation_check=False) as app:
-        client = app.test_client()
-        fresh_answer = await client.post("/fresh-guarded", headers=fresh)
-        stale_answer = await client.post("/fresh-guarded", headers=stale)
+    fresh_answer, stale_answer = await fresh_then_stale(
+        make_app, session, settings, user, "/fresh-guarded", revocation_check=False
+    )
 
     assert fresh_answer.status_code == 200
     assert await fresh_answer.get_json() == {
@@ -231,12 +269,9 @@ async def test_the_guard_reads_the_session_itself_without_revocation_check(
 async def test_the_decorator_answers_fresh_token_required_for_a_stale_session(
     make_app: AppMaker, session: AsyncSession, settings: Settings, user: User
 ) -> None:
-    fresh = await login_headers(session, settings, user)
-    stale = await _stale_headers(session, settings, user)
-    async with make_app(guarded) as app:
-        client = app.test_client()
-        fresh_answer = await client.post("/fresh-decorated", headers=fresh)
-        stale_answer = await client.post("/fresh-decorated", headers=stale)
+    fresh_answer, stale_answer = await fresh_then_stale(
+        make_app, session, settings, user, "/fresh-decorated"
+    )
 
     assert fresh_answer.status_code == 200
     assert stale_answer.status_code == 401
