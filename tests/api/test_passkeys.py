@@ -40,6 +40,18 @@ PASSKEY_LOGIN = f"{PASSKEYS}/login"
 INVALID = {"error": "Invalid passkey"}
 
 
+# What a registration's and a sign-in's options ask of the authenticator, each
+# left undone in turn.
+NOT_WHAT_THE_OPTIONS_ASKED = cases(
+    "change",
+    {
+        "another origin": {"origin": "https://evil.example.com"},
+        "no user verification": {"user_verified": False},
+        "no user presence": {"user_present": False},
+    },
+)
+
+
 async def creation_options(client: Client, headers: dict[str, str]) -> Any:
     response = await client.post(OPTIONS, headers=headers)
     assert response.status_code == 200, await response.get_data(as_text=True)
@@ -217,14 +229,7 @@ async def test_a_credential_registered_already_is_409(
     )
 
 
-@cases(
-    "change",
-    {
-        "another origin": {"origin": "https://evil.example.com"},
-        "no user verification": {"user_verified": False},
-        "no user presence": {"user_present": False},
-    },
-)
+@NOT_WHAT_THE_OPTIONS_ASKED
 async def test_an_attestation_the_options_did_not_ask_for_is_refused(
     client: Client,
     user_headers: dict[str, str],
@@ -530,20 +535,14 @@ async def test_one_assertion_sent_twice_at_once_signs_in_once(
     assert sorted(answer.status_code for answer in answers) == [200, 401, 401, 401]
 
 
-@cases(
-    "change",
-    {
-        "made for another origin": {"origin": "https://evil.example.com"},
-        "a passkey alone without user verification": {"user_verified": False},
-        "without user presence": {"user_present": False},
-    },
-)
+@NOT_WHAT_THE_OPTIONS_ASKED
 async def test_an_assertion_the_options_did_not_ask_for_is_401(
     client: Client,
     registered: Any,
     authenticator: Authenticator,
     change: dict[str, Any],
 ) -> None:
+    # A passkey alone is the whole login: it must verify the user too.
     signed = authenticator.get(await request_options(client), **change)
 
     response = await passkey_login(client, signed)
