@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import pytest
+from quart import Response
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
 from service.models import User
-from tests.factories import login_headers, make_user, utcnow
-from tests.support import ME, REVOKED, USERS, get_me, post_login, user_json
+from tests.factories import login_headers, login_tokens, make_user, utcnow
+from tests.support import REVOKED, USERS, get_me, login, post_login, user_json
 
 EMAIL_TAKEN = {"error": "Email already registered by another user"}
 
 
 def restore_url(user_id: int) -> str:
     return f"{USERS}/{user_id}/restore"
+
+
+async def delete_then_restore(
+    client: Client, user_id: int, admin_headers: dict[str, str]
+) -> tuple[Response, Response]:
+    """An admin deletes the user, then restores it: both answers."""
+    deleted = await client.delete(f"{USERS}/{user_id}", headers=admin_headers)
+    restored = await client.post(restore_url(user_id), headers=admin_headers)
+    return deleted, restored
 
 
 async def reload(session: AsyncSession, user_id: int) -> User:
@@ -69,8 +79,7 @@ async def test_restore_after_api_delete_round_trips(
 ) -> None:
     target = await make_user(session, first_name="Round", last_name="Trip")
 
-    deleted = await client.delete(f"{USERS}/{target.id}", headers=admin_headers)
-    restored = await client.post(restore_url(target.id), headers=admin_headers)
+    deleted, restored = await delete_then_restore(client, target.id, admin_headers)
 
     assert deleted.status_code == 204
     assert restored.status_code == 200
@@ -180,35 +189,24 @@ async def test_restore_twice_second_returns_404(
     assert (first.status_code, second.status_code) == (200, 404)
 
 
-async def test_restore_keeps_session_from_before_delete_revoked(
-    client: Client, session: AsyncSession, admin_headers: dict[str, str]
-) -> None:
-    target = await make_user(session)
-    login = await post_login(client, target.email)
-    old_access = (await login.get_json())["access_token"]
-
-    await client.delete(f"{USERS}/{target.id}", headers=admin_headers)
-    restored = await client.post(restore_url(target.id), headers=admin_headers)
-    response = await get_me(client, old_access)
-
-    assert restored.status_code == 200
-    assert response.status_code == 401
-    assert await response.get_json() == REVOKED
-
-
-async def test_restore_keeps_sessionless_token_from_before_delete_revoked(
+@pytest.mark.parametrize("kind", ["session", "sessionless"])
+async def test_restore_keeps_tokens_from_before_delete_revoked(
     client: Client,
     session: AsyncSession,
     settings: Settings,
+    user: User,
     admin_headers: dict[str, str],
+    kind: str,
 ) -> None:
-    target = await make_user(session)
-    old_headers = await login_headers(session, settings, target)
+    if kind == "session":
+        old_access = (await login(client, user.email))["access_token"]
+    else:
+        old_access = (await login_tokens(session, settings, user)).access_token
 
-    await client.delete(f"{USERS}/{target.id}", headers=admin_headers)
-    await client.post(restore_url(target.id), headers=admin_headers)
-    response = await client.get(ME, headers=old_headers)
+    _, restored = await delete_then_restore(client, user.id, admin_headers)
+    response = await get_me(client, old_access)
 
+    assert restored.status_code == 200
     assert response.status_code == 401
     assert await response.get_json() == REVOKED
 
@@ -218,8 +216,7 @@ async def test_restore_user_can_log_in_again(
 ) -> None:
     target = await make_user(session)
 
-    await client.delete(f"{USERS}/{target.id}", headers=admin_headers)
-    await client.post(restore_url(target.id), headers=admin_headers)
+    await delete_then_restore(client, target.id, admin_headers)
     login = await post_login(client, target.email)
     token = (await login.get_json())["access_token"]
     response = await get_me(client, token)
