@@ -508,11 +508,7 @@ INVALID_RESET_BODIES = {
 
 @cases("payload, field_name", INVALID_RESET_BODIES)
 async def test_reset_invalid_body_returns_400_and_token_still_works(
-    mail_client: Client,
-    mailed_token: str,
-    user: User,
-    payload: dict[str, Any],
-    field_name: str,
+    mail_client: Client, mailed_token: str, payload: dict[str, Any], field_name: str
 ) -> None:
     response = await mail_client.post(
         RESET,

@@ -644,10 +644,7 @@ async def test_list_user_posts_deleted_user_returns_404(
 
 
 async def test_posts_of_deleted_user_vanish_and_return_on_restore(
-    client: Client,
-    session: AsyncSession,
-    admin_user: User,
-    admin_headers: dict[str, str],
+    client: Client, session: AsyncSession, admin_headers: dict[str, str]
 ) -> None:
     author = await make_user(session)
     post = await make_post(session, author)
