@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+import jwt
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from werkzeug.security import generate_password_hash
 
 from service.config import Settings
-from service.models import Post, User, utcnow
+from service.models import AuthSession, Post, User, utcnow
 from service.security.passwords import PasswordHasher
 from service.security.tokens import create_token
 from service.services.auth import AuthService, CheckedAccount, Client, TokenPair
@@ -107,6 +109,19 @@ async def login_headers(
 ) -> dict[str, str]:
     """The Authorization header of a real login's access token."""
     return bearer((await login_tokens(session, settings, user)).access_token)
+
+
+async def make_stale(session: AsyncSession, headers: dict[str, str]) -> dict[str, str]:
+    """The session the headers' token names, made no longer fresh: the same headers."""
+    token = headers["Authorization"].split()[1]
+    sid = jwt.decode(token, options={"verify_signature": False})["sid"]
+    await session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == sid)
+        .values(fresh_until=utcnow() - timedelta(seconds=1))
+    )
+    await session.commit()
+    return headers
 
 
 def mint(

@@ -4,7 +4,6 @@ registration, the list, rename and delete, and sign-in with a passkey alone."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Any
 
 import jwt
@@ -17,7 +16,7 @@ from service.config import Settings
 from service.models import AuthSession, Passkey, User, utcnow
 from service.services.passkeys import CHALLENGE_SECONDS
 from tests.authenticator import Authenticator, b64url, unb64url
-from tests.factories import flask_headers_for, login_headers, make_user
+from tests.factories import flask_headers_for, login_headers, make_stale, make_user
 from tests.mailbox import smtp_server, text_of
 from tests.support import (
     API,
@@ -352,19 +351,12 @@ async def test_passkey_routes_need_a_token(client: Client) -> None:
 # --- fresh sessions ------------------------------------------------------------------
 
 
-async def stale(session: AsyncSession, headers: dict[str, str]) -> dict[str, str]:
-    """The same headers, their session no longer fresh."""
-    await session.execute(
-        update(AuthSession).values(fresh_until=utcnow() - timedelta(seconds=1))
-    )
-    await session.commit()
-    return headers
-
-
 async def test_adding_a_passkey_needs_a_fresh_session(
     client: Client, session: AsyncSession, user_headers: dict[str, str]
 ) -> None:
-    response = await client.post(OPTIONS, headers=await stale(session, user_headers))
+    response = await client.post(
+        OPTIONS, headers=await make_stale(session, user_headers)
+    )
 
     assert (response.status_code, await response.get_json()) == (401, FRESH_REQUIRED)
 
@@ -376,7 +368,8 @@ async def test_deleting_a_passkey_needs_a_fresh_session(
     registered: Any,
 ) -> None:
     response = await client.delete(
-        f"{PASSKEYS}/{registered['id']}", headers=await stale(session, user_headers)
+        f"{PASSKEYS}/{registered['id']}",
+        headers=await make_stale(session, user_headers),
     )
 
     assert (response.status_code, await response.get_json()) == (401, FRESH_REQUIRED)

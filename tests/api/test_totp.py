@@ -5,20 +5,18 @@ them at step edges)."""
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
-import jwt
 import pyotp
 import pytest
 from quart.typing import TestClientProtocol as Client
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.config import Settings
-from service.models import AuthSession, RecoveryCode, TotpFactor, User, utcnow
+from service.models import RecoveryCode, TotpFactor, User
 from service.security.totp import recovery_code_hash
 from service.services.factors import FactorService
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, make_stale
 from tests.support import ACCOUNT, API, FRESH, FRESH_REQUIRED, INVALID_CODE, send
 
 TOTP = f"{API}/auth/totp"
@@ -51,17 +49,6 @@ def next_code(secret: str) -> str:
     """The next step's code: accepted (one step of drift), and later than any
     code used now."""
     return pyotp.TOTP(secret).at(time.time() + 30)
-
-
-async def make_stale(session: AsyncSession, headers: dict[str, str]) -> None:
-    token = headers["Authorization"].split()[1]
-    sid = jwt.decode(token, options={"verify_signature": False})["sid"]
-    await session.execute(
-        update(AuthSession)
-        .where(AuthSession.id == sid)
-        .values(fresh_until=utcnow() - timedelta(seconds=1))
-    )
-    await session.commit()
 
 
 async def test_account_of_a_user_with_no_factor(
