@@ -123,14 +123,41 @@ async def test_seed_db_in_production_refuses_and_creates_nothing(
     assert users_in(database_file) == []
 
 
+@pytest.mark.parametrize(
+    ("args", "typed", "says", "email", "password"),
+    [
+        pytest.param(
+            ("boss@example.com", "bosspass123"),
+            None,
+            "Admin user boss@example.com created successfully!",
+            "boss@example.com",
+            "bosspass123",
+            id="with-its-password",
+        ),
+        pytest.param(
+            ("prompted@example.com",),
+            "secretpass1\nsecretpass1\n",
+            "Password",
+            "prompted@example.com",
+            "secretpass1",
+            id="prompting-for-the-password",
+        ),
+    ],
+)
 async def test_create_admin_creates_admin_that_can_log_in(
-    cli_app: Quart, database_file: Path
+    cli_app: Quart,
+    database_file: Path,
+    args: tuple[str, ...],
+    typed: str | None,
+    says: str,
+    email: str,
+    password: str,
 ) -> None:
-    result = await invoke(cli_app, "create-admin", "boss@example.com", "bosspass123")
+    result = await invoke(cli_app, "create-admin", *args, input=typed)
     assert result.exit_code == 0, result.output
-    assert "Admin user boss@example.com created successfully!" in result.output
-    assert users_in(database_file) == [("boss@example.com", 1)]
-    assert await login_status(cli_app, "boss@example.com", "bosspass123") == 200
+    assert says in result.output
+    assert users_in(database_file) == [(email, 1)]
+    assert await login_status(cli_app, email, password) == 200
 
 
 @pytest.mark.parametrize("again", ["boss@example.com", "BOSS@Example.com"])
@@ -142,21 +169,6 @@ async def test_create_admin_existing_email_reports_already_exists(
     assert result.exit_code == 0, result.output
     assert "already exists" in result.output
     assert users_in(database_file) == [("boss@example.com", 1)]
-
-
-async def test_create_admin_without_password_prompts_for_it(
-    cli_app: Quart, database_file: Path
-) -> None:
-    result = await invoke(
-        cli_app,
-        "create-admin",
-        "prompted@example.com",
-        input="secretpass1\nsecretpass1\n",
-    )
-    assert result.exit_code == 0, result.output
-    assert "Password" in result.output
-    assert users_in(database_file) == [("prompted@example.com", 1)]
-    assert await login_status(cli_app, "prompted@example.com", "secretpass1") == 200
 
 
 @pytest.mark.parametrize(
