@@ -833,17 +833,13 @@ async def test_update_other_user_forbidden_before_body_errors(
 )
 async def test_update_invalid_body_returns_400(
     client: Client,
-    session: AsyncSession,
-    settings: Settings,
+    user: User,
+    user_headers: dict[str, str],
     payload: dict[str, Any],
     errors: dict[str, list[str]],
 ) -> None:
-    me = await make_user(session)
-
     response = await client.patch(
-        f"{USERS}/{me.id}",
-        json=payload,
-        headers=await login_headers(session, settings, me),
+        f"{USERS}/{user.id}", json=payload, headers=user_headers
     )
 
     assert response.status_code == 400
