@@ -506,3 +506,24 @@ async def test_curl_over_h2c(
     # Text mode: curl's CRLFs are read as newlines.
     body = output.rsplit("\n\n", 1)[1]
     assert orjson.loads(body)["email"] == user.email
+
+
+async def test_one_connection_carries_more_requests_than_hypercorn_recycles_after(
+    served: ServedApp,
+) -> None:
+    """Hypercorn closes an HTTP/2 connection after `keep_alive_max_requests`
+    (1,000 by default) with a GOAWAY that ends its state machine, so the streams
+    still open on it die unanswered; hypercorn.toml raises that count."""
+    connection = await H2Connection.open(served.port)
+    ids: list[int] = []
+    try:
+        while len(ids) < 1_100 and not (connection.goaway or connection.closed):
+            batch = [connection.start("GET", "/healthz", {}) for _ in range(50)]
+            await connection.flush()
+            await connection.read_until(lambda: connection.all_ended(batch))  # noqa: B023
+            ids += batch
+    finally:
+        await connection.close()
+
+    assert not connection.goaway
+    assert [connection.streams[i].status for i in ids] == [200] * 1_100
