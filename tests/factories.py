@@ -111,17 +111,25 @@ async def login_headers(
     return bearer((await login_tokens(session, settings, user)).access_token)
 
 
-async def make_stale(session: AsyncSession, headers: dict[str, str]) -> dict[str, str]:
-    """The session the headers' token names, made no longer fresh: the same headers."""
+async def set_session_row(
+    session: AsyncSession, headers: dict[str, str], **row: Any
+) -> dict[str, str]:
+    """The session the headers' token names, its row (only) given the values
+    `row`: the same headers."""
     token = headers["Authorization"].split()[1]
     sid = jwt.decode(token, options={"verify_signature": False})["sid"]
     await session.execute(
-        update(AuthSession)
-        .where(AuthSession.id == sid)
-        .values(fresh_until=utcnow() - timedelta(seconds=1))
+        update(AuthSession).where(AuthSession.id == sid).values(**row)
     )
     await session.commit()
     return headers
+
+
+async def make_stale(session: AsyncSession, headers: dict[str, str]) -> dict[str, str]:
+    """The session the headers' token names, made no longer fresh: the same headers."""
+    return await set_session_row(
+        session, headers, fresh_until=utcnow() - timedelta(seconds=1)
+    )
 
 
 def mint(

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Any
 
 import jwt
 import pytest
 from quart import Blueprint, Response
 from quart.typing import TestClientProtocol as Client
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.api.guards import (
@@ -27,9 +25,16 @@ from service.api.guards import (
     require_fresh,
 )
 from service.config import Settings
-from service.models import AuthSession, User, utcnow
+from service.models import User
 from service.request_state import request_state
-from tests.factories import PASSWORD, flask_headers_for, login_headers, login_tokens
+from tests.factories import (
+    PASSWORD,
+    flask_headers_for,
+    login_headers,
+    login_tokens,
+    make_stale,
+    set_session_row,
+)
 from tests.support import (
     API,
     FRESH,
@@ -80,13 +85,9 @@ async def login_with_session(
     session: AsyncSession, settings: Settings, user: User, **row: Any
 ) -> dict[str, str]:
     """A login's headers, its session's row (only) given the values `row`."""
-    tokens = await login_tokens(session, settings, user)
-    sid = jwt.decode(tokens.access_token, options={"verify_signature": False})["sid"]
-    await session.execute(
-        update(AuthSession).where(AuthSession.id == sid).values(**row)
+    return await set_session_row(
+        session, await login_headers(session, settings, user), **row
     )
-    await session.commit()
-    return bearer(tokens.access_token)
 
 
 async def headers_of_before_the_migration(
@@ -128,9 +129,7 @@ async def _stale_headers(
     session: AsyncSession, settings: Settings, user: User
 ) -> dict[str, str]:
     """A login's headers, its session (only) made stale."""
-    return await login_with_session(
-        session, settings, user, fresh_until=utcnow() - timedelta(seconds=1)
-    )
+    return await make_stale(session, await login_headers(session, settings, user))
 
 
 async def test_post_fresh_with_the_password_makes_the_session_fresh(
