@@ -596,22 +596,33 @@ class Settings:
                 "SMTP_URL is required in production to send password-reset mail; "
                 "MAIL_BACKEND=log writes it to the log instead, its token masked"
             )
-        if self.password_reset_url == DEV_PASSWORD_RESET_URL:
-            raise ConfigError(
-                "PASSWORD_RESET_URL is the development default; set your reset "
-                "page's address, with {token} where the token goes"
-            )
-        # The verification and address-change routes exist whatever else is set:
-        # their links must reach the deployment's pages, not a developer's port.
-        links = {
-            "EMAIL_VERIFY_URL": self.email_verify_url == DEV_EMAIL_VERIFY_URL,
-            "EMAIL_CHANGE_URL": self.email_change_url == DEV_EMAIL_CHANGE_URL,
-        }
-        for name, is_default in links.items():
-            if is_default:
+        # The mailed links' routes exist whatever else is set: each link must
+        # reach the deployment's page, not a developer's port.
+        links = (
+            (
+                "PASSWORD_RESET_URL",
+                "reset",
+                self.password_reset_url,
+                DEV_PASSWORD_RESET_URL,
+            ),
+            (
+                "EMAIL_VERIFY_URL",
+                "verification",
+                self.email_verify_url,
+                DEV_EMAIL_VERIFY_URL,
+            ),
+            (
+                "EMAIL_CHANGE_URL",
+                "address-change",
+                self.email_change_url,
+                DEV_EMAIL_CHANGE_URL,
+            ),
+        )
+        for name, page, url, development_default in links:
+            if url == development_default:
                 raise ConfigError(
-                    f"{name} is the development default; set the address of your "
-                    "page for that link, with {token} where the token goes"
+                    f"{name} is the development default; set your {page} "
+                    "page's address, with {token} where the token goes"
                 )
 
         # Unset, they are a developer's browser on `make run`: a deployment names
