@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -29,6 +28,7 @@ from typing import Any
 import asyncpg
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests import backends
 from tests.support import FLASK_DDL, LOGIN, ME, RESET_MAIL, bearer
@@ -295,7 +295,7 @@ def locked_runtime_packages(python_full_version: str) -> set[str]:
         if line and not line.startswith(("#", " "))
     ]
     return {
-        normalised(requirement.name)
+        canonicalize_name(requirement.name)
         for requirement in requirements
         if requirement.marker is None or requirement.marker.evaluate(environment)
     }
@@ -311,13 +311,9 @@ def venv_python_version(venv: Path) -> str:
     return config["version_info"]
 
 
-def normalised(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def installed_packages(site_packages: Path) -> set[str]:
     return {
-        normalised(path.name.removesuffix(".dist-info").rsplit("-", 1)[0])
+        canonicalize_name(path.name.removesuffix(".dist-info").rsplit("-", 1)[0])
         for path in site_packages.glob("*.dist-info")
     }
 
@@ -342,7 +338,7 @@ def test_image_holds_the_runtime_packages_and_files_only(root: Path) -> None:
 
     locked = locked_runtime_packages(venv_python_version(root / "app" / ".venv"))
 
-    assert installed == locked | {normalised(project)}
+    assert installed == locked | {canonicalize_name(project)}
     assert not installed & DEV_TOOLS
     assert compilers == []
     assert under_app == APP_FILES
